@@ -1,0 +1,326 @@
+//! App Store Server Notifications V2: verify (x5c chain to Apple Root CA - G3,
+//! ES256), check the app and environment, and translate into the event language.
+
+pub mod model;
+pub mod translate;
+pub mod verify;
+
+use crate::error::Rejection;
+use crate::event::Event;
+use crate::policy::RefundPolicy;
+use model::{NotificationBody, NotificationPayload, RenewalInfo, TransactionInfo};
+use verify::{JwsVerifier, RootError, Verified, VerifyError};
+
+/// Apple's environment names we accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppleEnvironment {
+    /// Real purchases.
+    Production,
+    /// Sandbox / TestFlight purchases.
+    Sandbox,
+}
+
+impl AppleEnvironment {
+    /// Apple's spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Production => "Production",
+            Self::Sandbox => "Sandbox",
+        }
+    }
+
+    /// Parses Apple's spelling (case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "production" => Some(Self::Production),
+            "sandbox" => Some(Self::Sandbox),
+            _ => None,
+        }
+    }
+}
+
+/// What the App Store endpoint accepts and how it translates.
+#[derive(Debug, Clone)]
+pub struct AppStoreConfig {
+    /// Expected bundle id; `None` accepts any app (CLI / local only).
+    pub bundle_id: Option<String>,
+    /// Expected App Store app id, checked on Production notifications.
+    pub app_apple_id: Option<i64>,
+    /// Accepted environments.
+    pub environments: Vec<AppleEnvironment>,
+    /// Extra trusted roots (DER), beside the bundled Apple Root CA - G3.
+    pub extra_roots: Vec<Vec<u8>>,
+    /// Put the decoded payloads in `event.raw`.
+    pub include_raw: bool,
+    /// Thresholds of `suspicious_refund`.
+    pub refund_policy: RefundPolicy,
+}
+
+impl Default for AppStoreConfig {
+    fn default() -> Self {
+        Self {
+            bundle_id: None,
+            app_apple_id: None,
+            environments: vec![AppleEnvironment::Production, AppleEnvironment::Sandbox],
+            extra_roots: Vec::new(),
+            include_raw: false,
+            refund_policy: RefundPolicy::default(),
+        }
+    }
+}
+
+/// Why a notification was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppStoreError {
+    /// The HTTP body is not `{"signedPayload": "<JWS>"}`.
+    #[error("malformed body: {0}")]
+    MalformedBody(String),
+    /// A JWS failed verification.
+    #[error("{what}: {err}")]
+    Verify {
+        /// Which JWS: signedPayload, signedTransactionInfo, signedRenewalInfo.
+        what: &'static str,
+        /// Why.
+        err: VerifyError,
+    },
+    /// Authentic, but for another app.
+    #[error("notification is for another app: {0}")]
+    WrongApp(String),
+    /// Authentic, but from an environment this endpoint does not accept.
+    #[error("notification environment not accepted: {0}")]
+    WrongEnvironment(String),
+}
+
+impl AppStoreError {
+    /// The HTTP refusal.
+    pub fn rejection(&self) -> Rejection {
+        let (status, code) = match self {
+            Self::MalformedBody(_) => (400, "malformed_body"),
+            Self::Verify { err, .. } => (err.status(), err.code()),
+            Self::WrongApp(_) => (403, "wrong_app"),
+            Self::WrongEnvironment(_) => (403, "wrong_environment"),
+        };
+        Rejection::new(status, code, self.to_string())
+    }
+}
+
+/// A notification whose every JWS verified and whose app and environment are accepted.
+#[derive(Debug, Clone)]
+pub struct VerifiedNotification {
+    /// The decoded `signedPayload`.
+    pub payload: NotificationPayload,
+    /// The decoded `signedTransactionInfo`, when present.
+    pub transaction: Option<TransactionInfo>,
+    /// The decoded `signedRenewalInfo`, when present.
+    pub renewal: Option<RenewalInfo>,
+    /// The decoded payloads as JSON (for `event.raw`).
+    pub raw: serde_json::Value,
+}
+
+/// Configuration problems found at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum AppStoreConfigError {
+    /// A trusted root could not be parsed.
+    #[error(transparent)]
+    Root(#[from] RootError),
+}
+
+/// The App Store endpoint's logic: body in, events out.
+#[derive(Debug)]
+pub struct AppStore {
+    verifier: JwsVerifier,
+    config: AppStoreConfig,
+}
+
+impl AppStore {
+    /// Builds the verifier (parses the roots once).
+    pub fn new(config: AppStoreConfig) -> Result<Self, AppStoreConfigError> {
+        Ok(Self {
+            verifier: JwsVerifier::new(&config.extra_roots)?,
+            config,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AppStoreConfig {
+        &self.config
+    }
+
+    /// The JWS verifier (benchmarks clear its cache).
+    pub fn verifier(&self) -> &JwsVerifier {
+        &self.verifier
+    }
+
+    /// Verifies an HTTP body. `now_ms` only matters for JWS without `signedDate`.
+    pub fn verify(&self, body: &[u8], now_ms: i64) -> Result<VerifiedNotification, AppStoreError> {
+        let body: NotificationBody = serde_json::from_slice(body).map_err(|e| {
+            AppStoreError::MalformedBody(format!("expected {{\"signedPayload\": \"<JWS>\"}}: {e}"))
+        })?;
+        let Verified {
+            payload,
+            json: payload_json,
+        } = self
+            .verifier
+            .verify::<NotificationPayload>(&body.signed_payload, now_ms)
+            .map_err(|err| AppStoreError::Verify {
+                what: "signedPayload",
+                err,
+            })?;
+
+        let env = self.check_notification_identity(&payload)?;
+
+        let mut raw = payload_json;
+        let mut transaction = None;
+        let mut renewal = None;
+        if let Some(data) = &payload.data {
+            if let Some(jws) = &data.signed_transaction_info {
+                let v = self
+                    .verifier
+                    .verify::<TransactionInfo>(jws, now_ms)
+                    .map_err(|err| AppStoreError::Verify {
+                        what: "signedTransactionInfo",
+                        err,
+                    })?;
+                if let Some(expected) = &self.config.bundle_id
+                    && v.payload.bundle_id.as_deref() != Some(expected.as_str())
+                {
+                    return Err(AppStoreError::WrongApp(format!(
+                        "signedTransactionInfo bundleId {:?} is not {expected:?}",
+                        v.payload.bundle_id.as_deref().unwrap_or("")
+                    )));
+                }
+                self.check_nested_environment(
+                    "signedTransactionInfo",
+                    v.payload.environment.as_deref(),
+                    env,
+                )?;
+                raw["data"]["transactionInfo"] = v.json;
+                transaction = Some(v.payload);
+            }
+            if let Some(jws) = &data.signed_renewal_info {
+                let v = self
+                    .verifier
+                    .verify::<RenewalInfo>(jws, now_ms)
+                    .map_err(|err| AppStoreError::Verify {
+                        what: "signedRenewalInfo",
+                        err,
+                    })?;
+                self.check_nested_environment(
+                    "signedRenewalInfo",
+                    v.payload.environment.as_deref(),
+                    env,
+                )?;
+                raw["data"]["renewalInfo"] = v.json;
+                renewal = Some(v.payload);
+            }
+        }
+        Ok(VerifiedNotification {
+            payload,
+            transaction,
+            renewal,
+            raw,
+        })
+    }
+
+    /// Verify then translate.
+    pub fn process(&self, body: &[u8], received_at_ms: i64) -> Result<Vec<Event>, AppStoreError> {
+        let v = self.verify(body, received_at_ms)?;
+        Ok(translate::translate(&v, &self.config, received_at_ms))
+    }
+
+    /// Identifier check first, then environment (Apple's order). Returns the environment.
+    fn check_notification_identity(
+        &self,
+        p: &NotificationPayload,
+    ) -> Result<Option<AppleEnvironment>, AppStoreError> {
+        let (bundle_id, app_apple_id, environment) = identity(p);
+        let env = environment.as_deref().and_then(AppleEnvironment::parse);
+        if let Some(expected) = &self.config.bundle_id
+            && bundle_id.as_deref() != Some(expected.as_str())
+        {
+            return Err(AppStoreError::WrongApp(format!(
+                "bundleId {:?} is not {expected:?}",
+                bundle_id.as_deref().unwrap_or("")
+            )));
+        }
+        if env == Some(AppleEnvironment::Production)
+            && let Some(expected) = self.config.app_apple_id
+            && app_apple_id != Some(expected)
+        {
+            return Err(AppStoreError::WrongApp(format!(
+                "appAppleId {} is not {expected}",
+                app_apple_id
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "(none)".into())
+            )));
+        }
+        match env {
+            Some(e) if self.config.environments.contains(&e) => Ok(Some(e)),
+            _ => Err(AppStoreError::WrongEnvironment(format!(
+                "{:?} (accepted: {})",
+                environment.as_deref().unwrap_or("(none)"),
+                self.accepted()
+            ))),
+        }
+    }
+
+    fn check_nested_environment(
+        &self,
+        what: &str,
+        nested: Option<&str>,
+        outer: Option<AppleEnvironment>,
+    ) -> Result<(), AppStoreError> {
+        let env = nested.and_then(AppleEnvironment::parse);
+        if env.is_some() && env == outer {
+            Ok(())
+        } else {
+            Err(AppStoreError::WrongEnvironment(format!(
+                "{what} environment {:?} does not match the notification's {:?}",
+                nested.unwrap_or("(none)"),
+                outer.map(|e| e.as_str()).unwrap_or("(none)")
+            )))
+        }
+    }
+
+    fn accepted(&self) -> String {
+        self.config
+            .environments
+            .iter()
+            .map(|e| e.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// (bundleId, appAppleId, environment) from whichever of data, summary,
+/// externalPurchaseToken, appData is present, in that order.
+fn identity(p: &NotificationPayload) -> (Option<String>, Option<i64>, Option<String>) {
+    if let Some(d) = &p.data {
+        return (d.bundle_id.clone(), d.app_apple_id, d.environment.clone());
+    }
+    if let Some(s) = &p.summary {
+        return (s.bundle_id.clone(), s.app_apple_id, s.environment.clone());
+    }
+    if let Some(t) = &p.external_purchase_token {
+        let env = if t
+            .external_purchase_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("SANDBOX"))
+        {
+            "Sandbox"
+        } else {
+            "Production"
+        };
+        return (t.bundle_id.clone(), t.app_apple_id, Some(env.to_owned()));
+    }
+    if let Some(a) = &p.app_data {
+        return (a.bundle_id.clone(), a.app_apple_id, a.environment.clone());
+    }
+    (None, None, None)
+}
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,434 @@
+//! Verification of Apple-signed JWS (specs/appstore.md §2–3), as Apple's own
+//! `SignedDataVerifier` does it with online checks off:
+//!
+//! 1. compact JWS, `alg` = ES256 only, `x5c` of exactly 3 standard-base64 DER
+//!    certificates (x5c\[2\] is ignored apart from the count, as in all four
+//!    official libraries);
+//! 2. the chain leaf → intermediate → one of the trusted roots: issuer names
+//!    match, each certificate signature verifies with its issuer's key
+//!    (P-256/P-384 × SHA-256/SHA-384), the intermediate is a CA, the leaf
+//!    carries OID 1.2.840.113635.100.6.11.1 and the intermediate OID
+//!    1.2.840.113635.100.6.2.1, and all three are valid at the payload's
+//!    `signedDate` (so old notifications verify although their leaf has since
+//!    expired; "now" when there is no `signedDate`);
+//! 3. the ES256 signature with the leaf key.
+//!
+//! A verified chain is cached per (leaf, intermediate) so a warm Lambda checks
+//! the certificate signatures once per leaf certificate; the cached entry
+//! keeps the chain's validity window, so the date check still runs every time.
+
+use super::model::SignedDate;
+use base64::Engine;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::{DecodePaddingMode, general_purpose};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use x509_parser::oid_registry::Oid;
+use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
+
+/// Apple Root CA - G3, the anchor of App Store / StoreKit signatures (bundled).
+pub const APPLE_ROOT_CA_G3_PEM: &str = include_str!("../../../certs/AppleRootCA-G3.pem");
+
+/// OID of the App Store receipt-signing leaf extension.
+pub const OID_LEAF: &str = "1.2.840.113635.100.6.11.1";
+/// OID of the Apple WWDR intermediate extension.
+pub const OID_INTERMEDIATE: &str = "1.2.840.113635.100.6.2.1";
+
+const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
+const OID_ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
+const OID_CURVE_P256: &str = "1.2.840.10045.3.1.7";
+
+/// Most chains a warm process remembers (Apple rotates leaves every ~2 years).
+const CACHE_CAPACITY: usize = 64;
+
+/// base64url, padding optional (JWS segments carry none; tolerate it).
+const B64URL: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Why an Apple JWS was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Not a compact JWS, bad base64url, header or payload not JSON of the expected shape.
+    #[error("malformed JWS: {0}")]
+    MalformedJws(String),
+    /// `alg` is not ES256.
+    #[error("unsupported JWS algorithm {0:?}: Apple signs with ES256 only")]
+    UnsupportedAlgorithm(String),
+    /// No `x5c` header.
+    #[error("JWS header has no x5c certificate chain")]
+    MissingChain,
+    /// `x5c` does not hold exactly 3 certificates.
+    #[error("x5c must hold exactly 3 certificates, found {0}")]
+    InvalidChainLength(usize),
+    /// A certificate is not standard base64 of a DER X.509 certificate.
+    #[error("invalid certificate in x5c: {0}")]
+    InvalidCertificate(String),
+    /// The chain does not lead to a trusted root or lacks Apple's markers.
+    #[error("untrusted certificate chain: {0}")]
+    UntrustedChain(String),
+    /// A certificate of the chain is not valid at the signing date.
+    #[error("certificate not valid at the signing date: {0}")]
+    CertificateNotValid(String),
+    /// The JWS signature does not verify with the leaf key.
+    #[error("JWS signature does not verify with the leaf certificate key")]
+    InvalidSignature,
+}
+
+impl VerifyError {
+    /// Stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJws(_) => "malformed_jws",
+            Self::UnsupportedAlgorithm(_) => "unsupported_algorithm",
+            Self::MissingChain => "missing_certificate_chain",
+            Self::InvalidChainLength(_) => "invalid_chain_length",
+            Self::InvalidCertificate(_) => "invalid_certificate",
+            Self::UntrustedChain(_) => "untrusted_chain",
+            Self::CertificateNotValid(_) => "certificate_expired",
+            Self::InvalidSignature => "invalid_signature",
+        }
+    }
+
+    /// HTTP status: 400 for malformed input, 401 for failed authentication.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MalformedJws(_) => 400,
+            _ => 401,
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Header {
+    alg: Option<String>,
+    x5c: Option<Vec<String>>,
+}
+
+/// A trusted root, pre-parsed into owned parts.
+#[derive(Clone)]
+struct Root {
+    subject: Vec<u8>,
+    spki: Vec<u8>,
+    not_before_ms: i64,
+    not_after_ms: i64,
+}
+
+impl std::fmt::Debug for Root {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Root")
+            .field("subject_len", &self.subject.len())
+            .finish()
+    }
+}
+
+/// A chain that passed every check but the date, with its validity window.
+struct VerifiedChain {
+    leaf_key: DecodingKey,
+    not_before_ms: i64,
+    not_after_ms: i64,
+}
+
+/// Verifies Apple-signed JWS against a set of trusted roots.
+pub struct JwsVerifier {
+    roots: Vec<Root>,
+    cache: Mutex<HashMap<[u8; 32], Arc<VerifiedChain>>>,
+}
+
+impl std::fmt::Debug for JwsVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwsVerifier")
+            .field("roots", &self.roots.len())
+            .finish()
+    }
+}
+
+/// A verified JWS: its decoded payload.
+#[derive(Debug, Clone)]
+pub struct Verified<T> {
+    /// The payload, now trusted.
+    pub payload: T,
+    /// The payload as JSON (for `raw`).
+    pub json: serde_json::Value,
+}
+
+/// Errors loading trusted roots.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    /// Not PEM/DER of a certificate.
+    #[error("trusted root is not a certificate: {0}")]
+    Invalid(String),
+}
+
+/// Parses every `CERTIFICATE` block of a PEM text (or one DER certificate).
+pub fn parse_roots(bytes: &[u8]) -> Result<Vec<Vec<u8>>, RootError> {
+    if bytes.starts_with(b"-----") || bytes.iter().take(64).all(|b| b.is_ascii()) {
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| RootError::Invalid("not UTF-8 PEM".into()))?;
+        let mut out = Vec::new();
+        let mut in_block = false;
+        let mut b64 = String::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line == "-----BEGIN CERTIFICATE-----" {
+                in_block = true;
+                b64.clear();
+            } else if line == "-----END CERTIFICATE-----" {
+                in_block = false;
+                let der = STANDARD
+                    .decode(b64.as_bytes())
+                    .map_err(|e| RootError::Invalid(format!("bad base64 in PEM: {e}")))?;
+                out.push(der);
+            } else if in_block {
+                b64.push_str(line);
+            }
+        }
+        if out.is_empty() {
+            return Err(RootError::Invalid("no CERTIFICATE block found".into()));
+        }
+        Ok(out)
+    } else {
+        Ok(vec![bytes.to_vec()])
+    }
+}
+
+impl JwsVerifier {
+    /// A verifier trusting Apple Root CA - G3 plus `extra_roots` (DER).
+    pub fn new(extra_roots: &[Vec<u8>]) -> Result<Self, RootError> {
+        let mut ders = parse_roots(APPLE_ROOT_CA_G3_PEM.as_bytes())?;
+        ders.extend(extra_roots.iter().cloned());
+        Self::with_roots(&ders)
+    }
+
+    /// A verifier trusting exactly `roots` (DER).
+    pub fn with_roots(roots: &[Vec<u8>]) -> Result<Self, RootError> {
+        let mut parsed = Vec::with_capacity(roots.len());
+        for der in roots {
+            let (_, cert) =
+                X509Certificate::from_der(der).map_err(|e| RootError::Invalid(format!("{e}")))?;
+            parsed.push(Root {
+                subject: cert.subject().as_raw().to_vec(),
+                spki: cert.public_key().raw.to_vec(),
+                not_before_ms: cert.validity().not_before.timestamp().saturating_mul(1000),
+                not_after_ms: cert.validity().not_after.timestamp().saturating_mul(1000),
+            });
+        }
+        Ok(Self {
+            roots: parsed,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Number of chains currently cached.
+    pub fn cached_chains(&self) -> usize {
+        self.cache.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Forgets every cached chain (benchmarks of the cold path).
+    pub fn clear_cache(&self) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.clear();
+        }
+    }
+
+    /// Verifies `jws` and returns its payload. `now_ms` is used as the
+    /// certificate-validity instant only when the payload has no `signedDate`.
+    pub fn verify<T: DeserializeOwned + SignedDate>(
+        &self,
+        jws: &str,
+        now_ms: i64,
+    ) -> Result<Verified<T>, VerifyError> {
+        let mut parts = jws.split('.');
+        let (Some(h64), Some(p64), Some(s64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(VerifyError::MalformedJws(
+                "expected three dot-separated segments".into(),
+            ));
+        };
+        let header_bytes = B64URL
+            .decode(h64)
+            .map_err(|_| VerifyError::MalformedJws("header is not base64url".into()))?;
+        let header: Header = serde_json::from_slice(&header_bytes)
+            .map_err(|e| VerifyError::MalformedJws(format!("header is not a JSON object: {e}")))?;
+        match header.alg.as_deref() {
+            Some("ES256") => {}
+            other => {
+                return Err(VerifyError::UnsupportedAlgorithm(
+                    other.unwrap_or("(none)").to_owned(),
+                ));
+            }
+        }
+        let x5c = header.x5c.ok_or(VerifyError::MissingChain)?;
+        if x5c.len() != 3 {
+            return Err(VerifyError::InvalidChainLength(x5c.len()));
+        }
+        let payload_bytes = B64URL
+            .decode(p64)
+            .map_err(|_| VerifyError::MalformedJws("payload is not base64url".into()))?;
+        let json: serde_json::Value = serde_json::from_slice(&payload_bytes)
+            .map_err(|e| VerifyError::MalformedJws(format!("payload is not JSON: {e}")))?;
+        let payload: T = T::deserialize(&json).map_err(|e| {
+            VerifyError::MalformedJws(format!("payload has an unexpected shape: {e}"))
+        })?;
+        let sig = B64URL
+            .decode(s64)
+            .map_err(|_| VerifyError::MalformedJws("signature is not base64url".into()))?;
+        if sig.len() != 64 {
+            return Err(VerifyError::InvalidSignature);
+        }
+
+        let effective_ms = payload.signed_date().unwrap_or(now_ms);
+        let chain = self.chain(&x5c[0], &x5c[1])?;
+        if effective_ms < chain.not_before_ms || effective_ms > chain.not_after_ms {
+            return Err(VerifyError::CertificateNotValid(format!(
+                "signing date {effective_ms} ms is outside the chain's validity [{}, {}]",
+                chain.not_before_ms, chain.not_after_ms
+            )));
+        }
+        let message_len = h64.len() + 1 + p64.len();
+        let message = &jws.as_bytes()[..message_len];
+        match jsonwebtoken::crypto::verify(s64, message, &chain.leaf_key, Algorithm::ES256) {
+            Ok(true) => Ok(Verified { payload, json }),
+            _ => Err(VerifyError::InvalidSignature),
+        }
+    }
+
+    /// The verified chain for (leaf, intermediate), from the cache or checked now.
+    fn chain(&self, leaf_b64: &str, inter_b64: &str) -> Result<Arc<VerifiedChain>, VerifyError> {
+        let key = cache_key(leaf_b64, inter_b64);
+        if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(hit);
+        }
+        let verified = Arc::new(self.check_chain(leaf_b64, inter_b64)?);
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(key, verified.clone());
+        }
+        Ok(verified)
+    }
+
+    fn check_chain(&self, leaf_b64: &str, inter_b64: &str) -> Result<VerifiedChain, VerifyError> {
+        let leaf_der = STANDARD
+            .decode(leaf_b64)
+            .map_err(|_| VerifyError::InvalidCertificate("x5c[0] is not standard base64".into()))?;
+        let inter_der = STANDARD
+            .decode(inter_b64)
+            .map_err(|_| VerifyError::InvalidCertificate("x5c[1] is not standard base64".into()))?;
+        let (_, leaf) = X509Certificate::from_der(&leaf_der)
+            .map_err(|e| VerifyError::InvalidCertificate(format!("x5c[0]: {e}")))?;
+        let (_, inter) = X509Certificate::from_der(&inter_der)
+            .map_err(|e| VerifyError::InvalidCertificate(format!("x5c[1]: {e}")))?;
+
+        // leaf ← intermediate
+        if leaf.issuer().as_raw() != inter.subject().as_raw() {
+            return Err(VerifyError::UntrustedChain(
+                "leaf issuer is not the intermediate".into(),
+            ));
+        }
+        check_signature_algorithm(&leaf)?;
+        leaf.verify_signature(Some(inter.public_key()))
+            .map_err(|_| {
+                VerifyError::UntrustedChain("leaf is not signed by the intermediate".into())
+            })?;
+        if !inter.is_ca() {
+            return Err(VerifyError::UntrustedChain(
+                "intermediate is not a CA (basicConstraints)".into(),
+            ));
+        }
+        require_extension(&leaf, OID_LEAF, "leaf")?;
+        require_extension(&inter, OID_INTERMEDIATE, "intermediate")?;
+
+        // intermediate ← trusted root
+        check_signature_algorithm(&inter)?;
+        let root = self
+            .roots
+            .iter()
+            .filter(|r| r.subject.as_slice() == inter.issuer().as_raw())
+            .find(|r| {
+                SubjectPublicKeyInfo::from_der(&r.spki)
+                    .map(|(_, spki)| inter.verify_signature(Some(&spki)).is_ok())
+                    .unwrap_or(false)
+            })
+            .ok_or_else(|| {
+                VerifyError::UntrustedChain("intermediate is not signed by a trusted root".into())
+            })?;
+
+        // ES256 needs a P-256 leaf key.
+        let spki = leaf.public_key();
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .map(|o| o.to_id_string());
+        if curve.as_deref() != Some(OID_CURVE_P256) {
+            return Err(VerifyError::InvalidCertificate(
+                "leaf key is not an EC P-256 key".into(),
+            ));
+        }
+        let leaf_key = DecodingKey::from_ec_der(&spki.subject_public_key.data);
+
+        let millis = |t: &x509_parser::time::ASN1Time| t.timestamp().saturating_mul(1000);
+        let not_before_ms = millis(&leaf.validity().not_before)
+            .max(millis(&inter.validity().not_before))
+            .max(root.not_before_ms);
+        let not_after_ms = millis(&leaf.validity().not_after)
+            .min(millis(&inter.validity().not_after))
+            .min(root.not_after_ms);
+        Ok(VerifiedChain {
+            leaf_key,
+            not_before_ms,
+            not_after_ms,
+        })
+    }
+}
+
+fn cache_key(leaf_b64: &str, inter_b64: &str) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(leaf_b64.as_bytes());
+    ctx.update(b".");
+    ctx.update(inter_b64.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+fn check_signature_algorithm(cert: &X509Certificate<'_>) -> Result<(), VerifyError> {
+    let alg = cert.signature_algorithm.algorithm.to_id_string();
+    if alg == OID_ECDSA_SHA256 || alg == OID_ECDSA_SHA384 {
+        Ok(())
+    } else {
+        Err(VerifyError::UntrustedChain(format!(
+            "certificate signature algorithm {alg} is not ECDSA with SHA-256/384"
+        )))
+    }
+}
+
+fn require_extension(cert: &X509Certificate<'_>, oid: &str, what: &str) -> Result<(), VerifyError> {
+    let wanted: Oid<'static> = oid
+        .parse()
+        .map_err(|_| VerifyError::UntrustedChain(format!("bad OID constant {oid}")))?;
+    if cert.extensions().iter().any(|e| e.oid == wanted) {
+        Ok(())
+    } else {
+        Err(VerifyError::UntrustedChain(format!(
+            "{what} certificate lacks Apple extension {oid}"
+        )))
+    }
+}
+
+/// Decodes base64url (padding optional); used by tests and tools.
+pub fn b64url_decode(s: &str) -> Option<Vec<u8>> {
+    B64URL.decode(s).ok()
+}
+
+/// Standard base64 without the URL alphabet (x5c entries).
+pub fn b64_std_encode(bytes: &[u8]) -> String {
+    general_purpose::STANDARD.encode(bytes)
+}

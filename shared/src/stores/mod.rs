@@ -1,0 +1,3 @@
+//! One module per store: wire models, authentication/verification, and a pure translation.
+
+pub mod appstore;
