@@ -9,7 +9,7 @@ use crate::error::Rejection;
 use crate::event::Event;
 use crate::policy::RefundPolicy;
 use model::{NotificationBody, NotificationPayload, RenewalInfo, TransactionInfo};
-use verify::{JwsVerifier, RootError, Verified, VerifyError};
+use verify::{JwsVerifier, RootError, VerifyError};
 
 /// Apple's environment names we accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,8 +113,10 @@ pub struct VerifiedNotification {
     pub transaction: Option<TransactionInfo>,
     /// The decoded `signedRenewalInfo`, when present.
     pub renewal: Option<RenewalInfo>,
-    /// The decoded payloads as JSON (for `event.raw`).
+    /// The decoded payloads as JSON (`event.raw`; null unless configured).
     pub raw: serde_json::Value,
+    /// The signature segment of `signedPayload` (a stable fallback identity).
+    pub signature: String,
 }
 
 /// Configuration problems found at start-up.
@@ -156,10 +158,7 @@ impl AppStore {
         let body: NotificationBody = serde_json::from_slice(body).map_err(|e| {
             AppStoreError::MalformedBody(format!("expected {{\"signedPayload\": \"<JWS>\"}}: {e}"))
         })?;
-        let Verified {
-            payload,
-            json: payload_json,
-        } = self
+        let outer = self
             .verifier
             .verify::<NotificationPayload>(&body.signed_payload, now_ms)
             .map_err(|err| AppStoreError::Verify {
@@ -167,9 +166,14 @@ impl AppStore {
                 err,
             })?;
 
-        let env = self.check_notification_identity(&payload)?;
-
-        let mut raw = payload_json;
+        let env = self.check_notification_identity(&outer.payload)?;
+        let include_raw = self.config.include_raw;
+        let mut raw = if include_raw {
+            outer.json_value()
+        } else {
+            serde_json::Value::Null
+        };
+        let payload = outer.payload;
         let mut transaction = None;
         let mut renewal = None;
         if let Some(data) = &payload.data {
@@ -194,7 +198,9 @@ impl AppStore {
                     v.payload.environment.as_deref(),
                     env,
                 )?;
-                raw["data"]["transactionInfo"] = v.json;
+                if include_raw {
+                    raw["data"]["transactionInfo"] = v.json_value();
+                }
                 transaction = Some(v.payload);
             }
             if let Some(jws) = &data.signed_renewal_info {
@@ -210,7 +216,9 @@ impl AppStore {
                     v.payload.environment.as_deref(),
                     env,
                 )?;
-                raw["data"]["renewalInfo"] = v.json;
+                if include_raw {
+                    raw["data"]["renewalInfo"] = v.json_value();
+                }
                 renewal = Some(v.payload);
             }
         }
@@ -219,6 +227,12 @@ impl AppStore {
             transaction,
             renewal,
             raw,
+            signature: body
+                .signed_payload
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
         })
     }
 

@@ -99,9 +99,9 @@ fn ts(ms: i64) -> Option<Timestamp> {
 }
 
 fn fallback_id(v: &VerifiedNotification) -> String {
-    // Apple always sends notificationUUID; should it be missing, derive a
-    // stable id from the signed content so retries still deduplicate.
-    serde_json::to_string(&v.raw).unwrap_or_default()
+    // Apple always sends notificationUUID; should it be missing, use the
+    // payload's signature, which a retry of the same notification repeats.
+    format!("sig:{}", v.signature)
 }
 
 fn app_and_environment(p: &NotificationPayload) -> (String, Environment) {

@@ -1,0 +1,320 @@
+//! Store-agnostic ingest: an HTTP request in, verified events on the queue,
+//! an HTTP answer out. The same code serves the Lambdas (through
+//! [`Ingest::lambda`]) and `storehook serve`.
+//!
+//! Answers: 2xx only after every event is durably queued; 4xx with
+//! `{"error":{"code","message"}}` when the request is refused (nothing is
+//! queued); 503 when the queue cannot be written (the store retries).
+
+use crate::clock::Clock;
+use crate::error::Rejection;
+use crate::event::Event;
+use crate::queue::{EventQueue, MAX_BATCH, QueueError, QueueMessage};
+use async_trait::async_trait;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+/// Largest body accepted (store notifications are a few KiB; Apple's ~20 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A store HTTP request, independent of the server that received it.
+#[derive(Debug, Clone)]
+pub struct StoreRequest {
+    /// HTTP method, upper case.
+    pub method: String,
+    /// Raw query string without `?` (Play's push token may be there).
+    pub query: Option<String>,
+    /// Request headers.
+    pub headers: http::HeaderMap,
+    /// The body.
+    pub body: bytes::Bytes,
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: String,
+}
+
+impl StoreResponse {
+    fn from_rejection(r: &Rejection) -> Self {
+        Self {
+            status: r.status,
+            body: r.body(),
+        }
+    }
+}
+
+/// One store's endpoint logic: authenticate, verify, decode, enrich, translate.
+#[async_trait]
+pub trait StoreEndpoint: Send + Sync + Debug {
+    /// Route name: `appstore`, `playstore`, `huawei`.
+    fn route(&self) -> &'static str;
+
+    /// The events of an authentic notification, or why it is refused.
+    async fn events(&self, req: &StoreRequest, received_at_ms: i64) -> Result<Vec<Event>, Rejection>;
+
+    /// The success answer the store expects once the events are queued.
+    fn accepted(&self, events: &[Event]) -> StoreResponse {
+        StoreResponse {
+            status: 200,
+            body: serde_json::json!({ "status": "queued", "events": events.len() }).to_string(),
+        }
+    }
+}
+
+/// The ingest pipeline of one store endpoint.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    endpoint: Arc<dyn StoreEndpoint>,
+    queue: Arc<dyn EventQueue>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Ingest {
+    /// Wires an endpoint to a queue.
+    pub fn new(endpoint: Arc<dyn StoreEndpoint>, queue: Arc<dyn EventQueue>, clock: Arc<dyn Clock>) -> Self {
+        Self { endpoint, queue, clock }
+    }
+
+    /// The endpoint's route name.
+    pub fn route(&self) -> &'static str {
+        self.endpoint.route()
+    }
+
+    /// Handles one request end to end.
+    #[tracing::instrument(skip_all, fields(store = self.endpoint.route()))]
+    pub async fn handle(&self, req: StoreRequest) -> StoreResponse {
+        match self.try_handle(&req).await {
+            Ok((events, response)) => {
+                for e in &events {
+                    tracing::info!(
+                        event_id = %e.id,
+                        event_type = %e.kind,
+                        group = %e.group_key(),
+                        store_type = %e.store_notification.kind,
+                        "queued"
+                    );
+                }
+                response
+            }
+            Err(r) => {
+                if r.status >= 500 {
+                    tracing::error!(status = r.status, code = r.code, message = %r.message, "not queued");
+                } else {
+                    tracing::warn!(status = r.status, code = r.code, message = %r.message, "refused");
+                }
+                StoreResponse::from_rejection(&r)
+            }
+        }
+    }
+
+    async fn try_handle(&self, req: &StoreRequest) -> Result<(Vec<Event>, StoreResponse), Rejection> {
+        if req.method != "POST" {
+            return Err(Rejection::new(405, "method_not_allowed", "use POST"));
+        }
+        if req.body.len() > MAX_BODY_BYTES {
+            return Err(Rejection::new(
+                413,
+                "body_too_large",
+                format!("body of {} bytes exceeds {MAX_BODY_BYTES}", req.body.len()),
+            ));
+        }
+        let received_at_ms = self.clock.now().timestamp_millis();
+        let events = self.endpoint.events(req, received_at_ms).await?;
+        let messages = events
+            .iter()
+            .map(QueueMessage::for_event)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(queue_rejection)?;
+        for chunk in messages.chunks(MAX_BATCH) {
+            self.queue.send(chunk).await.map_err(queue_rejection)?;
+        }
+        let response = self.endpoint.accepted(&events);
+        Ok((events, response))
+    }
+
+    /// The Lambda (API Gateway HTTP API) entry point.
+    pub async fn lambda(
+        &self,
+        req: lambda_http::Request,
+    ) -> Result<lambda_http::Response<lambda_http::Body>, std::convert::Infallible> {
+        let (parts, body) = req.into_parts();
+        let body = match body {
+            lambda_http::Body::Empty => bytes::Bytes::new(),
+            lambda_http::Body::Text(t) => bytes::Bytes::from(t),
+            lambda_http::Body::Binary(b) => bytes::Bytes::from(b),
+            _ => bytes::Bytes::new(),
+        };
+        let resp = self
+            .handle(StoreRequest {
+                method: parts.method.as_str().to_owned(),
+                query: parts.uri.query().map(str::to_owned),
+                headers: parts.headers,
+                body,
+            })
+            .await;
+        Ok(to_lambda(resp))
+    }
+}
+
+fn to_lambda(resp: StoreResponse) -> lambda_http::Response<lambda_http::Body> {
+    let mut r = lambda_http::Response::new(lambda_http::Body::Text(resp.body));
+    *r.status_mut() = http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn queue_rejection(e: QueueError) -> Rejection {
+    Rejection::new(
+        503,
+        "queue_unavailable",
+        format!("the notification could not be queued, retry later: {e}"),
+    )
+}
+
+/// The App Store endpoint.
+#[derive(Debug)]
+pub struct AppStoreEndpoint(pub crate::stores::appstore::AppStore);
+
+#[async_trait]
+impl StoreEndpoint for AppStoreEndpoint {
+    fn route(&self) -> &'static str {
+        "appstore"
+    }
+
+    async fn events(&self, req: &StoreRequest, received_at_ms: i64) -> Result<Vec<Event>, Rejection> {
+        self.0
+            .process(&req.body, received_at_ms)
+            .map_err(|e| e.rejection())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::queue::MemoryQueue;
+    use crate::stores::appstore::testing::{TestPki, payloads::*};
+    use crate::stores::appstore::{AppStore, AppStoreConfig};
+    use chrono::TimeZone;
+
+    fn ingest(pki: &TestPki) -> (Ingest, Arc<MemoryQueue>) {
+        let queue = Arc::new(MemoryQueue::new());
+        let app = AppStore::new(AppStoreConfig {
+            bundle_id: Some(BUNDLE_ID.into()),
+            app_apple_id: Some(APP_APPLE_ID),
+            extra_roots: vec![pki.root_der.clone()],
+            ..AppStoreConfig::default()
+        })
+        .unwrap();
+        let clock = Arc::new(ManualClock::new(chrono::Utc.timestamp_millis_opt(T0 + 100 * DAY).unwrap()));
+        (Ingest::new(Arc::new(AppStoreEndpoint(app)), queue.clone(), clock), queue)
+    }
+
+    fn post(body: Vec<u8>) -> StoreRequest {
+        StoreRequest {
+            method: "POST".into(),
+            query: None,
+            headers: http::HeaderMap::new(),
+            body: body.into(),
+        }
+    }
+
+    fn renew_body(pki: &TestPki, uuid: &str) -> Vec<u8> {
+        let p = notification("DID_RENEW", None, uuid, T0 + 31 * DAY, "Production", Some(1));
+        let t = transaction("77", "78", "pro.monthly", T0 + 31 * DAY, 30, "Production");
+        let r = renewal("77", "pro.monthly", true, T0 + 31 * DAY, "Production");
+        pki.notification_body(p, Some(&t), Some(&r))
+    }
+
+    #[tokio::test]
+    async fn a_genuine_notification_is_queued_with_group_and_dedup_ids() {
+        // GIVEN a genuine notification
+        let pki = TestPki::new();
+        let (ingest, queue) = ingest(&pki);
+        // WHEN it is posted
+        let resp = ingest.handle(post(renew_body(&pki, "q-1"))).await;
+        // THEN 200 after exactly one message with the FIFO ids
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        let sent = queue.sent();
+        assert_eq!(sent.len(), 1);
+        let event: Event = serde_json::from_str(&sent[0].body).unwrap();
+        assert_eq!(sent[0].dedup_id, event.id.0);
+        assert_eq!(sent[0].group_id, event.subscription.as_ref().unwrap().id.0);
+        assert_eq!(event.received_at.millis(), T0 + 100 * DAY);
+        // a store retry of the same notification carries the same ids
+        ingest.handle(post(renew_body(&pki, "q-1"))).await;
+        let again = queue.sent();
+        assert_eq!(again[1].dedup_id, sent[0].dedup_id);
+    }
+
+    #[tokio::test]
+    async fn refusals_queue_nothing() {
+        let pki = TestPki::new();
+        let (ingest, queue) = ingest(&pki);
+        let stranger = TestPki::new();
+        let cases = vec![
+            (post(b"{}".to_vec()), 400, "malformed_body"),
+            (post(renew_body(&stranger, "q-2")), 401, "untrusted_chain"),
+            (post(vec![b' '; MAX_BODY_BYTES + 1]), 413, "body_too_large"),
+            (
+                StoreRequest { method: "GET".into(), ..post(renew_body(&pki, "q-3")) },
+                405,
+                "method_not_allowed",
+            ),
+        ];
+        for (req, status, code) in cases {
+            let resp = ingest.handle(req).await;
+            assert_eq!(resp.status, status);
+            let v: serde_json::Value = serde_json::from_str(&resp.body).unwrap();
+            assert_eq!(v["error"]["code"], code);
+            assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+        assert!(queue.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_queue_failure_is_a_503_so_the_store_retries() {
+        let pki = TestPki::new();
+        let (ingest, queue) = ingest(&pki);
+        queue.fail_with(Some(QueueError::Unavailable("throttled".into())));
+        let resp = ingest.handle(post(renew_body(&pki, "q-4"))).await;
+        assert_eq!(resp.status, 503);
+        assert!(resp.body.contains("queue_unavailable"));
+        // and the retry succeeds once the queue is back
+        queue.fail_with(None);
+        assert_eq!(ingest.handle(post(renew_body(&pki, "q-4"))).await.status, 200);
+        assert_eq!(queue.sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_lambda_entry_point_takes_an_api_gateway_v2_event() {
+        // GIVEN an API Gateway HTTP API (v2) event carrying a genuine notification
+        let pki = TestPki::new();
+        let (ingest, queue) = ingest(&pki);
+        let body = String::from_utf8(renew_body(&pki, "q-5")).unwrap();
+        let event = serde_json::json!({
+            "version": "2.0", "routeKey": "POST /appstore", "rawPath": "/appstore", "rawQueryString": "",
+            "headers": {"content-type": "application/json"},
+            "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "x.execute-api.us-east-1.amazonaws.com",
+                "domainPrefix": "x", "http": {"method": "POST", "path": "/appstore", "protocol": "HTTP/1.1", "sourceIp": "17.0.0.1", "userAgent": "App Store"},
+                "requestId": "r", "routeKey": "POST /appstore", "stage": "$default", "time": "12/Mar/2025:19:03:58 +0000", "timeEpoch": 1741806238000i64},
+            "body": body, "isBase64Encoded": false
+        });
+        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+        // WHEN the Lambda handler runs in-process
+        let resp = ingest.lambda(req).await.unwrap();
+        // THEN it answers 200 JSON and the event is queued
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        assert_eq!(queue.sent().len(), 1);
+    }
+}
