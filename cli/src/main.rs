@@ -1,7 +1,13 @@
 //! `storehook`: the developer CLI.
 //!
-//! - `storehook translate --store appstore FILE|-`: verify a store HTTP body and print its events.
+//! - `storehook serve`: the local all-in-one server (every store route, the dispatcher,
+//!   an embedded queue and state; or SQS + DynamoDB with `--aws`).
+//! - `storehook translate --store <store> FILE|-`: verify a store HTTP body and print its events.
+//! - `storehook replay`: move dead letters back to the queue.
 
+mod receiver;
+mod replay;
+mod serve;
 mod translate;
 
 use clap::{Parser, Subcommand};
@@ -14,7 +20,7 @@ use std::process::ExitCode;
     about = "storehook: app store subscription notifications → one signed, ordered event stream",
     long_about = "storehook verifies app store server notifications, translates them into one event \
 language and delivers them, signed and in order, to your webhook.\n\n\
-Supported stores: appstore (App Store Server Notifications V2)."
+Supported stores: appstore (App Store Server Notifications V2), huawei (AppGallery IAP)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -23,13 +29,56 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve every store route with the dispatcher in-process (the local all-in-one server).
+    Serve(Box<serve::Args>),
     /// Verify a store notification (the HTTP body the store POSTs) and print its events as JSON lines.
     Translate(translate::Args),
+    /// Move dead letters back to the queue (all, or by event id).
+    Replay(replay::Args),
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("STOREHOOK_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Translate(args) => translate::run(args),
+    if let Command::Translate(args) = cli.command {
+        return translate::run(args);
+    }
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(*args).await,
+            Command::Replay(args) => replay::run(args).await,
+            Command::Translate(_) => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
     }
 }

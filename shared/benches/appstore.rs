@@ -9,8 +9,12 @@ use std::hint::black_box;
 use storehook_shared::stores::appstore::{AppStore, AppStoreConfig};
 
 fn body() -> Vec<u8> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/appstore/apple_001_DID_RENEW.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/appstore/apple_001_DID_RENEW.json"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     serde_json::to_vec(&v["body"]).unwrap()
 }
 

@@ -63,8 +63,10 @@ pub fn number<T: std::str::FromStr>(l: &impl Lookup, name: &str) -> Result<Optio
 pub fn refund_policy(l: &impl Lookup) -> Result<RefundPolicy, ConfigError> {
     let d = RefundPolicy::default();
     Ok(RefundPolicy {
-        min_period_days: number(l, "SUSPICIOUS_REFUND_MIN_PERIOD_DAYS")?.unwrap_or(d.min_period_days),
-        max_days_since_purchase: number(l, "SUSPICIOUS_REFUND_MAX_DAYS")?.unwrap_or(d.max_days_since_purchase),
+        min_period_days: number(l, "SUSPICIOUS_REFUND_MIN_PERIOD_DAYS")?
+            .unwrap_or(d.min_period_days),
+        max_days_since_purchase: number(l, "SUSPICIOUS_REFUND_MAX_DAYS")?
+            .unwrap_or(d.max_days_since_purchase),
     })
 }
 
@@ -114,7 +116,8 @@ pub fn appstore(l: &impl Lookup, require_app: bool) -> Result<AppStoreConfig, Co
     }
     let extra_roots = match l.get("APPLE_EXTRA_ROOTS_PEM") {
         None => Vec::new(),
-        Some(pem) => parse_roots(pem.as_bytes()).map_err(|e| ConfigError(format!("APPLE_EXTRA_ROOTS_PEM: {e}")))?,
+        Some(pem) => parse_roots(pem.as_bytes())
+            .map_err(|e| ConfigError(format!("APPLE_EXTRA_ROOTS_PEM: {e}")))?,
     };
     Ok(AppStoreConfig {
         bundle_id,
@@ -133,7 +136,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn map(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k: &str| m.get(k).cloned()
     }
 
@@ -144,7 +150,14 @@ mod tests {
         let err = appstore(&map(&[("APPLE_BUNDLE_ID", "com.x")]), true).unwrap_err();
         assert!(err.0.contains("APPLE_APP_APPLE_ID"));
         // sandbox-only deployments need no app id
-        let ok = appstore(&map(&[("APPLE_BUNDLE_ID", "com.x"), ("APPLE_ENVIRONMENTS", "Sandbox")]), true).unwrap();
+        let ok = appstore(
+            &map(&[
+                ("APPLE_BUNDLE_ID", "com.x"),
+                ("APPLE_ENVIRONMENTS", "Sandbox"),
+            ]),
+            true,
+        )
+        .unwrap();
         assert_eq!(ok.environments, vec![AppleEnvironment::Sandbox]);
         // the CLI may check nothing
         let any = appstore(&map(&[]), false).unwrap();

@@ -95,7 +95,9 @@ impl EmbeddedQueue {
                     let (k, v) = row.map_err(err)?;
                     let s: Stored = serde_json::from_slice(v.value()).map_err(err)?;
                     index.dedup.insert(s.dedup_id.clone(), k.value());
-                    index.pending.insert(k.value(), (s.group_id, s.not_before_ms));
+                    index
+                        .pending
+                        .insert(k.value(), (s.group_id, s.not_before_ms));
                 }
                 w.open_table(DEAD).map_err(err)?;
                 w.open_table(META).map_err(err)?;
@@ -114,7 +116,11 @@ impl EmbeddedQueue {
     }
 
     fn next_id(meta: &mut redb::Table<&str, u64>) -> Result<u64, EmbeddedError> {
-        let next = meta.get("next_id").map_err(err)?.map(|v| v.value()).unwrap_or(1);
+        let next = meta
+            .get("next_id")
+            .map_err(err)?
+            .map(|v| v.value())
+            .unwrap_or(1);
         meta.insert("next_id", next + 1).map_err(err)?;
         Ok(next)
     }
@@ -148,7 +154,8 @@ impl EmbeddedQueue {
                     not_before_ms: now_ms,
                     dead_reason: None,
                 };
-                q.insert(id, serde_json::to_vec(&s).map_err(err)?.as_slice()).map_err(err)?;
+                q.insert(id, serde_json::to_vec(&s).map_err(err)?.as_slice())
+                    .map_err(err)?;
                 added.push((id, s));
             }
         }
@@ -195,11 +202,15 @@ impl EmbeddedQueue {
             let stored = {
                 let mut q = w.open_table(QUEUE).map_err(err)?;
                 let mut s: Stored = {
-                    let v = q.get(chosen).map_err(err)?.ok_or_else(|| EmbeddedError("leased message vanished".into()))?;
+                    let v = q
+                        .get(chosen)
+                        .map_err(err)?
+                        .ok_or_else(|| EmbeddedError("leased message vanished".into()))?;
                     serde_json::from_slice(v.value()).map_err(err)?
                 };
                 s.receive_count += 1;
-                q.insert(chosen, serde_json::to_vec(&s).map_err(err)?.as_slice()).map_err(err)?;
+                q.insert(chosen, serde_json::to_vec(&s).map_err(err)?.as_slice())
+                    .map_err(err)?;
                 s
             };
             w.set_durability(redb::Durability::None).map_err(err)?;
@@ -207,7 +218,10 @@ impl EmbeddedQueue {
             Ok(stored)
         })();
         match result {
-            Ok(message) => Ok(Ok(Lease { id: chosen, message })),
+            Ok(message) => Ok(Ok(Lease {
+                id: chosen,
+                message,
+            })),
             Err(e) => {
                 let mut idx = self.lock();
                 if let Some((g, _)) = idx.pending.get(&chosen).cloned() {
@@ -219,7 +233,11 @@ impl EmbeddedQueue {
     }
 
     /// Waits for a lease (or until `max_wait`).
-    pub async fn next(&self, clock: &dyn crate::clock::Clock, max_wait: Duration) -> Result<Option<Lease>, EmbeddedError> {
+    pub async fn next(
+        &self,
+        clock: &dyn crate::clock::Clock,
+        max_wait: Duration,
+    ) -> Result<Option<Lease>, EmbeddedError> {
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
             let notified = self.wake.notified();
@@ -250,7 +268,10 @@ impl EmbeddedQueue {
     /// Removes a processed message.
     pub fn ack(&self, lease: &Lease) -> Result<(), EmbeddedError> {
         let w = self.db.begin_write().map_err(err)?;
-        w.open_table(QUEUE).map_err(err)?.remove(lease.id).map_err(err)?;
+        w.open_table(QUEUE)
+            .map_err(err)?
+            .remove(lease.id)
+            .map_err(err)?;
         w.commit().map_err(err)?;
         {
             let mut idx = self.lock();
@@ -263,13 +284,15 @@ impl EmbeddedQueue {
 
     /// Makes a message visible again after `delay`; its group stays blocked until then.
     pub fn retry(&self, lease: &Lease, delay: Duration, now_ms: i64) -> Result<(), EmbeddedError> {
-        let not_before = now_ms.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+        let not_before =
+            now_ms.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
         let w = self.db.begin_write().map_err(err)?;
         {
             let mut q = w.open_table(QUEUE).map_err(err)?;
             let mut s = lease.message.clone();
             s.not_before_ms = not_before;
-            q.insert(lease.id, serde_json::to_vec(&s).map_err(err)?.as_slice()).map_err(err)?;
+            q.insert(lease.id, serde_json::to_vec(&s).map_err(err)?.as_slice())
+                .map_err(err)?;
         }
         w.commit().map_err(err)?;
         {
@@ -291,7 +314,8 @@ impl EmbeddedQueue {
             let mut s = lease.message.clone();
             s.dead_reason = Some(reason.to_owned());
             q.remove(lease.id).map_err(err)?;
-            d.insert(lease.id, serde_json::to_vec(&s).map_err(err)?.as_slice()).map_err(err)?;
+            d.insert(lease.id, serde_json::to_vec(&s).map_err(err)?.as_slice())
+                .map_err(err)?;
         }
         w.commit().map_err(err)?;
         {
@@ -341,7 +365,8 @@ impl EmbeddedQueue {
                 s.not_before_ms = now_ms;
                 s.dead_reason = None;
                 let id = Self::next_id(&mut meta)?;
-                q.insert(id, serde_json::to_vec(&s).map_err(err)?.as_slice()).map_err(err)?;
+                q.insert(id, serde_json::to_vec(&s).map_err(err)?.as_slice())
+                    .map_err(err)?;
                 added.push((id, s));
             }
         }
@@ -397,7 +422,8 @@ mod tests {
     fn groups_are_fifo_and_block_while_in_flight() {
         let dir = tempfile::tempdir().unwrap();
         let q = EmbeddedQueue::open(dir.path()).unwrap();
-        q.append(&[msg("a", "a1"), msg("a", "a2"), msg("b", "b1")], 0).unwrap();
+        q.append(&[msg("a", "a1"), msg("a", "a2"), msg("b", "b1")], 0)
+            .unwrap();
         // GIVEN a1 in flight, WHEN leasing again THEN b1 (not a2)
         let a1 = q.lease(0).unwrap().unwrap();
         assert_eq!(a1.message.dedup_id, "a1");
@@ -408,7 +434,10 @@ mod tests {
         q.retry(&a1, Duration::from_secs(5), 0).unwrap();
         assert_eq!(q.lease(1000).unwrap().unwrap_err(), Some(5000));
         let again = q.lease(5000).unwrap().unwrap();
-        assert_eq!((again.message.dedup_id.as_str(), again.message.receive_count), ("a1", 2));
+        assert_eq!(
+            (again.message.dedup_id.as_str(), again.message.receive_count),
+            ("a1", 2)
+        );
         q.ack(&again).unwrap();
         assert_eq!(lease_id(&q, 5000).as_deref(), Some("a2"));
         q.ack(&b1).unwrap();
@@ -437,7 +466,8 @@ mod tests {
     fn dead_letters_unblock_the_group_and_replay_requeues_them() {
         let dir = tempfile::tempdir().unwrap();
         let q = EmbeddedQueue::open(dir.path()).unwrap();
-        q.append(&[msg("a", "a1"), msg("a", "a2"), msg("c", "c1")], 0).unwrap();
+        q.append(&[msg("a", "a1"), msg("a", "a2"), msg("c", "c1")], 0)
+            .unwrap();
         let a1 = q.lease(0).unwrap().unwrap();
         q.dead_letter(&a1, "410 Gone").unwrap();
         assert_eq!(lease_id(&q, 0).as_deref(), Some("a2"));

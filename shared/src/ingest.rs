@@ -55,7 +55,11 @@ pub trait StoreEndpoint: Send + Sync + Debug {
     fn route(&self) -> &'static str;
 
     /// The events of an authentic notification, or why it is refused.
-    async fn events(&self, req: &StoreRequest, received_at_ms: i64) -> Result<Vec<Event>, Rejection>;
+    async fn events(
+        &self,
+        req: &StoreRequest,
+        received_at_ms: i64,
+    ) -> Result<Vec<Event>, Rejection>;
 
     /// The success answer the store expects once the events are queued.
     fn accepted(&self, events: &[Event]) -> StoreResponse {
@@ -76,8 +80,16 @@ pub struct Ingest {
 
 impl Ingest {
     /// Wires an endpoint to a queue.
-    pub fn new(endpoint: Arc<dyn StoreEndpoint>, queue: Arc<dyn EventQueue>, clock: Arc<dyn Clock>) -> Self {
-        Self { endpoint, queue, clock }
+    pub fn new(
+        endpoint: Arc<dyn StoreEndpoint>,
+        queue: Arc<dyn EventQueue>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            endpoint,
+            queue,
+            clock,
+        }
     }
 
     /// The endpoint's route name.
@@ -112,7 +124,10 @@ impl Ingest {
         }
     }
 
-    async fn try_handle(&self, req: &StoreRequest) -> Result<(Vec<Event>, StoreResponse), Rejection> {
+    async fn try_handle(
+        &self,
+        req: &StoreRequest,
+    ) -> Result<(Vec<Event>, StoreResponse), Rejection> {
         if req.method != "POST" {
             return Err(Rejection::new(405, "method_not_allowed", "use POST"));
         }
@@ -163,7 +178,8 @@ impl Ingest {
 
 fn to_lambda(resp: StoreResponse) -> lambda_http::Response<lambda_http::Body> {
     let mut r = lambda_http::Response::new(lambda_http::Body::Text(resp.body));
-    *r.status_mut() = http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *r.status_mut() =
+        http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
@@ -189,7 +205,11 @@ impl StoreEndpoint for AppStoreEndpoint {
         "appstore"
     }
 
-    async fn events(&self, req: &StoreRequest, received_at_ms: i64) -> Result<Vec<Event>, Rejection> {
+    async fn events(
+        &self,
+        req: &StoreRequest,
+        received_at_ms: i64,
+    ) -> Result<Vec<Event>, Rejection> {
         self.0
             .process(&req.body, received_at_ms)
             .map_err(|e| e.rejection())
@@ -215,8 +235,13 @@ mod tests {
             ..AppStoreConfig::default()
         })
         .unwrap();
-        let clock = Arc::new(ManualClock::new(chrono::Utc.timestamp_millis_opt(T0 + 100 * DAY).unwrap()));
-        (Ingest::new(Arc::new(AppStoreEndpoint(app)), queue.clone(), clock), queue)
+        let clock = Arc::new(ManualClock::new(
+            chrono::Utc.timestamp_millis_opt(T0 + 100 * DAY).unwrap(),
+        ));
+        (
+            Ingest::new(Arc::new(AppStoreEndpoint(app)), queue.clone(), clock),
+            queue,
+        )
     }
 
     fn post(body: Vec<u8>) -> StoreRequest {
@@ -229,7 +254,14 @@ mod tests {
     }
 
     fn renew_body(pki: &TestPki, uuid: &str) -> Vec<u8> {
-        let p = notification("DID_RENEW", None, uuid, T0 + 31 * DAY, "Production", Some(1));
+        let p = notification(
+            "DID_RENEW",
+            None,
+            uuid,
+            T0 + 31 * DAY,
+            "Production",
+            Some(1),
+        );
         let t = transaction("77", "78", "pro.monthly", T0 + 31 * DAY, 30, "Production");
         let r = renewal("77", "pro.monthly", true, T0 + 31 * DAY, "Production");
         pki.notification_body(p, Some(&t), Some(&r))
@@ -266,7 +298,10 @@ mod tests {
             (post(renew_body(&stranger, "q-2")), 401, "untrusted_chain"),
             (post(vec![b' '; MAX_BODY_BYTES + 1]), 413, "body_too_large"),
             (
-                StoreRequest { method: "GET".into(), ..post(renew_body(&pki, "q-3")) },
+                StoreRequest {
+                    method: "GET".into(),
+                    ..post(renew_body(&pki, "q-3"))
+                },
                 405,
                 "method_not_allowed",
             ),
@@ -276,7 +311,11 @@ mod tests {
             assert_eq!(resp.status, status);
             let v: serde_json::Value = serde_json::from_str(&resp.body).unwrap();
             assert_eq!(v["error"]["code"], code);
-            assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty())
+            );
         }
         assert!(queue.sent().is_empty());
     }
@@ -291,7 +330,10 @@ mod tests {
         assert!(resp.body.contains("queue_unavailable"));
         // and the retry succeeds once the queue is back
         queue.fail_with(None);
-        assert_eq!(ingest.handle(post(renew_body(&pki, "q-4"))).await.status, 200);
+        assert_eq!(
+            ingest.handle(post(renew_body(&pki, "q-4"))).await.status,
+            200
+        );
         assert_eq!(queue.sent().len(), 1);
     }
 

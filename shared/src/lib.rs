@@ -4,10 +4,24 @@
 //! Every Lambda in `functions/` and the `storehook` CLI are thin shells around
 //! this crate.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod clock;
+pub mod config;
 pub mod country;
+pub mod dispatch;
+pub mod embedded;
 pub mod error;
 pub mod event;
+pub mod ingest;
 pub mod policy;
+#[cfg(feature = "aws")]
+pub mod poller;
+pub mod provision;
 pub mod queue;
+pub mod retry;
+pub mod state;
 pub mod stores;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod webhook;

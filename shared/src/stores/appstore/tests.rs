@@ -275,7 +275,7 @@ fn real_apple_notifications_are_refused_for_another_app_or_environment() {
 fn real_apple_notifications_do_not_verify_without_apples_root() {
     // GIVEN a verifier that trusts only a generated root
     let pki = TestPki::new();
-    let v = verify::JwsVerifier::with_roots(&[pki.root_der.clone()]).unwrap();
+    let v = verify::JwsVerifier::with_roots(std::slice::from_ref(&pki.root_der)).unwrap();
     let f = fixture("apple_002_TEST.json");
     let jws = f["body"]["signedPayload"].as_str().unwrap();
     let err = v

@@ -259,16 +259,14 @@ impl JwsVerifier {
         // Every JWS signed by one leaf carries the same header (alg + x5c), so
         // the verified chain is cached under the exact header segment: a warm
         // hit skips decoding and parsing ~4 KiB of certificates.
-        let cached = self
-            .cache
-            .lock()
-            .ok()
-            .and_then(|c| c.get(h64).cloned());
+        let cached = self.cache.lock().ok().and_then(|c| c.get(h64).cloned());
         let payload_bytes = B64URL
             .decode(p64)
             .map_err(|_| VerifyError::MalformedJws("payload is not base64url".into()))?;
         let payload: T = serde_json::from_slice(&payload_bytes).map_err(|e| {
-            VerifyError::MalformedJws(format!("payload is not a JSON object of the expected shape: {e}"))
+            VerifyError::MalformedJws(format!(
+                "payload is not a JSON object of the expected shape: {e}"
+            ))
         })?;
         let chain = match cached {
             Some(chain) => chain,

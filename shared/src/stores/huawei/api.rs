@@ -176,7 +176,10 @@ impl HuaweiApi {
     pub fn new(config: ApiConfig, clock: Arc<dyn Clock>) -> Result<Self, String> {
         check_url("oauth_url", &config.oauth_url)?;
         check_url("subscription_url", &config.subscription_url)?;
-        check_url("apptouch_subscription_url", &config.apptouch_subscription_url)?;
+        check_url(
+            "apptouch_subscription_url",
+            &config.apptouch_subscription_url,
+        )?;
         check_url("order_url", &config.order_url)?;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -199,7 +202,7 @@ impl HuaweiApi {
     }
 
     /// The current subscription state (`inappPurchaseData`) of a subscription.
-    #[tracing::instrument(skip_all, fields(api = "subscription", apptouch))]
+    #[tracing::instrument(skip_all, fields(api = "subscription", apptouch = apptouch))]
     pub async fn subscription(
         &self,
         subscription_id: &str,
@@ -218,7 +221,12 @@ impl HuaweiApi {
         })
         .map_err(|e| ApiError::Malformed(format!("request: {e}")))?;
         let answer = self.post_iap(&url, body).await?;
-        signed(answer.inapp_purchase_data, answer.data_signature, answer.signature_algorithm, "inappPurchaseData")
+        signed(
+            answer.inapp_purchase_data,
+            answer.data_signature,
+            answer.signature_algorithm,
+            "inappPurchaseData",
+        )
     }
 
     /// The state (`purchaseTokenData`) of a one-time purchase.
@@ -238,7 +246,12 @@ impl HuaweiApi {
         })
         .map_err(|e| ApiError::Malformed(format!("request: {e}")))?;
         let answer = self.post_iap(&url, body).await?;
-        signed(answer.purchase_token_data, answer.data_signature, answer.signature_algorithm, "purchaseTokenData")
+        signed(
+            answer.purchase_token_data,
+            answer.data_signature,
+            answer.signature_algorithm,
+            "purchaseTokenData",
+        )
     }
 
     /// POSTs to an IAP API with the app token; on 401 the token is renewed
@@ -272,20 +285,13 @@ impl HuaweiApi {
                 return Err(ApiError::Unavailable(format!("HTTP {}", status.as_u16())));
             }
             let bytes = read_limited(resp).await?;
-            let answer: ApiAnswer = serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError::Malformed(super::model::describe_json_error(&e))
-            })?;
+            let answer: ApiAnswer = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::Malformed(super::model::describe_json_error(&e)))?;
             return match answer.response_code.as_deref().map(str::trim) {
                 Some("0") => Ok(answer),
                 code => Err(ApiError::Refused {
                     code: code.unwrap_or("(none)").chars().take(16).collect(),
-                    message: answer
-                        .response_message
-                        .as_deref()
-                        .unwrap_or("")
-                        .chars()
-                        .take(200)
-                        .collect(),
+                    message: scrub(answer.response_message.as_deref().unwrap_or("")),
                 }),
             };
         }
@@ -381,6 +387,19 @@ fn signed(
     })
 }
 
+/// Huawei's `responseMessage`, shortened, with anything token-like (a word of
+/// 32+ characters) blanked out: it is logged and returned to the caller.
+fn scrub(message: &str) -> String {
+    message
+        .split_whitespace()
+        .map(|w| if w.len() >= 32 { "<redacted>" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(200)
+        .collect()
+}
+
 /// Reads a body of at most [`MAX_ANSWER_BYTES`].
 async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::new();
@@ -440,6 +459,16 @@ mod tests {
     fn form_values_are_percent_encoded() {
         assert_eq!(form_encode("abc-_.*XYZ019"), "abc-_.*XYZ019");
         assert_eq!(form_encode("a b&c=d+e/é"), "a+b%26c%3Dd%2Be%2F%C3%A9");
+    }
+
+    #[test]
+    fn response_messages_lose_anything_token_like() {
+        let token = "00000173741056a37eef310dff9c6a86fec57efafe318ae478e52d9c4d994a8a6e1bd1a7d70b0a9e.1.3456";
+        assert_eq!(
+            scrub(&format!("purchaseToken {token} is invalid")),
+            "purchaseToken <redacted> is invalid"
+        );
+        assert_eq!(scrub(&"x ".repeat(500)).len(), 200);
     }
 
     #[test]

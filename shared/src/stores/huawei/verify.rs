@@ -158,7 +158,7 @@ impl IapPublicKey {
     /// PKCS#1 RSAPublicKey.
     pub fn from_der(der: &[u8]) -> Result<Self, KeyError> {
         let (rsa_public_key, from_spki) = match SubjectPublicKeyInfo::from_der(der) {
-            Ok((rest, spki)) if rest.is_empty() => {
+            Ok(([], spki)) => {
                 if spki.algorithm.algorithm != OID_PKCS1_RSAENCRYPTION {
                     return Err(KeyError::NotRsa(spki.algorithm.algorithm.to_id_string()));
                 }
@@ -168,7 +168,9 @@ impl IapPublicKey {
         };
         let bits = RsaParameters::public_modulus_len(&rsa_public_key).map_err(|_| {
             if from_spki {
-                KeyError::Rejected("the RSAPublicKey inside the SubjectPublicKeyInfo is invalid".into())
+                KeyError::Rejected(
+                    "the RSAPublicKey inside the SubjectPublicKeyInfo is invalid".into(),
+                )
             } else {
                 KeyError::NotSpki
             }

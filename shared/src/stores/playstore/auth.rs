@@ -98,7 +98,9 @@ impl PushAuthConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No `Authorization: Bearer` header.
-    #[error("missing Authorization: Bearer token (configure OIDC authentication on the push subscription)")]
+    #[error(
+        "missing Authorization: Bearer token (configure OIDC authentication on the push subscription)"
+    )]
     MissingBearer,
     /// Not a compact JWT.
     #[error("malformed bearer token: {0}")]
@@ -331,14 +333,15 @@ impl JwksCache {
         // Another request may have refreshed while this one waited for the lock.
         let latest = self.snapshot();
         if let Some(set) = &latest {
-            let refreshed_meanwhile = seen
-                .as_ref()
-                .is_none_or(|s| s.generation != set.generation);
+            let refreshed_meanwhile = seen.as_ref().is_none_or(|s| s.generation != set.generation);
             if set.fresh(now) && (refreshed_meanwhile || !set.may_refetch(now)) {
                 return set.get(kid).ok_or(AuthError::UnknownKey);
             }
         }
-        match self.fetch(now, latest.as_ref().map_or(0, |s| s.generation)).await {
+        match self
+            .fetch(now, latest.as_ref().map_or(0, |s| s.generation))
+            .await
+        {
             Ok(set) => {
                 let key = set.get(kid);
                 if let Ok(mut c) = self.current.write() {
@@ -360,7 +363,11 @@ impl JwksCache {
     }
 
     #[tracing::instrument(skip_all, fields(url = %self.url))]
-    async fn fetch(&self, now: DateTime<Utc>, previous_generation: u64) -> Result<Arc<KeySet>, String> {
+    async fn fetch(
+        &self,
+        now: DateTime<Utc>,
+        previous_generation: u64,
+    ) -> Result<Arc<KeySet>, String> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let resp = self
             .http
@@ -517,7 +524,9 @@ impl PushAuthenticator {
         }
         let aud_ok = match &claims.aud {
             Some(serde_json::Value::String(a)) => *a == oidc.audience,
-            Some(serde_json::Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(&oidc.audience)),
+            Some(serde_json::Value::Array(list)) => {
+                list.iter().any(|a| a.as_str() == Some(&oidc.audience))
+            }
             _ => false,
         };
         if !aud_ok {
@@ -611,7 +620,10 @@ mod tests {
     #[test]
     fn query_tokens_are_decoded_and_compared() {
         let secret = Secret::new("s3cr3t/with+chars");
-        assert_eq!(percent_decode("s3cr3t%2Fwith%2Bchars"), b"s3cr3t/with+chars");
+        assert_eq!(
+            percent_decode("s3cr3t%2Fwith%2Bchars"),
+            b"s3cr3t/with+chars"
+        );
         assert_eq!(percent_decode("a%2"), b"a%2");
         assert_eq!(percent_decode("%zz"), b"%zz");
         assert!(check_query_token(Some("x=1&token=s3cr3t%2Fwith%2Bchars"), &secret).is_ok());
@@ -619,7 +631,10 @@ mod tests {
             check_query_token(Some("token=s3cr3t"), &secret),
             Err(AuthError::InvalidQueryToken)
         );
-        assert_eq!(check_query_token(None, &secret), Err(AuthError::MissingQueryToken));
+        assert_eq!(
+            check_query_token(None, &secret),
+            Err(AuthError::MissingQueryToken)
+        );
         assert_eq!(
             check_query_token(Some("xtoken=s3cr3t%2Fwith%2Bchars"), &secret),
             Err(AuthError::MissingQueryToken)
@@ -629,7 +644,10 @@ mod tests {
 
     #[test]
     fn cache_control_max_age() {
-        assert_eq!(max_age(Some("public, max-age=19204, must-revalidate, no-transform")), Some(19204));
+        assert_eq!(
+            max_age(Some("public, max-age=19204, must-revalidate, no-transform")),
+            Some(19204)
+        );
         assert_eq!(max_age(Some("no-cache")), None);
         assert_eq!(max_age(None), None);
     }
@@ -638,9 +656,15 @@ mod tests {
     fn bearer_header_parsing() {
         let mut h = http::HeaderMap::new();
         assert_eq!(bearer(&h), Err(AuthError::MissingBearer));
-        h.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Basic abc"));
+        h.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Basic abc"),
+        );
         assert_eq!(bearer(&h), Err(AuthError::MissingBearer));
-        h.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("bearer a.b.c"));
+        h.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("bearer a.b.c"),
+        );
         assert_eq!(bearer(&h), Ok("a.b.c"));
     }
 

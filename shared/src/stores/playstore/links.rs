@@ -66,17 +66,29 @@ pub trait LinkStore: Send + Sync + Debug {
     ) -> Result<Lineage, LinkError>;
 }
 
-/// In-memory [`LinkStore`] (tests, the local server, the CLI).
+/// In-memory [`LinkStore`] (tests, the local server, the CLI; a Lambda
+/// instance until the DynamoDB adapter is wired).
 #[derive(Debug, Default)]
 pub struct MemoryLinkStore {
     links: Mutex<HashMap<PurchaseToken, Lineage>>,
     fail: Mutex<Option<LinkError>>,
+    capacity: Option<usize>,
 }
 
 impl MemoryLinkStore {
-    /// An empty store.
+    /// An empty, unbounded store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store that forgets everything once it holds `capacity` tokens
+    /// (bounded memory in long-lived processes; a forgotten token is re-linked
+    /// from its `linkedPurchaseToken` on its next notification).
+    pub fn bounded(capacity: usize) -> Self {
+        Self {
+            capacity: Some(capacity.max(1)),
+            ..Self::default()
+        }
     }
 
     /// Number of tokens linked.
@@ -120,10 +132,14 @@ impl LinkStore for MemoryLinkStore {
         lineage: &Lineage,
     ) -> Result<Lineage, LinkError> {
         self.check()?;
-        Ok(self
-            .links
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(capacity) = self.capacity
+            && links.len() >= capacity
+            && !links.contains_key(purchase_token)
+        {
+            links.clear();
+        }
+        Ok(links
             .entry(purchase_token.clone())
             .or_insert_with(|| lineage.clone())
             .clone())
@@ -177,7 +193,10 @@ mod tests {
         assert_eq!(again, first);
         assert_eq!(links.len(), 3);
         // AND a redelivery resolves the same way
-        assert_eq!(lineage_of(&links, &t("B"), Some(&t("A"))).await.unwrap(), first);
+        assert_eq!(
+            lineage_of(&links, &t("B"), Some(&t("A"))).await.unwrap(),
+            first
+        );
     }
 
     #[tokio::test]
@@ -187,6 +206,17 @@ mod tests {
         assert_eq!(b.first_token, t("A"));
         // the predecessor's own (late) notification joins the same lineage
         assert_eq!(lineage_of(&links, &t("A"), None).await.unwrap(), b);
+    }
+
+    #[tokio::test]
+    async fn a_bounded_store_stays_bounded() {
+        let links = MemoryLinkStore::bounded(2);
+        for i in 0..5 {
+            lineage_of(&links, &t(&format!("T{i}")), None)
+                .await
+                .unwrap();
+            assert!(links.len() <= 2);
+        }
     }
 
     #[tokio::test]

@@ -516,7 +516,8 @@ mod tests {
         assert_eq!(a.event_time_millis, Some(1_503_349_566_168));
         assert_eq!(b.event_time_millis, a.event_time_millis);
         let m: GoogleMoney =
-            serde_json::from_str(r#"{"currencyCode":"USD","units":"12","nanos":990000000}"#).unwrap();
+            serde_json::from_str(r#"{"currencyCode":"USD","units":"12","nanos":990000000}"#)
+                .unwrap();
         assert_eq!((m.units, m.nanos), (Some(12), Some(990_000_000)));
     }
 

@@ -1,0 +1,443 @@
+//! `storehook serve`: every store route, the dispatcher in-process, and either
+//! the embedded queue + state (default) or SQS + DynamoDB (`--aws`).
+//!
+//! The store routes run the same `Ingest` code as the Lambdas; the workers run
+//! the same `Dispatcher` as the dispatcher Lambda.
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use clap::Args as ClapArgs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use storehook_shared::clock::{Clock, SystemClock};
+use storehook_shared::config::{self, Lookup};
+use storehook_shared::dispatch::{Dispatcher, Outcome};
+use storehook_shared::embedded::{EmbeddedQueue, Lease};
+use storehook_shared::event::Event;
+use storehook_shared::ingest::{AppStoreEndpoint, Ingest, StoreEndpoint, StoreRequest};
+use storehook_shared::queue::EventQueue;
+use storehook_shared::retry::RetrySchedule;
+use storehook_shared::state::{RedbState, StateStore};
+use storehook_shared::stores::appstore::{AppStore, verify::parse_roots};
+use storehook_shared::webhook::{HttpWebhookSender, WebhookSecret, WebhookSecrets};
+
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000", env = "STOREHOOK_LISTEN")]
+    pub listen: SocketAddr,
+    /// Where the embedded queue, state and generated webhook secret live.
+    #[arg(long, default_value = "./.storehook", env = "STOREHOOK_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Your webhook. Absent: a built-in receiver verifies each delivery and prints the events.
+    #[arg(long, env = "WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// Standard Webhooks secret(s) (`whsec_…`, space-separated for rotation). Absent: one is
+    /// generated once and kept in the data dir.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Per-attempt webhook timeout in milliseconds.
+    #[arg(long, default_value_t = 10_000, env = "WEBHOOK_TIMEOUT_MS")]
+    pub webhook_timeout_ms: u64,
+    /// Retry schedule, e.g. `5s,5m,30m,2h,5h,10h,12h` (default: about 3 days and a half).
+    #[arg(long, env = "RETRY_SCHEDULE")]
+    pub retry_schedule: Option<String>,
+    /// Concurrent deliveries (different subscriptions; one subscription is always sequential).
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+    /// App Store: expected bundle id (absent: any app is accepted).
+    #[arg(long, env = "APPLE_BUNDLE_ID")]
+    pub apple_bundle_id: Option<String>,
+    /// App Store: expected app id, checked on Production notifications.
+    #[arg(long, env = "APPLE_APP_APPLE_ID")]
+    pub apple_app_apple_id: Option<String>,
+    /// App Store: accepted environments (`Production,Sandbox`).
+    #[arg(long, env = "APPLE_ENVIRONMENTS")]
+    pub apple_environments: Option<String>,
+    /// App Store: add a trusted root (PEM file), beside Apple Root CA - G3 (tests).
+    #[arg(long = "trust-root", value_name = "PEM")]
+    pub trust_roots: Vec<PathBuf>,
+    /// Put the decoded store payloads in `event.raw`.
+    #[arg(long, env = "INCLUDE_RAW")]
+    pub include_raw: bool,
+    /// Use SQS and DynamoDB (standard AWS configuration; AWS_ENDPOINT_URL for an emulator)
+    /// instead of the embedded queue and state.
+    #[arg(long)]
+    pub aws: bool,
+    /// `--aws`: the FIFO queue.
+    #[arg(long, env = "QUEUE_URL")]
+    pub queue_url: Option<String>,
+    /// `--aws`: the FIFO dead-letter queue.
+    #[arg(long, env = "DLQ_URL")]
+    pub dlq_url: Option<String>,
+    /// `--aws`: the table.
+    #[arg(long, env = "TABLE_NAME")]
+    pub table_name: Option<String>,
+}
+
+impl Args {
+    /// The App Store settings as the Lambda reads them, flags first.
+    fn lookup(&self) -> impl Lookup + '_ {
+        move |name: &str| -> Option<String> {
+            match name {
+                "APPLE_BUNDLE_ID" => self.apple_bundle_id.clone(),
+                "APPLE_APP_APPLE_ID" => self.apple_app_apple_id.clone(),
+                "APPLE_ENVIRONMENTS" => self.apple_environments.clone(),
+                "INCLUDE_RAW" => Some(self.include_raw.to_string()),
+                other => std::env::var(other).ok(),
+            }
+        }
+    }
+}
+
+/// Every store endpoint the configuration enables.
+pub fn endpoints(
+    args: &Args,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Vec<Arc<dyn StoreEndpoint>>> {
+    let lookup = args.lookup();
+    let mut out: Vec<Arc<dyn StoreEndpoint>> = Vec::new();
+
+    let mut apple = config::appstore(&lookup, false)?;
+    for path in &args.trust_roots {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        apple.extra_roots.extend(parse_roots(&bytes)?);
+    }
+    if apple.bundle_id.is_none() {
+        tracing::warn!(
+            "no APPLE_BUNDLE_ID: App Store notifications of ANY app are accepted (local use only)"
+        );
+    }
+    out.push(Arc::new(AppStoreEndpoint(AppStore::new(apple)?)));
+
+    if lookup.get("HUAWEI_PUBLIC_KEY").is_some() {
+        let cfg = storehook_shared::stores::huawei::huawei_config(&lookup, false)?;
+        out.push(Arc::new(
+            storehook_shared::stores::huawei::HuaweiEndpoint::new(cfg, clock.clone())?,
+        ));
+    }
+    Ok(out)
+}
+
+fn secrets(args: &Args) -> anyhow::Result<WebhookSecrets> {
+    if let Some(s) = &args.webhook_secret {
+        return Ok(WebhookSecrets::parse(s)?);
+    }
+    std::fs::create_dir_all(&args.data_dir)?;
+    let path = args.data_dir.join("webhook-secret");
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().to_owned(),
+        Err(_) => {
+            let s = WebhookSecret::generate()?;
+            std::fs::write(&path, &s).with_context(|| format!("writing {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated a webhook secret");
+            s
+        }
+    };
+    Ok(WebhookSecrets::parse(&secret)?)
+}
+
+fn schedule(args: &Args) -> anyhow::Result<RetrySchedule> {
+    Ok(match &args.retry_schedule {
+        Some(s) => RetrySchedule::parse(s)?,
+        None => RetrySchedule::default(),
+    })
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let secrets = secrets(&args)?;
+    let (webhook_url, _receiver) = match &args.webhook_url {
+        Some(u) => (u.clone(), None),
+        None => {
+            let r = crate::receiver::start(secrets.clone()).await?;
+            tracing::warn!(url = %r.url, "no --webhook-url: delivering to the built-in receiver, which prints every event");
+            (r.url.clone(), Some(r))
+        }
+    };
+    let sender = Arc::new(HttpWebhookSender::new(
+        &webhook_url,
+        secrets,
+        Duration::from_millis(args.webhook_timeout_ms),
+        clock.clone(),
+    )?);
+    let schedule = schedule(&args)?;
+    let endpoints = endpoints(&args, clock.clone())?;
+
+    let (queue, workers, admin) = if args.aws {
+        let (q, w) = aws_mode(&args, sender, schedule, clock.clone()).await?;
+        (q, w, None)
+    } else {
+        let (q, w, embedded) = embedded_mode(&args, sender, schedule, clock.clone())?;
+        (q, w, Some(embedded))
+    };
+
+    let app = router(endpoints, queue, clock, admin);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, mode = if args.aws { "aws" } else { "embedded" }, "storehook serving");
+    eprintln!("storehook listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    for w in workers {
+        w.abort();
+    }
+    Ok(())
+}
+
+/// The HTTP routes: `POST /<store>` per endpoint, `GET /healthz`, and, in
+/// embedded mode, the dead-letter routes `GET /_storehook/dead-letters` and
+/// `POST /_storehook/replay` (`{"event_ids": [...]}`, empty or absent = all).
+pub fn router(
+    endpoints: Vec<Arc<dyn StoreEndpoint>>,
+    queue: Arc<dyn EventQueue>,
+    clock: Arc<dyn Clock>,
+    admin: Option<EmbeddedQueue>,
+) -> Router {
+    let mut app = Router::new().route("/healthz", get(|| async { "ok" }));
+    for e in endpoints {
+        let ingest = Arc::new(Ingest::new(e.clone(), queue.clone(), clock.clone()));
+        app = app.route(&format!("/{}", e.route()), post(handle).with_state(ingest));
+    }
+    if let Some(q) = admin {
+        app = app
+            .route(
+                "/_storehook/dead-letters",
+                get(list_dead_letters).with_state(q.clone()),
+            )
+            .route(
+                "/_storehook/replay",
+                post(replay_dead_letters).with_state(q),
+            );
+    }
+    app
+}
+
+async fn list_dead_letters(State(q): State<EmbeddedQueue>) -> axum::response::Response {
+    match q.dead_letters() {
+        Ok(dead) => {
+            let items: Vec<serde_json::Value> = dead
+                .into_iter()
+                .map(|(_, s)| {
+                    serde_json::json!({
+                        "event_id": s.dedup_id,
+                        "group": s.group_id,
+                        "attempts": s.receive_count,
+                        "reason": s.dead_reason,
+                    })
+                })
+                .collect();
+            axum::Json(serde_json::json!({ "dead_letters": items })).into_response()
+        }
+        Err(e) => admin_error(&e.to_string()),
+    }
+}
+
+#[derive(Debug, serde::Deserialize, Default)]
+struct ReplayRequest {
+    #[serde(default)]
+    event_ids: Vec<String>,
+}
+
+async fn replay_dead_letters(
+    State(q): State<EmbeddedQueue>,
+    body: bytes::Bytes,
+) -> axum::response::Response {
+    let req: ReplayRequest = if body.is_empty() {
+        ReplayRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return (
+                    http::StatusCode::BAD_REQUEST,
+                    axum::Json(serde_json::json!({"error": {"code": "malformed_body", "message": e.to_string()}})),
+                )
+                    .into_response();
+            }
+        }
+    };
+    let only = (!req.event_ids.is_empty()).then_some(req.event_ids.as_slice());
+    let now = chrono::Utc::now().timestamp_millis();
+    match tokio::task::spawn_blocking({
+        let q = q.clone();
+        let only = only.map(<[String]>::to_vec);
+        move || q.replay(only.as_deref(), now)
+    })
+    .await
+    {
+        Ok(Ok(n)) => axum::Json(serde_json::json!({ "replayed": n })).into_response(),
+        Ok(Err(e)) => admin_error(&e.to_string()),
+        Err(e) => admin_error(&e.to_string()),
+    }
+}
+
+fn admin_error(message: &str) -> axum::response::Response {
+    (
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(serde_json::json!({"error": {"code": "internal", "message": message}})),
+    )
+        .into_response()
+}
+
+async fn handle(
+    State(ingest): State<Arc<Ingest>>,
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    body: bytes::Bytes,
+) -> axum::response::Response {
+    let resp = ingest
+        .handle(StoreRequest {
+            method: method.as_str().to_owned(),
+            query: uri.query().map(str::to_owned),
+            headers,
+            body,
+        })
+        .await;
+    let status =
+        http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        resp.body,
+    )
+        .into_response()
+}
+
+type Workers = Vec<tokio::task::JoinHandle<()>>;
+type Mode = (Arc<dyn EventQueue>, Workers);
+
+fn embedded_mode(
+    args: &Args,
+    sender: Arc<HttpWebhookSender>,
+    schedule: RetrySchedule,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(Arc<dyn EventQueue>, Workers, EmbeddedQueue)> {
+    let queue = EmbeddedQueue::open(&args.data_dir)?;
+    let state: Arc<dyn StateStore> = Arc::new(RedbState::open(&args.data_dir)?);
+    let dispatcher = Arc::new(Dispatcher::new(state, sender, schedule, clock.clone()));
+    let workers = (0..args.workers.max(1))
+        .map(|_| {
+            tokio::spawn(embedded_worker(
+                queue.clone(),
+                dispatcher.clone(),
+                clock.clone(),
+            ))
+        })
+        .collect();
+    tracing::info!(data_dir = %args.data_dir.display(), depth = queue.depth(), "embedded queue and state opened");
+    Ok((Arc::new(queue.clone()), workers, queue))
+}
+
+/// Takes messages off the embedded queue, in per-group order, forever.
+pub async fn embedded_worker(
+    queue: EmbeddedQueue,
+    dispatcher: Arc<Dispatcher>,
+    clock: Arc<dyn Clock>,
+) {
+    loop {
+        let lease = match queue.next(clock.as_ref(), Duration::from_secs(1)).await {
+            Ok(Some(l)) => l,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "embedded queue read failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = settle(&queue, &dispatcher, &lease, clock.as_ref()).await {
+            tracing::error!(error = %e, "embedded queue update failed; the message will be retried");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+async fn settle(
+    queue: &EmbeddedQueue,
+    dispatcher: &Dispatcher,
+    lease: &Lease,
+    clock: &dyn Clock,
+) -> anyhow::Result<()> {
+    let outcome = match serde_json::from_str::<Event>(&lease.message.body) {
+        Ok(event) => dispatcher.process(event, lease.message.receive_count).await,
+        Err(e) => Outcome::DeadLetter {
+            reason: format!("message body is not a storehook event: {e}"),
+        },
+    };
+    let q = queue.clone();
+    let lease = lease.clone();
+    let now = clock.now().timestamp_millis();
+    tokio::task::spawn_blocking(move || match outcome {
+        Outcome::Delivered | Outcome::AlreadyDelivered => q.ack(&lease),
+        Outcome::Retry { delay } => q.retry(&lease, delay, now),
+        Outcome::DeadLetter { reason } => {
+            tracing::warn!(group = %lease.message.group_id, reason = %reason, "dead-lettered");
+            q.dead_letter(&lease, &reason)
+        }
+    })
+    .await??;
+    Ok(())
+}
+
+async fn aws_mode(
+    args: &Args,
+    sender: Arc<HttpWebhookSender>,
+    schedule: RetrySchedule,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Mode> {
+    use storehook_shared::aws::{SqsMessageControl, SqsQueue, sdk_config};
+    use storehook_shared::state::DynamoState;
+    let (Some(queue_url), Some(dlq_url), Some(table)) =
+        (&args.queue_url, &args.dlq_url, &args.table_name)
+    else {
+        bail!(
+            "--aws needs --queue-url, --dlq-url and --table-name (or QUEUE_URL, DLQ_URL, TABLE_NAME)"
+        );
+    };
+    let sdk = sdk_config().await;
+    let state: Arc<dyn StateStore> = Arc::new(DynamoState::from_sdk(&sdk, table, clock.clone()));
+    let dispatcher = Arc::new(Dispatcher::new(state, sender, schedule, clock));
+    let control = Arc::new(SqsMessageControl::from_sdk(&sdk, queue_url, dlq_url));
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let poll_url = queue_url.clone();
+    let worker = tokio::spawn(async move {
+        loop {
+            if let Err(e) = storehook_shared::poller::poll_once(
+                &sqs,
+                &poll_url,
+                Duration::from_secs(10),
+                dispatcher.clone(),
+                control.clone(),
+            )
+            .await
+            {
+                tracing::error!(error = %e, "polling SQS failed");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    });
+    Ok((
+        Arc::new(SqsQueue::from_sdk(&sdk, queue_url.clone())),
+        vec![worker],
+    ))
+}
+
+/// Opens the embedded queue of `dir` (for `replay`).
+pub fn open_queue(dir: &Path) -> anyhow::Result<EmbeddedQueue> {
+    EmbeddedQueue::open(dir).with_context(|| {
+        format!(
+            "opening the embedded queue in {} (is `storehook serve` running on it? stop it first)",
+            dir.display()
+        )
+    })
+}

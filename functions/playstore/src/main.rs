@@ -1,0 +1,88 @@
+//! storehook Google Play ingest Lambda (`POST /playstore`, API Gateway HTTP
+//! API): the endpoint of a Cloud Pub/Sub push subscription on the topic that
+//! Google Play's real-time developer notifications are published to.
+//!
+//! Cold start, once: tracing; the Play Developer API service-account key from
+//! Secrets Manager (`PLAY_SERVICE_ACCOUNT_SECRET_ARN`, else the inline
+//! `PLAY_SERVICE_ACCOUNT_JSON` for local runs); the configuration (refuses to
+//! start without `PLAY_PACKAGE_NAMES`, push authentication and the key, see
+//! `storehook_shared::stores::playstore::playstore_config`); the SQS FIFO
+//! queue (`QUEUE_URL`). Then every push goes through `Ingest::lambda`:
+//! authenticate, decode, read the state from Google, translate, queue, answer.
+
+use anyhow::Context as _;
+use std::sync::Arc;
+use storehook_shared::aws::{SqsQueue, sdk_config};
+use storehook_shared::clock::SystemClock;
+use storehook_shared::config::{Env, Lookup, required};
+use storehook_shared::ingest::Ingest;
+use storehook_shared::stores::playstore::links::MemoryLinkStore;
+use storehook_shared::stores::playstore::{PlayStoreEndpoint, playstore_config};
+
+/// Tokens a Lambda instance remembers (≈ 300 bytes each).
+const LINKS_IN_MEMORY: usize = 50_000;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let ingest = match cold_start().await {
+        Ok(ingest) => ingest,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "refusing to start");
+            return Err(e.into());
+        }
+    };
+    lambda_http::run(lambda_http::service_fn(move |req| {
+        let ingest = ingest.clone();
+        async move { ingest.lambda(req).await }
+    }))
+    .await
+}
+
+async fn cold_start() -> anyhow::Result<Ingest> {
+    let sdk = sdk_config().await;
+    let key = match Env.get("PLAY_SERVICE_ACCOUNT_SECRET_ARN") {
+        Some(id) => Some(secret_string(&sdk, &id).await?),
+        None => None,
+    };
+    let lookup = |name: &str| -> Option<String> {
+        match (name, &key) {
+            ("PLAY_SERVICE_ACCOUNT_JSON", Some(k)) => Some(k.clone()),
+            _ => Env.get(name),
+        }
+    };
+    let config = playstore_config(&lookup, true)?;
+    tracing::info!(
+        packages = %config.package_names.join(","),
+        oidc = config.push_auth.oidc.is_some(),
+        url_token = config.push_auth.query_token.is_some(),
+        api_account = %config.service_account.as_ref().map(|k| k.client_email.as_str()).unwrap_or(""),
+        include_raw = config.include_raw,
+        "Google Play endpoint configured"
+    );
+    let queue = SqsQueue::from_sdk(&sdk, required(&Env, "QUEUE_URL")?);
+    let clock = Arc::new(SystemClock);
+    // Purchase-token lineages. In memory per Lambda instance (bounded) until the
+    // DynamoDB `LinkStore` adapter (`LINK#GOOGLE_PLAY#<token>` items) is wired here:
+    // single upgrades/re-signups still resolve to the same subscription id (the id
+    // derives from the linked token), longer chains need the shared store.
+    let links = Arc::new(MemoryLinkStore::bounded(LINKS_IN_MEMORY));
+    let endpoint = PlayStoreEndpoint::new(config, links, clock.clone())?;
+    Ok(Ingest::new(Arc::new(endpoint), Arc::new(queue), clock))
+}
+
+/// A Secrets Manager secret's string value (the service-account JSON key file).
+async fn secret_string(sdk: &aws_config::SdkConfig, id: &str) -> anyhow::Result<String> {
+    let out = aws_sdk_secretsmanager::Client::new(sdk)
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)))
+        .with_context(|| format!("reading PLAY_SERVICE_ACCOUNT_SECRET_ARN {id}"))?;
+    out.secret_string()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .with_context(|| format!("secret {id} holds no string"))
+}

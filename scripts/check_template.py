@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""Checks template.yaml for what cfn-lint cannot know.
+
+1. Rules cfn-lint does not check (see docs/deploy.md and shared/src/provision.rs):
+   FIFO event-source BatchSize <= 10, queue visibility timeout >= 6 x the consuming
+   function's timeout (AWS guidance; >= 1 x is a hard requirement), retry steps <= 12h.
+2. The template declares exactly the values storehook's code uses: the queue, DLQ and table
+   attributes equal the `pub const`s of shared/src/provision.rs (which the provision tests
+   create against moto), the parameter defaults equal the code's defaults (retry.rs,
+   webhook.rs, dispatch/config.rs), and every function gets exactly the expected environment
+   variables, each of which the code reads (a "NAME" literal in shared/ or functions/).
+3. Least privilege: each role grants exactly the expected actions on the expected resources.
+
+Usage: python scripts/check_template.py [template.yaml]   (needs cfn-lint, for its YAML decoder)
+Exits 1 and lists every failure; prints "N passed, 0 failed" when all checks hold.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+try:
+    from cfnlint.decode import cfn_yaml  # cfn-lint's YAML decoder understands !Ref, !GetAtt, ...
+except ImportError:  # pragma: no cover
+    sys.exit("check_template: cfn-lint is not installed (run via scripts/test.sh, which installs it)")
+
+ROOT = Path(__file__).resolve().parent.parent
+PROVISION_RS = ROOT / "shared" / "src" / "provision.rs"
+RETRY_RS = ROOT / "shared" / "src" / "retry.rs"
+WEBHOOK_RS = ROOT / "shared" / "src" / "webhook.rs"
+DISPATCH_CONFIG_RS = ROOT / "shared" / "src" / "dispatch" / "config.rs"
+# Where the functions' code reads its environment (the names must appear there as "LITERALS").
+CODE_GLOBS = ("shared/src/**/*.rs", "functions/*/src/**/*.rs")
+
+# The environment each function's code reads (see shared/src/config.rs). RUST_LOG comes from Globals.
+EXPECTED_ENV = {
+    "AppStoreFunction": {
+        "QUEUE_URL", "APPLE_BUNDLE_ID", "APPLE_APP_APPLE_ID", "APPLE_ENVIRONMENTS", "INCLUDE_RAW", "RUST_LOG",
+    },
+    "DispatcherFunction": {
+        "QUEUE_URL", "DLQ_URL", "TABLE_NAME", "WEBHOOK_URL", "WEBHOOK_SECRET_ARN", "WEBHOOK_TIMEOUT_MS",
+        "RETRY_SCHEDULE", "HISTORY_TTL_DAYS", "RUST_LOG",
+    },
+}
+
+# role -> {(action, resource logical id or the log group)}
+EXPECTED_GRANTS = {
+    "AppStoreFunctionRole": {
+        ("logs:CreateLogStream", "AppStoreLogGroup"),
+        ("logs:PutLogEvents", "AppStoreLogGroup"),
+        ("sqs:SendMessage", "EventsQueue"),
+    },
+    "DispatcherFunctionRole": {
+        ("logs:CreateLogStream", "DispatcherLogGroup"),
+        ("logs:PutLogEvents", "DispatcherLogGroup"),
+        ("sqs:ReceiveMessage", "EventsQueue"),
+        ("sqs:DeleteMessage", "EventsQueue"),
+        ("sqs:GetQueueAttributes", "EventsQueue"),
+        ("sqs:ChangeMessageVisibility", "EventsQueue"),
+        ("sqs:SendMessage", "EventsDeadLetterQueue"),
+        ("dynamodb:GetItem", "Table"),
+        ("dynamodb:PutItem", "Table"),
+        ("dynamodb:UpdateItem", "Table"),
+        ("dynamodb:Query", "Table"),
+        ("dynamodb:ConditionCheckItem", "Table"),
+        ("secretsmanager:GetSecretValue", "WebhookSecret"),
+    },
+}
+
+EXPECTED_OUTPUTS = {"AppStoreEndpoint", "QueueUrl", "DeadLetterQueueUrl", "TableName", "WebhookSecretArn"}
+
+SQS_MAX_VISIBILITY_S = 43_200
+UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Checker:
+    def __init__(self) -> None:
+        self.passed = 0
+        self.failures: list[str] = []
+
+    def check(self, ok: bool, what: str) -> None:
+        if ok:
+            self.passed += 1
+        else:
+            self.failures.append(what)
+
+    def equal(self, actual, expected, what: str) -> None:
+        self.check(actual == expected, f"{what}: template has {actual!r}, expected {expected!r}")
+
+
+def rust_consts(path: Path) -> dict:
+    """`pub const NAME: type = literal;` lines of a Rust file, as Python values."""
+    consts = {}
+    pattern = re.compile(r"^pub const ([A-Z0-9_]+): ([^=]+?) = (.+);\s*$")
+    for line in path.read_text().splitlines():
+        m = pattern.match(line)
+        if not m:
+            continue
+        name, ty, value = m.group(1), m.group(2).strip(), m.group(3).strip()
+        if ty == "&str" and value.startswith('"') and value.endswith('"'):
+            consts[name] = json.loads(value)
+        elif ty == "bool" and value in ("true", "false"):
+            consts[name] = value == "true"
+        elif re.fullmatch(r"[ui](8|16|32|64|size)", ty) and re.fullmatch(r"[0-9_]+", value):
+            consts[name] = int(value.replace("_", ""))
+    return consts
+
+
+def duration_const_ms(path: Path, name: str) -> int | None:
+    """`pub const NAME: Duration = Duration::from_secs(N)` (or from_millis) in milliseconds."""
+    m = re.search(rf"pub const {name}: Duration = Duration::from_(secs|millis)\(([0-9_]+)\);", path.read_text())
+    if not m:
+        sys.exit(f"check_template: {path.relative_to(ROOT)} has no `pub const {name}: Duration = ...` literal")
+    n = int(m.group(2).replace("_", ""))
+    return n * 1000 if m.group(1) == "secs" else n
+
+
+def require(consts: dict, name: str, source: Path):
+    if name not in consts:
+        sys.exit(f"check_template: {source.relative_to(ROOT)} has no `pub const {name}` literal")
+    return consts[name]
+
+
+def ref(value):
+    """The logical id of {'Ref': X} or {'Fn::GetAtt': [X, attr]} / 'X.attr'."""
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return value["Ref"]
+        if "Fn::GetAtt" in value:
+            target = value["Fn::GetAtt"]
+            return target[0] if isinstance(target, list) else str(target).split(".")[0]
+    return None
+
+
+def param_default(template: dict, value):
+    """A literal, or the Default of a parameter it references."""
+    name = ref(value)
+    if name and name in template.get("Parameters", {}):
+        return template["Parameters"][name].get("Default")
+    return value
+
+
+def as_int(value) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def as_bool(value) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    return {"true": True, "false": False}.get(str(value).lower())
+
+
+def schedule_seconds(schedule: str) -> list[float]:
+    out = []
+    for step in re.split(r"[,\s]+", schedule.strip()):
+        m = re.fullmatch(r"([0-9]+)(ms|s|m|h|d)", step)
+        if not m:
+            raise ValueError(step)
+        out.append(int(m.group(1)) * UNIT_S[m.group(2)])
+    return out
+
+
+def main() -> int:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "template.yaml"
+    template = cfn_yaml.load(str(path))
+    resources = template["Resources"]
+    params = template.get("Parameters", {})
+    globals_fn = template.get("Globals", {}).get("Function", {})
+    p = rust_consts(PROVISION_RS)
+    code = "\n".join(f.read_text(errors="replace") for g in CODE_GLOBS for f in sorted(ROOT.glob(g)))
+    r = rust_consts(RETRY_RS) if RETRY_RS.exists() else {}
+    c = Checker()
+
+    def props(logical_id: str) -> dict:
+        res = resources.get(logical_id)
+        c.check(res is not None, f"resource {logical_id} is missing")
+        return (res or {}).get("Properties", {})
+
+    def fn_prop(fn: dict, key: str):
+        return fn.get(key, globals_fn.get(key))
+
+    # ---- queues: attributes == provision.rs
+    queue, dlq = props("EventsQueue"), props("EventsDeadLetterQueue")
+    for q, label, retention in ((queue, "EventsQueue", "QUEUE_MESSAGE_RETENTION_S"),
+                                (dlq, "EventsDeadLetterQueue", "DLQ_MESSAGE_RETENTION_S")):
+        c.equal(as_bool(q.get("FifoQueue")), require(p, "QUEUE_FIFO", PROVISION_RS), f"{label}.FifoQueue")
+        c.equal(as_bool(q.get("ContentBasedDeduplication")),
+                require(p, "QUEUE_CONTENT_BASED_DEDUPLICATION", PROVISION_RS), f"{label}.ContentBasedDeduplication")
+        c.equal(as_int(q.get("MessageRetentionPeriod")), require(p, retention, PROVISION_RS),
+                f"{label}.MessageRetentionPeriod")
+        c.equal(as_bool(q.get("SqsManagedSseEnabled")), require(p, "QUEUE_SQS_MANAGED_SSE", PROVISION_RS),
+                f"{label}.SqsManagedSseEnabled")
+    c.equal(queue.get("DeduplicationScope"), require(p, "QUEUE_DEDUPLICATION_SCOPE", PROVISION_RS),
+            "EventsQueue.DeduplicationScope")
+    c.equal(queue.get("FifoThroughputLimit"), require(p, "QUEUE_FIFO_THROUGHPUT_LIMIT", PROVISION_RS),
+            "EventsQueue.FifoThroughputLimit")
+    visibility = as_int(queue.get("VisibilityTimeout"))
+    c.equal(visibility, require(p, "QUEUE_VISIBILITY_TIMEOUT_S", PROVISION_RS), "EventsQueue.VisibilityTimeout")
+    c.check("RedrivePolicy" not in dlq and "DeduplicationScope" not in dlq,
+            "EventsDeadLetterQueue must declare only FIFO, dedup, retention and SSE (as provision.rs creates it)")
+    redrive = queue.get("RedrivePolicy", {})
+    c.equal(ref(redrive.get("deadLetterTargetArn")), "EventsDeadLetterQueue",
+            "EventsQueue.RedrivePolicy.deadLetterTargetArn")
+    max_receive = as_int(param_default(template, redrive.get("maxReceiveCount")))
+    c.equal(max_receive, require(p, "DEFAULT_MAX_RECEIVE_COUNT", PROVISION_RS),
+            "EventsQueue.RedrivePolicy.maxReceiveCount (default)")
+
+    # ---- table: attributes == provision.rs
+    table = props("Table")
+    pk, sk = require(p, "TABLE_PARTITION_KEY", PROVISION_RS), require(p, "TABLE_SORT_KEY", PROVISION_RS)
+    c.equal(table.get("BillingMode"), require(p, "TABLE_BILLING_MODE", PROVISION_RS), "Table.BillingMode")
+    c.equal(sorted((a["AttributeName"], a["AttributeType"]) for a in table.get("AttributeDefinitions", [])),
+            sorted([(pk, "S"), (sk, "S")]), "Table.AttributeDefinitions")
+    c.equal([(k["AttributeName"], k["KeyType"]) for k in table.get("KeySchema", [])],
+            [(pk, "HASH"), (sk, "RANGE")], "Table.KeySchema")
+    ttl = table.get("TimeToLiveSpecification", {})
+    c.equal((ttl.get("AttributeName"), as_bool(ttl.get("Enabled"))),
+            (require(p, "TABLE_TTL_ATTRIBUTE", PROVISION_RS), True), "Table.TimeToLiveSpecification")
+    c.equal(as_bool(table.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled")),
+            require(p, "TABLE_POINT_IN_TIME_RECOVERY", PROVISION_RS), "Table.PointInTimeRecoverySpecification")
+    c.equal(as_bool(table.get("SSESpecification", {}).get("SSEEnabled")),
+            require(p, "TABLE_SSE_ENABLED", PROVISION_RS), "Table.SSESpecification.SSEEnabled")
+    c.check(not table.get("GlobalSecondaryIndexes") and not table.get("LocalSecondaryIndexes"),
+            "Table declares indexes that provision.rs does not create")
+
+    # ---- webhook secret: valid base64 of the expected length
+    gen = props("WebhookSecret").get("GenerateSecretString", {})
+    c.equal(as_int(gen.get("PasswordLength")), require(p, "WEBHOOK_SECRET_LENGTH", PROVISION_RS),
+            "WebhookSecret.GenerateSecretString.PasswordLength")
+    c.equal(as_bool(gen.get("ExcludePunctuation")), True, "WebhookSecret.GenerateSecretString.ExcludePunctuation")
+    c.check(as_int(gen.get("PasswordLength")) is not None and as_int(gen.get("PasswordLength")) % 4 == 0,
+            "WebhookSecret length must be a multiple of 4 to be unpadded-safe base64")
+
+    # ---- every SQS event source: the rules cfn-lint misses
+    sqs_sources = 0
+    for fn_id, res in resources.items():
+        if res.get("Type") != "AWS::Serverless::Function":
+            continue
+        fn = res.get("Properties", {})
+        timeout = as_int(fn_prop(fn, "Timeout") or 3)
+        for ev_id, ev in (fn.get("Events") or {}).items():
+            if ev.get("Type") != "SQS":
+                continue
+            sqs_sources += 1
+            where = f"{fn_id}.Events.{ev_id}"
+            q_id = ref(ev.get("Properties", {}).get("Queue"))
+            q_props = resources.get(q_id, {}).get("Properties", {})
+            c.check(q_id in resources, f"{where}: Queue must !GetAtt a queue of this template")
+            fifo = as_bool(q_props.get("FifoQueue")) is True
+            batch = as_int(param_default(template, ev["Properties"].get("BatchSize", 10)))
+            c.check(batch is not None and 1 <= batch <= (10 if fifo else 10_000),
+                    f"{where}: BatchSize {batch} exceeds the {'FIFO ' if fifo else ''}limit")
+            if fifo:
+                c.check("MaximumBatchingWindowInSeconds" not in ev["Properties"],
+                        f"{where}: FIFO event sources do not support MaximumBatchingWindowInSeconds")
+            c.check("ReportBatchItemFailures" in (ev["Properties"].get("FunctionResponseTypes") or []),
+                    f"{where}: FunctionResponseTypes must include ReportBatchItemFailures")
+            vis = as_int(q_props.get("VisibilityTimeout", 30))
+            c.check(vis is not None and timeout is not None and vis >= timeout,
+                    f"{where}: {q_id}.VisibilityTimeout {vis} < {fn_id} Timeout {timeout} (AWS rejects this)")
+            c.check(vis is not None and timeout is not None and vis >= 6 * timeout,
+                    f"{where}: {q_id}.VisibilityTimeout {vis} < 6 x {fn_id} Timeout {timeout}")
+            c.check(vis is not None and vis <= SQS_MAX_VISIBILITY_S, f"{q_id}.VisibilityTimeout {vis} > 12h")
+            if fn_id == "DispatcherFunction":
+                c.equal(timeout, require(p, "DISPATCHER_TIMEOUT_S", PROVISION_RS), "DispatcherFunction.Timeout")
+                c.equal(batch, require(p, "DISPATCHER_BATCH_SIZE", PROVISION_RS), "DispatcherFunction SQS BatchSize")
+            c.check(fn.get("ReservedConcurrentExecutions") is None,
+                    f"{fn_id}: reserved concurrency throttles SQS batches into extra receives; use ScalingConfig")
+    c.check(sqs_sources >= 1, "no SQS event source found")
+
+    # ---- defaults == the code's defaults
+    schedule = params.get("RetrySchedule", {}).get("Default", "")
+    try:
+        steps = schedule_seconds(schedule)
+        c.check(all(0 < s <= SQS_MAX_VISIBILITY_S for s in steps), f"RetrySchedule {schedule!r}: a step is 0 or > 12h")
+        c.equal(max_receive, len(steps) + 1, "MaxReceiveCount default vs RetrySchedule default (attempts = steps + 1)")
+    except ValueError as e:
+        c.check(False, f"RetrySchedule default {schedule!r} has an invalid step {e}")
+    pattern = params.get("RetrySchedule", {}).get("AllowedPattern")
+    c.check(pattern is None or re.fullmatch(pattern, schedule) is not None,
+            "RetrySchedule default does not match its own AllowedPattern")
+    if r:
+        c.equal(schedule, require(r, "DEFAULT_RETRY_SCHEDULE", RETRY_RS), "RetrySchedule default (retry.rs)")
+        c.equal(max_receive, require(r, "DEFAULT_MAX_ATTEMPTS", RETRY_RS), "MaxReceiveCount default (retry.rs)")
+    else:
+        print("check_template: note: shared/src/retry.rs not found, retry defaults not compared")
+    webhook_default_ms = duration_const_ms(WEBHOOK_RS, "DEFAULT_TIMEOUT")
+    c.equal(as_int(params.get("WebhookTimeoutMs", {}).get("Default")), webhook_default_ms,
+            "WebhookTimeoutMs default (webhook.rs DEFAULT_TIMEOUT)")
+    if DISPATCH_CONFIG_RS.exists():
+        dc = rust_consts(DISPATCH_CONFIG_RS)
+        c.equal(as_int(params.get("HistoryTtlDays", {}).get("Default")),
+                require(dc, "DEFAULT_HISTORY_TTL_DAYS", DISPATCH_CONFIG_RS), "HistoryTtlDays default")
+    c.check((as_int(params.get("HistoryTtlDays", {}).get("MaxValue")) or 10**9) <= 36_500,
+            "HistoryTtlDays MaxValue must be <= 36500 (the dispatcher rejects more)")
+    max_webhook_ms = as_int(params.get("WebhookTimeoutMs", {}).get("MaxValue"))
+    disp_timeout = as_int(fn_prop(props("DispatcherFunction"), "Timeout"))
+    disp_batch = require(p, "DISPATCHER_BATCH_SIZE", PROVISION_RS)
+    c.check(max_webhook_ms is not None and disp_timeout is not None
+            and max_webhook_ms * disp_batch <= disp_timeout * 1000,
+            f"WebhookTimeoutMs MaxValue {max_webhook_ms} x BatchSize {disp_batch} must fit the dispatcher "
+            f"timeout {disp_timeout}s (one subscription's batch is delivered sequentially)")
+    arch = params.get("Architecture", {})
+    c.equal(sorted(arch.get("AllowedValues", [])), ["arm64", "x86_64"], "Architecture AllowedValues")
+
+    # ---- functions: build method, binary, environment
+    for fn_id, binary in (("AppStoreFunction", "appstore"), ("DispatcherFunction", "dispatcher")):
+        res = resources.get(fn_id, {})
+        meta = res.get("Metadata", {})
+        c.equal(meta.get("BuildMethod"), "rust-cargolambda", f"{fn_id} Metadata.BuildMethod")
+        c.equal(meta.get("BuildProperties", {}).get("Binary"), binary, f"{fn_id} BuildProperties.Binary")
+        fn = res.get("Properties", {})
+        c.equal(fn_prop(fn, "Runtime"), "provided.al2023", f"{fn_id} Runtime")
+        c.equal(fn_prop(fn, "Handler"), "bootstrap", f"{fn_id} Handler")
+        env = set((fn.get("Environment", {}).get("Variables") or {}).keys())
+        env |= set((globals_fn.get("Environment", {}).get("Variables") or {}).keys())
+        c.equal(sorted(env), sorted(EXPECTED_ENV[fn_id]), f"{fn_id} environment variable names")
+        c.equal(ref(fn.get("Role")), f"{fn_id}Role", f"{fn_id} Role (explicit, least privilege)")
+        for name in sorted(env - {"RUST_LOG"}):
+            c.check(f'"{name}"' in code, f'{fn_id}: environment variable {name} is read nowhere in the code '
+                                         f'(no "{name}" literal in {", ".join(CODE_GLOBS)})')
+    include_raw = resources.get("AppStoreFunction", {}).get("Properties", {}).get("Environment", {}).get(
+        "Variables", {}).get("INCLUDE_RAW")
+    c.equal(str(param_default(template, include_raw)).lower(), "false", "INCLUDE_RAW default")
+
+    # ---- least privilege
+    for role_id, expected in EXPECTED_GRANTS.items():
+        grants = set()
+        for policy in props(role_id).get("Policies", []):
+            for st in policy.get("PolicyDocument", {}).get("Statement", []):
+                c.check(st.get("Effect") == "Allow" and "NotAction" not in st and "NotResource" not in st,
+                        f"{role_id}: only plain Allow statements expected")
+                actions = st.get("Action", [])
+                actions = [actions] if isinstance(actions, str) else actions
+                resources_ = st.get("Resource", [])
+                resources_ = resources_ if isinstance(resources_, list) else [resources_]
+                for a in actions:
+                    for res_ in resources_:
+                        target = ref(res_) or res_
+                        c.check(target != "*" and "*" not in str(a), f"{role_id}: wildcard in {a} on {res_}")
+                        grants.add((a, target))
+        c.equal(sorted(grants), sorted(expected), f"{role_id} grants")
+        c.check(not props(role_id).get("ManagedPolicyArns"), f"{role_id}: managed policies are too broad")
+
+    # ---- outputs
+    missing = EXPECTED_OUTPUTS - set(template.get("Outputs", {}))
+    c.check(not missing, f"Outputs missing: {sorted(missing)}")
+
+    # ---- alarms
+    alarm_metrics = {(a.get("Properties", {}).get("Namespace"), a.get("Properties", {}).get("MetricName"),
+                      ref(a.get("Properties", {}).get("Dimensions", [{}])[0].get("Value")))
+                     for a in resources.values() if a.get("Type") == "AWS::CloudWatch::Alarm"}
+    c.check(("AWS/SQS", "ApproximateNumberOfMessagesVisible", "EventsDeadLetterQueue") in alarm_metrics,
+            "an alarm on the DLQ's ApproximateNumberOfMessagesVisible is required")
+    c.check(("AWS/Lambda", "Errors", "DispatcherFunction") in alarm_metrics,
+            "an alarm on the dispatcher's Errors is required")
+
+    for f in c.failures:
+        print(f"check_template: FAIL {f}", file=sys.stderr)
+    print(f"check_template: {c.passed} passed, {len(c.failures)} failed")
+    return 1 if c.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

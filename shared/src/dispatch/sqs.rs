@@ -1,0 +1,599 @@
+//! The dispatcher Lambda's batch logic: an SQS FIFO batch in, a partial batch
+//! response out (`ReportBatchItemFailures`).
+//!
+//! Per message group, in batch order:
+//! - after the first failed message of a group, it AND every later message of
+//!   that group in the batch are reported as failures without being processed
+//!   (FIFO: event N+1 waits for N); the unprocessed ones are made visible again
+//!   at once (visibility 0) so they do not hold the group for the queue's
+//!   visibility timeout — FIFO keeps them behind the failed message anyway;
+//! - [`Outcome::Retry`]: the message's visibility timeout is set to the delay
+//!   (ChangeMessageVisibility), then it is reported failed;
+//! - [`Outcome::DeadLetter`] and bodies that are not an [`Event`]: the message
+//!   is sent to the DLQ explicitly (body unchanged, reason as a message
+//!   attribute) and acknowledged, so later events of the group proceed; if that
+//!   send fails, it is reported failed instead;
+//! - `ApproximateReceiveCount` is the attempt number.
+//!
+//! Different groups are processed concurrently. Messages not started by the
+//! `start_by` instant (the Lambda deadline minus the time one message may
+//! take) are reported failed without processing, so the function does not
+//! time out mid-delivery; the first message of each group always runs.
+
+use super::{Dispatcher, Outcome};
+use crate::event::Event;
+use crate::queue::QueueError;
+use async_trait::async_trait;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// SQS system attribute: the FIFO message group.
+pub const ATTR_GROUP_ID: &str = "MessageGroupId";
+/// SQS system attribute: how often the message was received (the attempt number).
+pub const ATTR_RECEIVE_COUNT: &str = "ApproximateReceiveCount";
+/// Message attribute on dead-lettered messages: why.
+pub const DLQ_ATTR_REASON: &str = "storehook-reason";
+/// Message attribute on dead-lettered messages: the original message id.
+pub const DLQ_ATTR_SOURCE_MESSAGE_ID: &str = "storehook-source-message-id";
+/// Message attribute on dead-lettered messages: attempts made.
+pub const DLQ_ATTR_RECEIVE_COUNT: &str = "storehook-receive-count";
+
+/// A message to move to the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterMessage {
+    /// The original body, unchanged (so a replay is a plain re-send).
+    pub body: String,
+    /// The original message group.
+    pub group_id: String,
+    /// Deduplication id on the DLQ: the original SQS message id (a crash after
+    /// the send and before the acknowledgement does not duplicate it).
+    pub dedup_id: String,
+    /// Why it was dead-lettered.
+    pub reason: String,
+    /// Attempts made (`ApproximateReceiveCount`).
+    pub receive_count: u32,
+}
+
+/// What the batch handler needs from the queue besides acknowledgements.
+#[async_trait]
+pub trait MessageControl: Send + Sync + Debug {
+    /// Hides a received message for `delay` (ChangeMessageVisibility; whole seconds, ≤ 12 h).
+    async fn delay(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError>;
+
+    /// Sends a message to the dead-letter queue.
+    async fn dead_letter(&self, message: &DeadLetterMessage) -> Result<(), QueueError>;
+}
+
+/// In-memory [`MessageControl`] recording calls; can be told to fail (tests, local server).
+#[derive(Debug, Default)]
+pub struct MemoryMessageControl {
+    delays: Mutex<Vec<(String, Duration)>>,
+    dead: Mutex<Vec<DeadLetterMessage>>,
+    fail: Mutex<Option<QueueError>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MemoryMessageControl {
+    /// Records nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// (receipt handle, delay) of every `delay` call.
+    pub fn delays(&self) -> Vec<(String, Duration)> {
+        lock(&self.delays).clone()
+    }
+
+    /// Every dead-lettered message.
+    pub fn dead_letters(&self) -> Vec<DeadLetterMessage> {
+        lock(&self.dead).clone()
+    }
+
+    /// Makes every following call fail with `err` (None: succeed again).
+    pub fn fail_with(&self, err: Option<QueueError>) {
+        *lock(&self.fail) = err;
+    }
+}
+
+#[async_trait]
+impl MessageControl for MemoryMessageControl {
+    async fn delay(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+        if let Some(e) = lock(&self.fail).clone() {
+            return Err(e);
+        }
+        lock(&self.delays).push((receipt_handle.to_owned(), delay));
+        Ok(())
+    }
+
+    async fn dead_letter(&self, message: &DeadLetterMessage) -> Result<(), QueueError> {
+        if let Some(e) = lock(&self.fail).clone() {
+            return Err(e);
+        }
+        lock(&self.dead).push(message.clone());
+        Ok(())
+    }
+}
+
+/// A body's parse error without any of its content (bodies may carry tokens).
+fn describe_parse_error(e: &serde_json::Error) -> String {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "I/O",
+        serde_json::error::Category::Syntax => "syntax",
+        serde_json::error::Category::Data => "data",
+        serde_json::error::Category::Eof => "truncated",
+    };
+    format!(
+        "body is not a storehook event ({kind} error at line {} column {})",
+        e.line(),
+        e.column()
+    )
+}
+
+/// Handles one SQS batch: see the module docs. Never fails as a whole.
+/// `start_by`: no message is started after this instant (None: no limit).
+pub async fn handle_sqs_batch(
+    batch: SqsEvent,
+    dispatcher: Arc<Dispatcher>,
+    control: Arc<dyn MessageControl>,
+    start_by: Option<Instant>,
+) -> SqsBatchResponse {
+    // Group messages (with their batch position), groups in first-seen order.
+    let mut groups: Vec<(String, Vec<(usize, SqsMessage)>)> = Vec::new();
+    for (i, m) in batch.records.into_iter().enumerate() {
+        let g = m.attributes.get(ATTR_GROUP_ID).cloned().unwrap_or_default();
+        match groups.iter_mut().find(|(k, _)| *k == g) {
+            Some((_, v)) => v.push((i, m)),
+            None => groups.push((g, vec![(i, m)])),
+        }
+    }
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut owned: std::collections::HashMap<tokio::task::Id, Vec<(usize, String)>> =
+        std::collections::HashMap::new();
+    for (group, messages) in groups {
+        let ids: Vec<(usize, String)> = messages
+            .iter()
+            .map(|(i, m)| (*i, m.message_id.clone().unwrap_or_default()))
+            .collect();
+        let handle = tasks.spawn(process_group(
+            group,
+            messages,
+            dispatcher.clone(),
+            control.clone(),
+            start_by,
+        ));
+        owned.insert(handle.id(), ids);
+    }
+
+    let mut failed: Vec<(usize, String)> = Vec::new();
+    while let Some(joined) = tasks.join_next_with_id().await {
+        match joined {
+            Ok((_, f)) => failed.extend(f),
+            Err(e) => {
+                // A crashed group task (unreachable in release builds, where
+                // panic = abort): report all its messages so none is lost.
+                tracing::error!(error = %e, "group task failed");
+                failed.extend(owned.remove(&e.id()).unwrap_or_default());
+            }
+        }
+    }
+    failed.sort_by_key(|(i, _)| *i);
+    let mut resp = SqsBatchResponse::default();
+    resp.set_failures(failed.into_iter().map(|(_, id)| id));
+    resp
+}
+
+/// Processes one group's messages in order; returns the failed ones.
+async fn process_group(
+    group: String,
+    messages: Vec<(usize, SqsMessage)>,
+    dispatcher: Arc<Dispatcher>,
+    control: Arc<dyn MessageControl>,
+    start_by: Option<Instant>,
+) -> Vec<(usize, String)> {
+    let mut failed = Vec::new();
+    let mut unprocessed = Vec::new();
+    let mut blocked = false;
+    let mut started_any = false;
+    for (i, m) in messages {
+        let id = m.message_id.clone().unwrap_or_default();
+        // The first message of every group always runs (progress even with a
+        // too-short function timeout); later ones only while time remains.
+        if !blocked && started_any && start_by.is_some_and(|t| Instant::now() >= t) {
+            tracing::warn!(message_id = %id, "out of time: returning the rest of the group unprocessed");
+            blocked = true;
+        }
+        if blocked {
+            failed.push((i, id));
+            unprocessed.extend(m.receipt_handle.clone());
+            continue;
+        }
+        started_any = true;
+        if !process_message(&group, &m, &dispatcher, control.as_ref()).await {
+            blocked = true;
+            failed.push((i, id));
+        }
+    }
+    // Release the messages returned unprocessed: left in flight they would hold
+    // the whole group for the queue's visibility timeout, overriding a shorter
+    // retry delay. Visible again, FIFO still keeps them behind the failed one.
+    for rh in unprocessed {
+        if let Err(e) = control.delay(&rh, Duration::ZERO).await {
+            tracing::warn!(error = %e, "could not release an unprocessed message");
+        }
+    }
+    failed
+}
+
+/// Returns true when the message may be acknowledged.
+async fn process_message(
+    group: &str,
+    m: &SqsMessage,
+    dispatcher: &Dispatcher,
+    control: &dyn MessageControl,
+) -> bool {
+    let message_id = m.message_id.clone().unwrap_or_default();
+    let receive_count = m
+        .attributes
+        .get(ATTR_RECEIVE_COUNT)
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1);
+    let body = m.body.clone().unwrap_or_default();
+    let dead_letter = |reason: String| DeadLetterMessage {
+        body: body.clone(),
+        group_id: if group.is_empty() {
+            "unknown".to_owned()
+        } else {
+            group.to_owned()
+        },
+        dedup_id: message_id.clone(),
+        reason,
+        receive_count,
+    };
+
+    let outcome = match serde_json::from_str::<Event>(&body) {
+        Ok(event) => dispatcher.process(event, receive_count).await,
+        Err(e) => Outcome::DeadLetter {
+            reason: describe_parse_error(&e),
+        },
+    };
+    match outcome {
+        Outcome::Delivered | Outcome::AlreadyDelivered => true,
+        Outcome::Retry { delay } => {
+            match m.receipt_handle.as_deref() {
+                Some(rh) => {
+                    if let Err(e) = control.delay(rh, delay).await {
+                        // The message still comes back, after the queue's default visibility timeout.
+                        tracing::warn!(%message_id, error = %e, "could not set the retry delay");
+                    }
+                }
+                None => tracing::warn!(%message_id, "message without receipt handle"),
+            }
+            tracing::info!(%message_id, delay_s = delay.as_secs(), receive_count, "retry scheduled");
+            false
+        }
+        Outcome::DeadLetter { reason } => {
+            let msg = dead_letter(reason);
+            match control.dead_letter(&msg).await {
+                Ok(()) => {
+                    tracing::error!(%message_id, reason = %msg.reason, receive_count, "dead-lettered");
+                    true
+                }
+                Err(e) => {
+                    tracing::error!(%message_id, error = %e, "dead-letter send failed; will retry");
+                    false
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::event::EventType;
+    use crate::retry::RetrySchedule;
+    use crate::state::MemoryState;
+    use crate::state::fixtures::*;
+    use crate::testing::{Reply, TestReceiver};
+    use crate::webhook::{HttpWebhookSender, WebhookSecret, WebhookSecrets};
+    use std::collections::HashMap;
+
+    fn message(n: usize, group: &str, body: &str, receive_count: u32) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(format!("m{n}"));
+        m.receipt_handle = Some(format!("rh{n}"));
+        m.body = Some(body.to_owned());
+        m.attributes = HashMap::from([
+            (ATTR_GROUP_ID.to_owned(), group.to_owned()),
+            (ATTR_RECEIVE_COUNT.to_owned(), receive_count.to_string()),
+        ]);
+        m
+    }
+
+    fn event_message(n: usize, e: &Event, receive_count: u32) -> SqsMessage {
+        message(
+            n,
+            &e.group_key(),
+            &serde_json::to_string(e).unwrap(),
+            receive_count,
+        )
+    }
+
+    fn batch(records: Vec<SqsMessage>) -> SqsEvent {
+        let mut b = SqsEvent::default();
+        b.records = records;
+        b
+    }
+
+    fn failures(r: &SqsBatchResponse) -> Vec<String> {
+        r.batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect()
+    }
+
+    async fn rig() -> (TestReceiver, Arc<Dispatcher>, Arc<MemoryMessageControl>) {
+        let rx = TestReceiver::start().await.unwrap();
+        let secrets = WebhookSecrets::parse(&WebhookSecret::generate().unwrap()).unwrap();
+        let clock = Arc::new(ManualClock::new(t(0).0));
+        let sender =
+            HttpWebhookSender::new(&rx.url(), secrets, Duration::from_secs(5), clock.clone())
+                .unwrap();
+        let d = Dispatcher::new(
+            Arc::new(MemoryState::new()),
+            Arc::new(sender),
+            RetrySchedule::default().with_jitter(0.0),
+            clock,
+        );
+        (rx, Arc::new(d), Arc::new(MemoryMessageControl::new()))
+    }
+
+    #[tokio::test]
+    async fn a_failure_blocks_the_rest_of_its_group_only() {
+        // GIVEN group A: a1, a2, a3 and group B: b1, b2, interleaved in one batch;
+        // the endpoint rejects a2 (503) only
+        let (rx, d, c) = rig().await;
+        let a: Vec<Event> = (1..=3)
+            .map(|i| {
+                sub_event(
+                    &format!("a{i}"),
+                    EventType::SubscriptionRenewed,
+                    "A",
+                    i,
+                    false,
+                )
+            })
+            .collect();
+        let b: Vec<Event> = (1..=2)
+            .map(|i| {
+                sub_event(
+                    &format!("b{i}"),
+                    EventType::SubscriptionRenewed,
+                    "B",
+                    i,
+                    false,
+                )
+            })
+            .collect();
+        // The endpoint answers 200, but a2's delivery is turned into a 503.
+        let d = Arc::new(Dispatcher {
+            sender: Arc::new(FailFor {
+                inner: d.sender.clone(),
+                id: a[1].id.0.clone(),
+            }),
+            ..(*d).clone()
+        });
+        // a2 is on its 3rd receive.
+        let records = vec![
+            event_message(0, &a[0], 1),
+            event_message(1, &b[0], 1),
+            event_message(2, &a[1], 3),
+            event_message(3, &b[1], 1),
+            event_message(4, &a[2], 1),
+        ];
+        // WHEN the batch is handled
+        let resp = handle_sqs_batch(batch(records), d, c.clone(), None).await;
+        // THEN a2 and a3 are reported failed; a1, b1, b2 are acknowledged
+        assert_eq!(failures(&resp), vec!["m2", "m4"]);
+        // AND a2 got the visibility delay of its attempt (3rd → 30 min); a3 was not
+        // processed and was released at once
+        assert_eq!(
+            c.delays(),
+            vec![
+                ("rh2".to_owned(), Duration::from_secs(1_800)),
+                ("rh4".to_owned(), Duration::ZERO)
+            ]
+        );
+        let sent: Vec<String> = rx
+            .requests()
+            .iter()
+            .map(|r| r.webhook_id().unwrap().to_owned())
+            .collect();
+        assert!(
+            sent.contains(&a[0].id.0) && sent.contains(&b[0].id.0) && sent.contains(&b[1].id.0)
+        );
+        assert!(!sent.contains(&a[2].id.0));
+        // AND group B was delivered in order
+        let bpos: Vec<usize> = b
+            .iter()
+            .map(|e| sent.iter().position(|s| *s == e.id.0).unwrap())
+            .collect();
+        assert!(bpos[0] < bpos[1]);
+    }
+
+    /// A sender answering 503 for one event id, delegating otherwise.
+    #[derive(Debug)]
+    struct FailFor {
+        inner: Arc<dyn crate::webhook::WebhookSender>,
+        id: String,
+    }
+
+    #[async_trait]
+    impl crate::webhook::WebhookSender for FailFor {
+        async fn post(
+            &self,
+            id: &crate::event::EventId,
+            body: &[u8],
+        ) -> crate::webhook::DeliveryAttempt {
+            let mut a = self.inner.post(id, body).await;
+            if id.0 == self.id {
+                a.status = Some(503);
+            }
+            a
+        }
+    }
+
+    #[tokio::test]
+    async fn dead_letters_are_sent_and_acknowledged_so_the_group_proceeds() {
+        // GIVEN e1 answered 410, then e2 answered 200, same group
+        let (rx, d, c) = rig().await;
+        rx.push(Reply::status(410));
+        let e1 = sub_event("g1", EventType::SubscriptionRenewed, "G", 1, false);
+        let e2 = sub_event("g2", EventType::SubscriptionRenewed, "G", 2, false);
+        // WHEN the batch is handled
+        let resp = handle_sqs_batch(
+            batch(vec![event_message(0, &e1, 1), event_message(1, &e2, 1)]),
+            d,
+            c.clone(),
+            None,
+        )
+        .await;
+        // THEN nothing is reported failed: e1 went to the DLQ, e2 was delivered
+        assert!(failures(&resp).is_empty());
+        let dl = c.dead_letters();
+        assert_eq!(dl.len(), 1);
+        assert_eq!(dl[0].dedup_id, "m0");
+        assert_eq!(dl[0].group_id, e1.group_key());
+        assert_eq!(dl[0].body, serde_json::to_string(&e1).unwrap());
+        assert!(dl[0].reason.contains("410"));
+        assert_eq!(rx.count(), 2);
+    }
+
+    #[tokio::test]
+    async fn unparseable_bodies_are_dead_lettered_without_their_content() {
+        // GIVEN a body that is not an event and contains a token-like value
+        let (_rx, d, c) = rig().await;
+        let m = message(
+            0,
+            "g",
+            r#"{"purchase_token":"SECRET-TOKEN-123","api_version":"x"}"#,
+            1,
+        );
+        // WHEN handled
+        let resp = handle_sqs_batch(batch(vec![m]), d, c.clone(), None).await;
+        // THEN it is acknowledged and dead-lettered with a content-free reason
+        assert!(failures(&resp).is_empty());
+        let dl = c.dead_letters();
+        assert_eq!(dl.len(), 1);
+        assert!(
+            dl[0].reason.starts_with("body is not a storehook event"),
+            "{}",
+            dl[0].reason
+        );
+        assert!(!dl[0].reason.contains("SECRET-TOKEN"));
+    }
+
+    #[tokio::test]
+    async fn a_failing_dlq_send_blocks_the_group() {
+        // GIVEN a DLQ that cannot be reached and two bad messages of one group, one of another
+        let (_rx, d, c) = rig().await;
+        c.fail_with(Some(QueueError::Unavailable("sqs down".into())));
+        let resp = handle_sqs_batch(
+            batch(vec![
+                message(0, "g", "nope", 1),
+                message(1, "g", "nope", 1),
+                message(2, "h", "nope", 1),
+            ]),
+            d,
+            c.clone(),
+            None,
+        )
+        .await;
+        // THEN all are reported failed (nothing lost)
+        assert_eq!(failures(&resp), vec!["m0", "m1", "m2"]);
+    }
+
+    #[tokio::test]
+    async fn receive_count_drives_the_schedule_and_exhaustion() {
+        // GIVEN an endpoint failing with 500
+        let (rx, d, c) = rig().await;
+        rx.set_default(Reply::status(500));
+        let e = sub_event("x1", EventType::SubscriptionRenewed, "X", 1, false);
+        // WHEN received the 6th time THEN it waits 10 h
+        let r = handle_sqs_batch(
+            batch(vec![event_message(0, &e, 6)]),
+            d.clone(),
+            c.clone(),
+            None,
+        )
+        .await;
+        assert_eq!(failures(&r), vec!["m0"]);
+        assert_eq!(
+            c.delays(),
+            vec![("rh0".to_owned(), Duration::from_secs(36_000))]
+        );
+        // WHEN received the 14th (last) time THEN it is dead-lettered and acknowledged
+        let r = handle_sqs_batch(batch(vec![event_message(1, &e, 14)]), d, c.clone(), None).await;
+        assert!(failures(&r).is_empty());
+        assert_eq!(c.dead_letters().len(), 1);
+        assert_eq!(c.dead_letters()[0].receive_count, 14);
+        assert!(c.dead_letters()[0].reason.contains("exhausted"));
+    }
+
+    #[tokio::test]
+    async fn messages_not_started_in_time_are_returned_unprocessed() {
+        // GIVEN a batch of two groups (2 + 1 messages) whose start-by instant has already passed
+        let (rx, d, c) = rig().await;
+        let s1 = sub_event("s1", EventType::SubscriptionRenewed, "S", 1, false);
+        let s2 = sub_event("s2", EventType::SubscriptionRenewed, "S", 2, false);
+        let t1 = sub_event("t1", EventType::SubscriptionRenewed, "T", 1, false);
+        let past = Instant::now();
+        // WHEN handled
+        let r = handle_sqs_batch(
+            batch(vec![
+                event_message(0, &s1, 1),
+                event_message(1, &s2, 1),
+                event_message(2, &t1, 1),
+            ]),
+            d,
+            c.clone(),
+            Some(past),
+        )
+        .await;
+        // THEN the first message of each group still ran (progress), the rest is
+        // returned unprocessed and released: no POST, no DLQ for it
+        assert_eq!(failures(&r), vec!["m1"]);
+        assert_eq!(rx.count(), 2);
+        assert_eq!(c.delays(), vec![("rh1".to_owned(), Duration::ZERO)]);
+        assert!(c.dead_letters().is_empty());
+    }
+
+    #[tokio::test]
+    async fn redelivered_messages_are_acknowledged_without_resending() {
+        // GIVEN a delivered event
+        let (rx, d, c) = rig().await;
+        let e = sub_event("r1", EventType::SubscriptionStarted, "R", 1, true);
+        let first = handle_sqs_batch(
+            batch(vec![event_message(0, &e, 1)]),
+            d.clone(),
+            c.clone(),
+            None,
+        )
+        .await;
+        assert!(failures(&first).is_empty());
+        assert_eq!(rx.count(), 2);
+        // WHEN SQS delivers it again
+        let again = handle_sqs_batch(batch(vec![event_message(0, &e, 2)]), d, c, None).await;
+        // THEN it is acknowledged and nothing is sent
+        assert!(failures(&again).is_empty());
+        assert_eq!(rx.count(), 2);
+    }
+}

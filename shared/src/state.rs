@@ -1,0 +1,959 @@
+//! Per-subscription state: sequence numbers, the current snapshot, derived
+//! `ACCESS_*` events, and delivery records.
+//!
+//! The rules live in the pure [`transition`]; the [`StateStore`] adapters
+//! ([`MemoryState`], [`RedbState`] for the local server, `DynamoState` in AWS)
+//! only make "claim the event id + apply + write history" atomic and
+//! idempotent: applying an event id a second time returns exactly what was
+//! stored the first time and changes nothing.
+//!
+//! # Transition rules
+//! - **Sequence**: per group key ([`Event::group_key`]), gap-free from 1; derived
+//!   events take the numbers right after their cause.
+//! - **Events with neither subscription nor transaction** (TEST, store-level
+//!   STORE_NOTIFICATION) get a sequence number and are otherwise delivered as
+//!   translated: they never touch the snapshot, the entitlement or the
+//!   last-applied time, and derive nothing.
+//! - **Out of order**: an event whose `occurred_at` is older than the group's last
+//!   applied store time leaves the snapshot untouched; it is delivered carrying
+//!   the stored snapshot (subscription, product, app_user_id, entitlement) and
+//!   `details.out_of_order = true`. It derives nothing.
+//! - **In order** (`occurred_at` ≥ last applied time, or first event): the event's
+//!   subscription, product, app_user_id and entitlement become the snapshot.
+//! - **ACCESS_GRANTED / ACCESS_REVOKED** are derived when `entitlement.active`
+//!   flips (a new group starts "not entitled"): id =
+//!   `EventId::derive(&[cause_id, "ACCESS_GRANTED" | "ACCESS_REVOKED"])`,
+//!   `details.cause_event_id` / `cause_type`, the cause's snapshot, transaction,
+//!   times and store notification; no `raw`.
+//!
+//! # Enrichment from state (only fills fields the translator left empty)
+//! - `PRODUCT_CHANGED` (in order) without `details.from_product_id` gets the
+//!   previous snapshot's product id.
+//! - `SUBSCRIPTION_RENEWED` / `SUBSCRIPTION_RECOVERED` (in order) whose previous
+//!   snapshot was in a `TRIAL` period, into a non-trial period, gets
+//!   `details.trial_converted = true` (a billing-retry recovery straight out of
+//!   a trial is a conversion too).
+//! - `details.renewal_number`: the number of paid renewals (`SUBSCRIPTION_RENEWED`
+//!   and `SUBSCRIPTION_RECOVERED`, in order or not) storehook has applied for the
+//!   group, this one included. It counts from storehook's first event of the
+//!   group, not from the store's original purchase.
+//! - `app_user_id`: an in-order event without one keeps the stored one.
+
+use crate::event::{
+    Details, Entitlement, Event, EventId, EventType, PeriodType, Product, Subscription, Timestamp,
+};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::sync::Mutex;
+
+mod embedded;
+pub use embedded::RedbState;
+
+#[cfg(feature = "aws")]
+mod dynamo;
+#[cfg(feature = "aws")]
+pub use dynamo::DynamoState;
+
+/// What the store keeps per group key (`SUB#<group key>` / `STATE`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupState {
+    /// Last sequence number assigned (0 = none yet).
+    pub sequence: u64,
+    /// `occurred_at` of the last event applied to the snapshot.
+    pub applied_at: Option<Timestamp>,
+    /// Snapshot: the subscription after the last applied event.
+    pub subscription: Option<Subscription>,
+    /// Snapshot: the product.
+    pub product: Option<Product>,
+    /// Snapshot: the app's user id.
+    pub app_user_id: Option<String>,
+    /// Snapshot: the entitlement (starts "not entitled").
+    pub entitlement: Entitlement,
+    /// Paid renewals applied so far.
+    pub renewals: u32,
+}
+
+impl Default for GroupState {
+    fn default() -> Self {
+        Self {
+            sequence: 0,
+            applied_at: None,
+            subscription: None,
+            product: None,
+            app_user_id: None,
+            entitlement: Entitlement::none(),
+            renewals: 0,
+        }
+    }
+}
+
+/// The result of the pure [`transition`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The event as it will be delivered (sequence assigned, snapshot/enrichment applied).
+    pub event: Event,
+    /// Events derived from it (`ACCESS_*`), in delivery order.
+    pub derived: Vec<Event>,
+    /// The group's state afterwards.
+    pub next: GroupState,
+}
+
+fn is_paid_renewal(kind: &EventType) -> bool {
+    matches!(
+        kind,
+        EventType::SubscriptionRenewed | EventType::SubscriptionRecovered
+    )
+}
+
+/// Applies `event` to the group state `prev` (`None` = a group never seen).
+/// Pure: see the module docs for the rules.
+pub fn transition(prev: Option<&GroupState>, mut event: Event) -> Applied {
+    let mut next = prev.cloned().unwrap_or_default();
+    next.sequence = next.sequence.saturating_add(1);
+    event.sequence = next.sequence;
+
+    if event.subscription.is_none() && event.transaction.is_none() {
+        return Applied {
+            event,
+            derived: Vec::new(),
+            next,
+        };
+    }
+
+    if is_paid_renewal(&event.kind) {
+        next.renewals = next.renewals.saturating_add(1);
+        event.details.renewal_number.get_or_insert(next.renewals);
+    }
+
+    let out_of_order = matches!(next.applied_at, Some(last) if event.occurred_at < last);
+    if out_of_order {
+        event.details.out_of_order = Some(true);
+        event.subscription = next.subscription.clone();
+        event.product = next.product.clone();
+        event.app_user_id = next.app_user_id.clone();
+        event.entitlement = next.entitlement.clone();
+        return Applied {
+            event,
+            derived: Vec::new(),
+            next,
+        };
+    }
+
+    if event.kind == EventType::ProductChanged && event.details.from_product_id.is_none() {
+        event.details.from_product_id = next.product.as_ref().map(|p| p.id.clone());
+    }
+    if is_paid_renewal(&event.kind) && event.details.trial_converted.is_none() {
+        let was_trial = next
+            .subscription
+            .as_ref()
+            .is_some_and(|s| s.period_type == PeriodType::Trial);
+        let now_trial = event
+            .subscription
+            .as_ref()
+            .is_some_and(|s| s.period_type == PeriodType::Trial);
+        if was_trial && !now_trial {
+            event.details.trial_converted = Some(true);
+        }
+    }
+    if event.app_user_id.is_none() {
+        event.app_user_id = next.app_user_id.clone();
+    }
+
+    let was_entitled = next.entitlement.active;
+    next.applied_at = Some(event.occurred_at);
+    next.subscription = event.subscription.clone();
+    next.product = event.product.clone();
+    next.app_user_id = event.app_user_id.clone();
+    next.entitlement = event.entitlement.clone();
+
+    let mut derived = Vec::new();
+    if event.entitlement.active != was_entitled {
+        next.sequence = next.sequence.saturating_add(1);
+        derived.push(access_event(
+            &event,
+            event.entitlement.active,
+            next.sequence,
+        ));
+    }
+    Applied {
+        event,
+        derived,
+        next,
+    }
+}
+
+/// The `ACCESS_GRANTED` / `ACCESS_REVOKED` event caused by `cause`.
+fn access_event(cause: &Event, granted: bool, sequence: u64) -> Event {
+    let kind = if granted {
+        EventType::AccessGranted
+    } else {
+        EventType::AccessRevoked
+    };
+    Event {
+        api_version: cause.api_version,
+        id: EventId::derive(&[cause.id.as_str(), kind.as_str()]),
+        kind,
+        occurred_at: cause.occurred_at,
+        received_at: cause.received_at,
+        sequence,
+        store: cause.store.clone(),
+        environment: cause.environment.clone(),
+        app_id: cause.app_id.clone(),
+        app_user_id: cause.app_user_id.clone(),
+        product: cause.product.clone(),
+        subscription: cause.subscription.clone(),
+        transaction: cause.transaction.clone(),
+        entitlement: cause.entitlement.clone(),
+        details: Details {
+            cause_event_id: Some(cause.id.clone()),
+            cause_type: Some(cause.kind.clone()),
+            ..Details::default()
+        },
+        store_notification: cause.store_notification.clone(),
+        raw: None,
+    }
+}
+
+/// What [`StateStore::apply`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// The event as delivered (same JSON on every call for the same id).
+    pub event: Event,
+    /// Its derived events (same on every call).
+    pub derived: Vec<Event>,
+    /// True when this call applied it; false when the id was already claimed
+    /// (nothing was changed, the stored result is returned).
+    pub first_time: bool,
+}
+
+/// Delivery bookkeeping of one event id (`EVT#<event id>` / `EVT`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// POST attempts so far.
+    pub attempts: u32,
+    /// HTTP status of the last attempt (None: no response).
+    pub last_status: Option<u16>,
+    /// Latency of the last attempt.
+    pub latency_ms: u64,
+    /// When a 2xx was received; `Some` = delivered, never sent again.
+    pub delivered_at: Option<Timestamp>,
+    /// Transport error of the last attempt (no URL, no secrets).
+    pub last_error: Option<String>,
+    /// When the last attempt was made.
+    pub last_attempt_at: Option<Timestamp>,
+}
+
+/// Why a state operation failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum StateError {
+    /// The store could not be reached or throttled; retry later.
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+    /// Optimistic concurrency kept failing; retry later.
+    #[error("state update conflict: {0}")]
+    Conflict(String),
+    /// The request can never succeed (e.g. item too large, corrupt stored data).
+    #[error("state store rejected the operation: {0}")]
+    Permanent(String),
+}
+
+impl StateError {
+    /// Whether retrying later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::Permanent(_))
+    }
+}
+
+/// Where the dispatcher keeps per-group state and delivery records.
+#[async_trait]
+pub trait StateStore: Send + Sync + Debug {
+    /// Claims `event.id`, applies the event to its group with [`transition`]
+    /// and stores the group state, the history and the claim, atomically.
+    /// For an id already claimed, returns the stored result and changes nothing.
+    async fn apply(&self, event: Event) -> Result<Recorded, StateError>;
+
+    /// The state of a group key.
+    async fn group(&self, group_key: &str) -> Result<Option<GroupState>, StateError>;
+
+    /// The events delivered for a group key, by sequence (history items expire after the retention).
+    async fn history(&self, group_key: &str) -> Result<Vec<Event>, StateError>;
+
+    /// Stores (replaces) the delivery record of an event id.
+    async fn record_delivery(
+        &self,
+        event_id: &EventId,
+        record: &DeliveryRecord,
+    ) -> Result<(), StateError>;
+
+    /// The delivery record of an event id.
+    async fn delivery(&self, event_id: &EventId) -> Result<Option<DeliveryRecord>, StateError>;
+}
+
+/// What is stored under a claimed event id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Claim {
+    pub group: String,
+    pub event: Event,
+    pub derived: Vec<Event>,
+}
+
+/// In-memory [`StateStore`] (tests, benchmarks, `storehook serve --memory`).
+#[derive(Debug, Default)]
+pub struct MemoryState {
+    inner: Mutex<MemoryInner>,
+    fail: Mutex<Option<StateError>>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    groups: HashMap<String, GroupState>,
+    claims: HashMap<EventId, Claim>,
+    history: BTreeMap<(String, u64), Event>,
+    deliveries: HashMap<EventId, DeliveryRecord>,
+}
+
+impl MemoryState {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes every following operation fail with `err` (None: work again).
+    pub fn fail_with(&self, err: Option<StateError>) {
+        *lock(&self.fail) = err;
+    }
+
+    fn check(&self) -> Result<(), StateError> {
+        match lock(&self.fail).clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[async_trait]
+impl StateStore for MemoryState {
+    async fn apply(&self, event: Event) -> Result<Recorded, StateError> {
+        self.check()?;
+        let mut g = lock(&self.inner);
+        if let Some(c) = g.claims.get(&event.id) {
+            return Ok(Recorded {
+                event: c.event.clone(),
+                derived: c.derived.clone(),
+                first_time: false,
+            });
+        }
+        let group = event.group_key();
+        let applied = transition(g.groups.get(&group), event);
+        for e in std::iter::once(&applied.event).chain(&applied.derived) {
+            g.history.insert((group.clone(), e.sequence), e.clone());
+        }
+        g.claims.insert(
+            applied.event.id.clone(),
+            Claim {
+                group: group.clone(),
+                event: applied.event.clone(),
+                derived: applied.derived.clone(),
+            },
+        );
+        g.groups.insert(group, applied.next);
+        Ok(Recorded {
+            event: applied.event,
+            derived: applied.derived,
+            first_time: true,
+        })
+    }
+
+    async fn group(&self, group_key: &str) -> Result<Option<GroupState>, StateError> {
+        self.check()?;
+        Ok(lock(&self.inner).groups.get(group_key).cloned())
+    }
+
+    async fn history(&self, group_key: &str) -> Result<Vec<Event>, StateError> {
+        self.check()?;
+        let g = lock(&self.inner);
+        Ok(g.history
+            .range((group_key.to_owned(), 0)..=(group_key.to_owned(), u64::MAX))
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    async fn record_delivery(
+        &self,
+        event_id: &EventId,
+        record: &DeliveryRecord,
+    ) -> Result<(), StateError> {
+        self.check()?;
+        lock(&self.inner)
+            .deliveries
+            .insert(event_id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn delivery(&self, event_id: &EventId) -> Result<Option<DeliveryRecord>, StateError> {
+        self.check()?;
+        Ok(lock(&self.inner).deliveries.get(event_id).cloned())
+    }
+}
+
+/// Event builders shared by the state, dispatch and benchmark tests.
+#[cfg(any(test, feature = "testing"))]
+pub mod fixtures {
+    use crate::event::*;
+
+    /// Milliseconds since the epoch of a fixed base time plus `minutes`.
+    pub fn t(minutes: i64) -> Timestamp {
+        Timestamp::from_millis(1_750_000_000_000 + minutes * 60_000)
+            .unwrap_or(Timestamp(chrono::DateTime::UNIX_EPOCH))
+    }
+
+    /// A subscription event of `sub` (store subscription id) with `status`,
+    /// entitled iff `active`, occurring at `t(minute)`.
+    pub fn sub_event(
+        notification: &str,
+        kind: EventType,
+        sub: &str,
+        minute: i64,
+        active: bool,
+    ) -> Event {
+        let status = if active {
+            SubscriptionStatus::Active
+        } else {
+            SubscriptionStatus::Expired
+        };
+        Event {
+            api_version: API_VERSION,
+            id: EventId::derive(&["TEST_STORE", notification]),
+            kind,
+            occurred_at: t(minute),
+            received_at: t(minute + 1),
+            sequence: 0,
+            store: Store::AppStore,
+            environment: Environment::Sandbox,
+            app_id: "com.example.app".into(),
+            app_user_id: Some("user-1".into()),
+            product: Some(Product {
+                id: "pro.monthly".into(),
+                plan_id: None,
+                kind: ProductKind::AutoRenewable,
+            }),
+            subscription: Some(Subscription {
+                id: SubscriptionId::derive(&["APP_STORE", sub]),
+                store_subscription_id: sub.into(),
+                status,
+                auto_renew: active,
+                period_type: PeriodType::Normal,
+                started_at: Some(t(0)),
+                current_period_started_at: Some(t(minute)),
+                expires_at: Some(t(minute + 30 * 24 * 60)),
+                grace_period_expires_at: None,
+                renewal_product_id: Some("pro.monthly".into()),
+                price: Some(Money {
+                    amount_micros: 4_990_000,
+                    currency: "EUR".into(),
+                }),
+                country: Some("FR".into()),
+            }),
+            transaction: Some(Transaction {
+                id: format!("txn-{notification}"),
+                original_id: Some(sub.into()),
+                purchased_at: Some(t(minute)),
+                price: None,
+            }),
+            entitlement: Entitlement {
+                active,
+                expires_at: active.then(|| t(minute + 30 * 24 * 60)),
+            },
+            details: Details::default(),
+            store_notification: StoreNotification {
+                kind: "DID_RENEW".into(),
+                subtype: None,
+                id: notification.into(),
+            },
+            raw: None,
+        }
+    }
+
+    /// A TEST event (no subscription, no transaction).
+    pub fn test_event(notification: &str) -> Event {
+        let mut e = sub_event(notification, EventType::Test, "none", 0, false);
+        e.subscription = None;
+        e.transaction = None;
+        e.product = None;
+        e.app_user_id = None;
+        e.entitlement = Entitlement::none();
+        e
+    }
+}
+
+/// Conformance tests every [`StateStore`] adapter must pass (used by the
+/// memory, redb and DynamoDB test modules).
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+pub(crate) mod conformance {
+    use super::fixtures::*;
+    use super::*;
+    use crate::event::EventType;
+
+    /// Idempotent apply, sequence, derived events, history, delivery records.
+    pub async fn idempotent_apply(store: &dyn StateStore) {
+        // GIVEN a new subscription event (entitled)
+        let e1 = sub_event("n1", EventType::SubscriptionStarted, "orig-1", 0, true);
+        let group = e1.group_key();
+        // WHEN applied
+        let r1 = store.apply(e1.clone()).await.unwrap();
+        // THEN it is first-time, seq 1, and derives ACCESS_GRANTED seq 2
+        assert!(r1.first_time);
+        assert_eq!(r1.event.sequence, 1);
+        assert_eq!(r1.derived.len(), 1);
+        assert_eq!(r1.derived[0].kind, EventType::AccessGranted);
+        assert_eq!(r1.derived[0].sequence, 2);
+
+        // WHEN the same event id is applied again (even with different content)
+        let mut dup = e1.clone();
+        dup.occurred_at = t(99);
+        dup.entitlement.active = false;
+        let r2 = store.apply(dup).await.unwrap();
+        // THEN the stored result comes back unchanged and nothing is re-applied
+        assert!(!r2.first_time);
+        assert_eq!(
+            serde_json::to_string(&r2.event).unwrap(),
+            serde_json::to_string(&r1.event).unwrap()
+        );
+        assert_eq!(r2.derived, r1.derived);
+        let g = store.group(&group).await.unwrap().unwrap();
+        assert_eq!(g.sequence, 2);
+        assert!(g.entitlement.active);
+
+        // WHEN the next event arrives THEN it continues the sequence
+        let e2 = sub_event("n2", EventType::SubscriptionRenewed, "orig-1", 10, true);
+        let r3 = store.apply(e2).await.unwrap();
+        assert_eq!(r3.event.sequence, 3);
+        assert!(r3.derived.is_empty());
+        assert_eq!(r3.event.details.renewal_number, Some(1));
+
+        // AND the history holds every delivered event in order
+        let h = store.history(&group).await.unwrap();
+        let seqs: Vec<u64> = h.iter().map(|e| e.sequence).collect();
+        assert_eq!(seqs, vec![1, 2, 3]);
+        assert_eq!(h[0].id, r1.event.id);
+        assert_eq!(h[1].kind, EventType::AccessGranted);
+
+        // AND unknown groups / records are None
+        assert_eq!(store.group("sub_nope").await.unwrap(), None);
+        assert!(store.history("sub_nope").await.unwrap().is_empty());
+        assert_eq!(
+            store.delivery(&EventId("evt_nope".into())).await.unwrap(),
+            None
+        );
+
+        // AND delivery records are stored and replaced
+        let rec = DeliveryRecord {
+            attempts: 1,
+            last_status: Some(500),
+            latency_ms: 12,
+            delivered_at: None,
+            last_error: None,
+            last_attempt_at: Some(t(1)),
+        };
+        store.record_delivery(&r1.event.id, &rec).await.unwrap();
+        assert_eq!(
+            store.delivery(&r1.event.id).await.unwrap(),
+            Some(rec.clone())
+        );
+        let done = DeliveryRecord {
+            attempts: 2,
+            last_status: Some(200),
+            latency_ms: 3,
+            delivered_at: Some(t(2)),
+            last_error: None,
+            last_attempt_at: Some(t(2)),
+        };
+        store.record_delivery(&r1.event.id, &done).await.unwrap();
+        assert_eq!(store.delivery(&r1.event.id).await.unwrap(), Some(done));
+        // AND a derived event's record works without a claim of its own
+        let failed = DeliveryRecord {
+            attempts: 1,
+            last_status: None,
+            latency_ms: 10_000,
+            delivered_at: None,
+            last_error: Some("timeout: operation timed out".into()),
+            last_attempt_at: Some(t(3)),
+        };
+        store
+            .record_delivery(&r1.derived[0].id, &failed)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.delivery(&r1.derived[0].id).await.unwrap(),
+            Some(failed)
+        );
+        // AND re-applying after delivery records exist still returns the stored result
+        let r4 = store.apply(e1).await.unwrap();
+        assert!(!r4.first_time);
+        assert_eq!(r4.event.sequence, 1);
+    }
+
+    /// Many concurrent applies to one group: gap-free sequences, each id once.
+    pub async fn concurrent_applies(store: std::sync::Arc<dyn StateStore>, n: usize) {
+        // GIVEN n distinct events of one group, each submitted twice, concurrently
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..n {
+            for _ in 0..2 {
+                let s = store.clone();
+                let e = sub_event(
+                    &format!("c{i}"),
+                    EventType::SubscriptionRenewed,
+                    "orig-c",
+                    i as i64,
+                    true,
+                );
+                tasks.spawn(async move { s.apply(e).await });
+            }
+        }
+        let mut firsts = Vec::new();
+        let mut all = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            let r = r.unwrap().unwrap();
+            if r.first_time {
+                firsts.push(r.event.id.clone());
+            }
+            all.push(r);
+        }
+        // THEN each id was applied exactly once
+        firsts.sort();
+        firsts.dedup();
+        assert_eq!(firsts.len(), n);
+        assert_eq!(all.iter().filter(|r| r.first_time).count(), n);
+        // AND both submissions of an id got the same sequence
+        for r in &all {
+            let twin = all.iter().filter(|o| o.event.id == r.event.id);
+            assert!(twin.clone().all(|o| o.event.sequence == r.event.sequence));
+        }
+        // AND the sequences are gap-free 1..=n+1 (one ACCESS_GRANTED)
+        let group = all[0].event.group_key();
+        let h = store.history(&group).await.unwrap();
+        let seqs: Vec<u64> = h.iter().map(|e| e.sequence).collect();
+        assert_eq!(seqs, (1..=(n as u64 + 1)).collect::<Vec<_>>());
+        assert_eq!(
+            store.group(&group).await.unwrap().unwrap().sequence,
+            n as u64 + 1
+        );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+    use crate::event::{PeriodType, SubscriptionStatus};
+
+    fn apply_all(events: Vec<Event>) -> (Vec<Applied>, GroupState) {
+        let mut state: Option<GroupState> = None;
+        let mut out = Vec::new();
+        for e in events {
+            let a = transition(state.as_ref(), e);
+            state = Some(a.next.clone());
+            out.push(a);
+        }
+        (out, state.unwrap_or_default())
+    }
+
+    #[test]
+    fn sequences_are_gap_free_and_derived_events_follow_their_cause() {
+        // GIVEN start (entitled), renew, expire (not entitled), resubscribe (entitled)
+        let (a, s) = apply_all(vec![
+            sub_event("1", EventType::SubscriptionStarted, "o", 0, true),
+            sub_event("2", EventType::SubscriptionRenewed, "o", 10, true),
+            sub_event("3", EventType::SubscriptionExpired, "o", 20, false),
+            sub_event("4", EventType::SubscriptionResubscribed, "o", 30, true),
+        ]);
+        // THEN sequences: 1 (+2 granted), 3, 4 (+5 revoked), 6 (+7 granted)
+        let seqs: Vec<(u64, Vec<u64>)> = a
+            .iter()
+            .map(|x| {
+                (
+                    x.event.sequence,
+                    x.derived.iter().map(|d| d.sequence).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seqs,
+            vec![(1, vec![2]), (3, vec![]), (4, vec![5]), (6, vec![7])]
+        );
+        assert_eq!(s.sequence, 7);
+        assert_eq!(a[2].derived[0].kind, EventType::AccessRevoked);
+        assert_eq!(a[3].derived[0].kind, EventType::AccessGranted);
+    }
+
+    #[test]
+    fn derived_access_events_carry_cause_and_snapshot() {
+        // GIVEN a first entitled event (the initial state is "not entitled")
+        let mut e = sub_event("n1", EventType::SubscriptionStarted, "o", 0, true);
+        e.raw = Some(serde_json::json!({"big": "payload"}));
+        let a = transition(None, e.clone());
+        // THEN one ACCESS_GRANTED is derived with a deterministic id and the cause's snapshot
+        assert_eq!(a.derived.len(), 1);
+        let d = &a.derived[0];
+        assert_eq!(d.kind, EventType::AccessGranted);
+        assert_eq!(d.id, EventId::derive(&[e.id.as_str(), "ACCESS_GRANTED"]));
+        assert_eq!(d.details.cause_event_id, Some(e.id.clone()));
+        assert_eq!(d.details.cause_type, Some(EventType::SubscriptionStarted));
+        assert_eq!(d.occurred_at, e.occurred_at);
+        assert_eq!(d.subscription, a.event.subscription);
+        assert_eq!(d.entitlement, a.event.entitlement);
+        assert_eq!(d.app_user_id, a.event.app_user_id);
+        assert_eq!(d.product, a.event.product);
+        assert_eq!(d.raw, None);
+        // AND a first non-entitled event derives nothing
+        let b = transition(
+            None,
+            sub_event("n2", EventType::SubscriptionExpired, "p", 0, false),
+        );
+        assert!(b.derived.is_empty());
+        // AND an unchanged entitlement derives nothing
+        let c = transition(
+            Some(&a.next),
+            sub_event("n3", EventType::SubscriptionRenewed, "o", 5, true),
+        );
+        assert!(c.derived.is_empty());
+        // AND ACCESS_REVOKED has its own id
+        let r = transition(
+            Some(&a.next),
+            sub_event("n4", EventType::SubscriptionRevoked, "o", 5, false),
+        );
+        assert_eq!(
+            r.derived[0].id,
+            EventId::derive(&[r.event.id.as_str(), "ACCESS_REVOKED"])
+        );
+    }
+
+    #[test]
+    fn out_of_order_events_keep_the_snapshot_and_are_flagged() {
+        // GIVEN a group whose last applied event (expired, at minute 20) is newer
+        let (_, s) = apply_all(vec![
+            sub_event("1", EventType::SubscriptionStarted, "o", 0, true),
+            sub_event("3", EventType::SubscriptionExpired, "o", 20, false),
+        ]);
+        // WHEN an older renewal (minute 10, entitled, other product) arrives late
+        let mut late = sub_event("2", EventType::SubscriptionRenewed, "o", 10, true);
+        late.product.as_mut().unwrap().id = "pro.yearly".into();
+        late.app_user_id = Some("user-2".into());
+        let a = transition(Some(&s), late);
+        // THEN the snapshot is unchanged, no access is re-granted
+        assert_eq!(a.next.entitlement, s.entitlement);
+        assert_eq!(a.next.subscription, s.subscription);
+        assert_eq!(a.next.applied_at, s.applied_at);
+        assert!(a.derived.is_empty());
+        // AND the event carries the stored snapshot and out_of_order=true
+        assert_eq!(a.event.details.out_of_order, Some(true));
+        assert!(!a.event.entitlement.active);
+        assert_eq!(a.event.subscription, s.subscription);
+        assert_eq!(a.event.product, s.product);
+        assert_eq!(a.event.app_user_id, s.app_user_id);
+        assert_eq!(
+            a.event.subscription.as_ref().unwrap().status,
+            SubscriptionStatus::Expired
+        );
+        // AND it still gets the next sequence number
+        assert_eq!(a.event.sequence, s.sequence + 1);
+        // AND an event at exactly the last applied time is in order
+        let same = transition(
+            Some(&s),
+            sub_event("4", EventType::RenewalEnabled, "o", 20, true),
+        );
+        assert_eq!(same.event.details.out_of_order, None);
+        assert_eq!(same.derived.len(), 1);
+    }
+
+    #[test]
+    fn in_order_events_replace_the_snapshot() {
+        // GIVEN a group
+        let (_, s) = apply_all(vec![sub_event(
+            "1",
+            EventType::SubscriptionStarted,
+            "o",
+            0,
+            true,
+        )]);
+        // WHEN a newer event with another product/user arrives
+        let mut e = sub_event("2", EventType::SubscriptionRenewed, "o", 10, true);
+        e.product.as_mut().unwrap().id = "pro.yearly".into();
+        e.app_user_id = Some("user-2".into());
+        let a = transition(Some(&s), e.clone());
+        // THEN the snapshot is the event's
+        assert_eq!(a.next.product, e.product);
+        assert_eq!(a.next.subscription, e.subscription);
+        assert_eq!(a.next.app_user_id.as_deref(), Some("user-2"));
+        assert_eq!(a.next.applied_at, Some(e.occurred_at));
+        assert_eq!(a.event.details.out_of_order, None);
+        // AND an event without app_user_id keeps the stored one
+        let mut anon = sub_event("3", EventType::RenewalDisabled, "o", 20, true);
+        anon.app_user_id = None;
+        let b = transition(Some(&a.next), anon);
+        assert_eq!(b.event.app_user_id.as_deref(), Some("user-2"));
+    }
+
+    #[test]
+    fn events_without_subscription_or_transaction_never_touch_entitlement() {
+        // GIVEN an entitled group state
+        let (_, s) = apply_all(vec![sub_event(
+            "1",
+            EventType::SubscriptionStarted,
+            "o",
+            0,
+            true,
+        )]);
+        // WHEN a TEST event (no subscription, no transaction) is applied to it
+        let a = transition(Some(&s), test_event("t1"));
+        // THEN only the sequence moves; nothing derived; event delivered as translated
+        assert_eq!(a.next.sequence, s.sequence + 1);
+        assert_eq!(
+            GroupState {
+                sequence: s.sequence,
+                ..a.next.clone()
+            },
+            s
+        );
+        assert!(a.derived.is_empty());
+        assert!(!a.event.entitlement.active);
+        assert_eq!(a.event.details.out_of_order, None);
+        // AND on a fresh group: sequence 1, no ACCESS_* even though nothing was entitled
+        let b = transition(None, test_event("t2"));
+        assert_eq!(b.event.sequence, 1);
+        assert!(b.derived.is_empty());
+        assert_eq!(b.next.applied_at, None);
+        // AND a store-level STORE_NOTIFICATION claiming entitlement changes nothing
+        let mut sn = test_event("t3");
+        sn.kind = EventType::StoreNotification;
+        sn.entitlement.active = true;
+        let c = transition(None, sn);
+        assert!(c.derived.is_empty());
+        assert!(!c.next.entitlement.active);
+    }
+
+    #[test]
+    fn product_changed_gets_from_product_id() {
+        // GIVEN a group on pro.monthly
+        let (_, s) = apply_all(vec![sub_event(
+            "1",
+            EventType::SubscriptionStarted,
+            "o",
+            0,
+            true,
+        )]);
+        // WHEN a PRODUCT_CHANGED to pro.yearly arrives without from_product_id
+        let mut e = sub_event("2", EventType::ProductChanged, "o", 5, true);
+        e.product.as_mut().unwrap().id = "pro.yearly".into();
+        let a = transition(Some(&s), e.clone());
+        // THEN from_product_id is the previous snapshot's product
+        assert_eq!(
+            a.event.details.from_product_id.as_deref(),
+            Some("pro.monthly")
+        );
+        // AND a translator-provided value is kept
+        e.details.from_product_id = Some("pro.weekly".into());
+        let b = transition(Some(&s), e);
+        assert_eq!(
+            b.event.details.from_product_id.as_deref(),
+            Some("pro.weekly")
+        );
+        // AND with no previous snapshot it stays empty
+        let c = transition(
+            None,
+            sub_event("3", EventType::ProductChanged, "q", 0, true),
+        );
+        assert_eq!(c.event.details.from_product_id, None);
+    }
+
+    #[test]
+    fn renewal_after_trial_is_a_conversion_and_renewals_are_counted() {
+        // GIVEN a subscription started in a trial
+        let mut start = sub_event("1", EventType::SubscriptionStarted, "o", 0, true);
+        start.subscription.as_mut().unwrap().period_type = PeriodType::Trial;
+        let (_, s) = apply_all(vec![start]);
+        // WHEN the first paid renewal arrives
+        let a = transition(
+            Some(&s),
+            sub_event("2", EventType::SubscriptionRenewed, "o", 10, true),
+        );
+        // THEN trial_converted=true and renewal_number=1
+        assert_eq!(a.event.details.trial_converted, Some(true));
+        assert_eq!(a.event.details.renewal_number, Some(1));
+        // WHEN the next renewal arrives THEN no conversion, renewal_number=2
+        let b = transition(
+            Some(&a.next),
+            sub_event("3", EventType::SubscriptionRenewed, "o", 20, true),
+        );
+        assert_eq!(b.event.details.trial_converted, None);
+        assert_eq!(b.event.details.renewal_number, Some(2));
+        // AND a billing recovery counts as a renewal too
+        let c = transition(
+            Some(&b.next),
+            sub_event("4", EventType::SubscriptionRecovered, "o", 30, true),
+        );
+        assert_eq!(c.event.details.renewal_number, Some(3));
+        // AND non-renewal events carry no renewal_number
+        let d = transition(
+            Some(&c.next),
+            sub_event("5", EventType::RenewalDisabled, "o", 40, true),
+        );
+        assert_eq!(d.event.details.renewal_number, None);
+        assert_eq!(d.next.renewals, 3);
+        // AND a renewal into another trial period is not a conversion
+        let mut trial_again = sub_event("6", EventType::SubscriptionRenewed, "o", 10, true);
+        trial_again.subscription.as_mut().unwrap().period_type = PeriodType::Trial;
+        let e = transition(Some(&s), trial_again);
+        assert_eq!(e.event.details.trial_converted, None);
+        // AND a recovery straight out of the trial is a conversion
+        let f = transition(
+            Some(&s),
+            sub_event("7", EventType::SubscriptionRecovered, "o", 10, true),
+        );
+        assert_eq!(f.event.details.trial_converted, Some(true));
+    }
+
+    #[test]
+    fn group_state_round_trips_json() {
+        let (_, s) = apply_all(vec![sub_event(
+            "1",
+            EventType::SubscriptionStarted,
+            "o",
+            0,
+            true,
+        )]);
+        let back: GroupState = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[tokio::test]
+    async fn memory_state_is_idempotent() {
+        conformance::idempotent_apply(&MemoryState::new()).await;
+    }
+
+    #[tokio::test]
+    async fn memory_state_serializes_concurrent_applies() {
+        conformance::concurrent_applies(std::sync::Arc::new(MemoryState::new()), 20).await;
+    }
+
+    #[tokio::test]
+    async fn memory_state_can_be_told_to_fail() {
+        // GIVEN a store told to be unavailable
+        let s = MemoryState::new();
+        s.fail_with(Some(StateError::Unavailable("down".into())));
+        // THEN operations fail retryably, then work again
+        let e = s.apply(test_event("x")).await.unwrap_err();
+        assert!(e.is_retryable());
+        s.fail_with(None);
+        assert!(s.apply(test_event("x")).await.unwrap().first_time);
+        assert!(!StateError::Permanent("x".into()).is_retryable());
+    }
+}

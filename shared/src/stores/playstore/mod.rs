@@ -1,0 +1,548 @@
+//! Google Play Real-time developer notifications (RTDN) through a Cloud
+//! Pub/Sub push subscription: authenticate the push (OIDC token or URL
+//! token), decode `message.data`, read the authoritative state from the Play
+//! Developer API, keep one subscription id across `linkedPurchaseToken`
+//! chains, and translate into the event language.
+//!
+//! Answers (through [`crate::ingest::Ingest`]):
+//! - 200 once the event is queued; the event id derives from the Pub/Sub
+//!   `messageId`, so redeliveries deduplicate;
+//! - 401/403 when authentication fails, 400 when the body is not a Pub/Sub
+//!   push, 403 when the `packageName` is not configured — nothing is queued;
+//! - an authentic push whose `message.data` cannot be decoded is queued as
+//!   `STORE_NOTIFICATION` with `details.error` (never dropped);
+//! - 503 when Google's JWKS, the OAuth endpoint, the Play Developer API or the
+//!   link store fail, so Pub/Sub redelivers.
+//!
+//! Purchase tokens never appear in logs or refusal messages (see
+//! [`model::PurchaseToken`]).
+
+pub mod api;
+pub mod auth;
+pub mod links;
+pub mod model;
+pub mod translate;
+
+use crate::clock::Clock;
+use crate::config::{ConfigError, Lookup, flag, refund_policy};
+use crate::error::Rejection;
+use crate::event::Event;
+use crate::ingest::{StoreEndpoint, StoreRequest};
+use crate::policy::RefundPolicy;
+use api::{ApiError, Fetched, PlayApi, ServiceAccountKey};
+use async_trait::async_trait;
+use auth::{AuthError, OidcConfig, PushAuthConfig, PushAuthenticator, Secret};
+use base64::Engine;
+use base64::engine::general_purpose::GeneralPurpose;
+use base64::engine::{DecodePaddingMode, GeneralPurposeConfig};
+use links::{LinkError, LinkStore, lineage_of};
+use model::{PurchaseToken, PushBody};
+use std::sync::Arc;
+use translate::{Decoded, PlayState, Previous, Push, SubscriptionState, translate};
+
+/// Google's JWKS (JSON Web Key Set) of its ID-token signing keys.
+pub const DEFAULT_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
+/// Shortest accepted `PLAY_PUSH_TOKEN`.
+pub const MIN_PUSH_TOKEN_LEN: usize = 16;
+/// Timeout of one request to Google.
+const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const HTTP_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+const B64URL: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// What the Google Play endpoint accepts and where Google lives.
+#[derive(Debug, Clone)]
+pub struct PlayStoreConfig {
+    /// Accepted package names; empty accepts any (CLI / local only).
+    pub package_names: Vec<String>,
+    /// How pushes are authenticated.
+    pub push_auth: PushAuthConfig,
+    /// The Play Developer API service account; `None`: no API calls (503 when one is needed).
+    pub service_account: Option<ServiceAccountKey>,
+    /// Google's JWKS.
+    pub jwks_url: String,
+    /// OAuth token endpoint; `None`: the key file's `token_uri`, else Google's.
+    pub oauth_token_url: Option<String>,
+    /// androidpublisher base URL (scheme + host, optionally a path prefix).
+    pub api_base_url: String,
+    /// Put the decoded notification and the API responses in `event.raw`.
+    pub include_raw: bool,
+    /// Thresholds of `suspicious_refund`.
+    pub refund_policy: RefundPolicy,
+}
+
+impl Default for PlayStoreConfig {
+    fn default() -> Self {
+        Self {
+            package_names: Vec::new(),
+            push_auth: PushAuthConfig::default(),
+            service_account: None,
+            jwks_url: DEFAULT_JWKS_URL.into(),
+            oauth_token_url: None,
+            api_base_url: api::DEFAULT_API_BASE_URL.into(),
+            include_raw: false,
+            refund_policy: RefundPolicy::default(),
+        }
+    }
+}
+
+impl PlayStoreConfig {
+    /// Whether notifications of `package` are accepted.
+    pub fn accepts(&self, package: &str) -> bool {
+        self.package_names.is_empty() || self.package_names.iter().any(|p| p == package)
+    }
+
+    /// The package when exactly one is configured (app id of undecodable pushes).
+    pub fn single_package(&self) -> Option<String> {
+        match self.package_names.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Google Play settings:
+///
+/// | variable | meaning |
+/// |---|---|
+/// | `PLAY_PACKAGE_NAMES` | accepted package names, comma-separated (required when `require_app`) |
+/// | `PLAY_PUSH_AUDIENCE` | OIDC: the push subscription's audience (`aud`) |
+/// | `PLAY_PUSH_SERVICE_ACCOUNT` | OIDC: the push subscription's service account (`email`) |
+/// | `PLAY_PUSH_TOKEN` | URL-token mode: the secret in the push URL's `?token=` (≥ 16 characters) |
+/// | `PLAY_SERVICE_ACCOUNT_JSON` | the Play Developer API service-account JSON key (required when `require_app`) |
+/// | `PLAY_JWKS_URL` | Google's JWKS (default `https://www.googleapis.com/oauth2/v3/certs`) |
+/// | `PLAY_OAUTH_TOKEN_URL` | OAuth token endpoint (default: the key's `token_uri`) |
+/// | `PLAY_API_BASE_URL` | androidpublisher base (default `https://androidpublisher.googleapis.com`) |
+/// | `INCLUDE_RAW` | put decoded payloads and API responses in `event.raw` (default false) |
+///
+/// OIDC (`PLAY_PUSH_AUDIENCE` + `PLAY_PUSH_SERVICE_ACCOUNT`) or `PLAY_PUSH_TOKEN`
+/// (or both) must be set when `require_app`: the Lambda refuses to start otherwise.
+pub fn playstore_config(
+    l: &impl Lookup,
+    require_app: bool,
+) -> Result<PlayStoreConfig, ConfigError> {
+    let package_names: Vec<String> = l
+        .get("PLAY_PACKAGE_NAMES")
+        .map(|v| {
+            v.split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(bad) = package_names.iter().find(|p| {
+        !p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+    }) {
+        return Err(ConfigError(format!(
+            "PLAY_PACKAGE_NAMES: {bad:?} is not an Android package name"
+        )));
+    }
+    let audience = l.get("PLAY_PUSH_AUDIENCE").map(|v| v.trim().to_owned());
+    let account = l
+        .get("PLAY_PUSH_SERVICE_ACCOUNT")
+        .map(|v| v.trim().to_owned());
+    let oidc = match (audience, account) {
+        (Some(audience), Some(service_account)) => Some(OidcConfig {
+            audience,
+            service_account,
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError(
+                "PLAY_PUSH_SERVICE_ACCOUNT must be set with PLAY_PUSH_AUDIENCE (the push subscription's service account)".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError(
+                "PLAY_PUSH_AUDIENCE must be set with PLAY_PUSH_SERVICE_ACCOUNT (the push subscription's audience)".into(),
+            ));
+        }
+    };
+    let query_token = match l.get("PLAY_PUSH_TOKEN") {
+        Some(t) if t.trim().len() < MIN_PUSH_TOKEN_LEN => {
+            return Err(ConfigError(format!(
+                "PLAY_PUSH_TOKEN must be at least {MIN_PUSH_TOKEN_LEN} characters (use a long random value)"
+            )));
+        }
+        Some(t) => Some(Secret::new(t.trim())),
+        None => None,
+    };
+    let push_auth = PushAuthConfig { oidc, query_token };
+    let service_account = l
+        .get("PLAY_SERVICE_ACCOUNT_JSON")
+        .map(|j| {
+            ServiceAccountKey::from_json(&j)
+                .map_err(|e| ConfigError(format!("PLAY_SERVICE_ACCOUNT_JSON: {e}")))
+        })
+        .transpose()?;
+    if require_app {
+        if package_names.is_empty() {
+            return Err(ConfigError(
+                "PLAY_PACKAGE_NAMES must be set: without it any app's notifications would be accepted".into(),
+            ));
+        }
+        if push_auth.is_open() {
+            return Err(ConfigError(
+                "push authentication must be configured: set PLAY_PUSH_AUDIENCE and PLAY_PUSH_SERVICE_ACCOUNT \
+                 (OIDC, recommended) or PLAY_PUSH_TOKEN (secret ?token= in the push URL)"
+                    .into(),
+            ));
+        }
+        if service_account.is_none() {
+            return Err(ConfigError(
+                "PLAY_SERVICE_ACCOUNT_JSON must be set: the Play Developer API is the source of subscription state".into(),
+            ));
+        }
+    }
+    let url = |name: &str, default: Option<&str>| -> Result<Option<String>, ConfigError> {
+        match l
+            .get(name)
+            .map(|v| v.trim().to_owned())
+            .or(default.map(str::to_owned))
+        {
+            None => Ok(None),
+            Some(v) => match reqwest::Url::parse(&v) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && !u.cannot_be_a_base() => {
+                    Ok(Some(v))
+                }
+                _ => Err(ConfigError(format!("{name}={v:?} is not an http(s) URL"))),
+            },
+        }
+    };
+    Ok(PlayStoreConfig {
+        package_names,
+        push_auth,
+        service_account,
+        jwks_url: url("PLAY_JWKS_URL", Some(DEFAULT_JWKS_URL))?.unwrap_or_default(),
+        oauth_token_url: url("PLAY_OAUTH_TOKEN_URL", None)?,
+        api_base_url: url("PLAY_API_BASE_URL", Some(api::DEFAULT_API_BASE_URL))?
+            .unwrap_or_default(),
+        include_raw: flag(l, "INCLUDE_RAW", false)?,
+        refund_policy: refund_policy(l)?,
+    })
+}
+
+/// Why a push was refused or could not be handled now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlayStoreError {
+    /// Push authentication failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// Not a Pub/Sub push body.
+    #[error("malformed body: {0}")]
+    MalformedBody(String),
+    /// Authentic, but for a package that is not configured.
+    #[error("notification is for another app: {0}")]
+    WrongApp(String),
+    /// The OAuth endpoint or the Play Developer API failed (retryable).
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The link store failed (retryable).
+    #[error(transparent)]
+    Links(#[from] LinkError),
+    /// The notification needs the Play Developer API but no service account is configured.
+    #[error("PLAY_SERVICE_ACCOUNT_JSON is not configured: the Play Developer API cannot be called")]
+    ApiNotConfigured,
+}
+
+impl PlayStoreError {
+    /// The HTTP refusal.
+    pub fn rejection(&self) -> Rejection {
+        let (status, code) = match self {
+            Self::Auth(e) => (e.status(), e.code()),
+            Self::MalformedBody(_) => (400, "malformed_body"),
+            Self::WrongApp(_) => (403, "wrong_app"),
+            Self::Api(_) => (503, "play_api_unavailable"),
+            Self::Links(_) => (503, "link_store_unavailable"),
+            Self::ApiNotConfigured => (503, "play_api_not_configured"),
+        };
+        Rejection::new(status, code, self.to_string())
+    }
+}
+
+/// Problems found when building the endpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("Google Play endpoint: {0}")]
+pub struct PlayStoreSetupError(pub String);
+
+/// The Google Play endpoint (route `playstore`): push in, events out.
+#[derive(Debug)]
+pub struct PlayStoreEndpoint {
+    config: PlayStoreConfig,
+    auth: PushAuthenticator,
+    api: Option<PlayApi>,
+    links: Arc<dyn LinkStore>,
+}
+
+impl PlayStoreEndpoint {
+    /// Builds the HTTP client, the JWKS cache and the API client once (cold start).
+    pub fn new(
+        config: PlayStoreConfig,
+        links: Arc<dyn LinkStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, PlayStoreSetupError> {
+        let http = reqwest::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .connect_timeout(HTTP_CONNECT_TIMEOUT)
+            .user_agent(concat!("storehook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| PlayStoreSetupError(format!("HTTP client: {e}")))?;
+        let auth = PushAuthenticator::new(
+            config.push_auth.clone(),
+            &config.jwks_url,
+            http.clone(),
+            clock.clone(),
+        );
+        let api = config
+            .service_account
+            .clone()
+            .map(|key| {
+                PlayApi::new(
+                    http,
+                    key,
+                    config.oauth_token_url.as_deref(),
+                    &config.api_base_url,
+                    clock,
+                    config.include_raw,
+                )
+                .map_err(PlayStoreSetupError)
+            })
+            .transpose()?;
+        if config.push_auth.is_open() {
+            tracing::warn!(
+                "Google Play pushes are NOT authenticated (no OIDC, no push token): local use only"
+            );
+        }
+        Ok(Self {
+            config,
+            auth,
+            api,
+            links,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PlayStoreConfig {
+        &self.config
+    }
+
+    /// The push authenticator (benchmarks, cache inspection).
+    pub fn authenticator(&self) -> &PushAuthenticator {
+        &self.auth
+    }
+
+    /// The Play Developer API client, when configured.
+    pub fn api(&self) -> Option<&PlayApi> {
+        self.api.as_ref()
+    }
+
+    /// Authenticates, decodes, checks the app, reads the state, translates.
+    pub async fn process(
+        &self,
+        req: &StoreRequest,
+        received_at_ms: i64,
+    ) -> Result<Vec<Event>, PlayStoreError> {
+        self.auth.authenticate(req).await?;
+        let push = self.decode(&req.body)?;
+        self.check_app(&push)?;
+        let state = self.state(&push).await?;
+        Ok(translate(&push, &state, &self.config, received_at_ms))
+    }
+
+    /// Parses a Pub/Sub push body and decodes `message.data`. A body that is
+    /// not a push is an error; undecodable data is not (it is forwarded).
+    pub fn decode(&self, body: &[u8]) -> Result<Push, PlayStoreError> {
+        let body: PushBody = serde_json::from_slice(body).map_err(|e| {
+            PlayStoreError::MalformedBody(format!(
+                "expected a Pub/Sub push {{\"message\": {{\"data\", \"messageId\"}}, \"subscription\"}}: {}",
+                json_error(&e)
+            ))
+        })?;
+        let message = body.message.ok_or_else(|| {
+            PlayStoreError::MalformedBody("not a Pub/Sub push: no message".into())
+        })?;
+        let message_id = message
+            .id()
+            .ok_or_else(|| {
+                PlayStoreError::MalformedBody("not a Pub/Sub push: no message.messageId".into())
+            })?
+            .to_owned();
+        let publish_time_ms = translate::rfc3339(message.published()).map(|t| t.millis());
+        Ok(Push {
+            message_id,
+            publish_time_ms,
+            notification: decode_data(message.data.as_deref(), self.config.include_raw),
+        })
+    }
+
+    /// 403 unless the notification's package is configured.
+    pub fn check_app(&self, push: &Push) -> Result<(), PlayStoreError> {
+        match &push.notification {
+            Ok(d) if !self.config.accepts(&d.notification.package_name) => {
+                Err(PlayStoreError::WrongApp(format!(
+                    "packageName {:?} is not in PLAY_PACKAGE_NAMES",
+                    d.notification
+                        .package_name
+                        .chars()
+                        .take(100)
+                        .collect::<String>()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn play_api(&self) -> Result<&PlayApi, PlayStoreError> {
+        self.api.as_ref().ok_or(PlayStoreError::ApiNotConfigured)
+    }
+
+    /// Reads what the notification needs from the Play Developer API.
+    pub async fn state(&self, push: &Push) -> Result<PlayState, PlayStoreError> {
+        let Ok(d) = &push.notification else {
+            return Ok(PlayState::NotNeeded);
+        };
+        let n = &d.notification;
+        let package = n.package_name.as_str();
+        let state = if let Some(s) = &n.subscription_notification {
+            self.subscription_state(package, &s.purchase_token, s.notification_type == Some(4))
+                .await?
+        } else if let Some(v) = &n.voided_purchase_notification {
+            if v.product_type == Some(1) {
+                self.subscription_state(package, &v.purchase_token, false)
+                    .await?
+            } else {
+                PlayState::NotNeeded
+            }
+        } else if let Some(o) = &n.one_time_product_notification {
+            match o.sku.as_deref().filter(|s| !s.is_empty()) {
+                None => PlayState::NotFound("the notification has no sku".into()),
+                Some(sku) => match self
+                    .play_api()?
+                    .product(package, sku, &o.purchase_token)
+                    .await?
+                {
+                    Fetched::Found { value, json } => PlayState::Product {
+                        purchase: Box::new(value),
+                        json,
+                    },
+                    Fetched::NotFound(reason) => PlayState::NotFound(reason),
+                },
+            }
+        } else {
+            PlayState::NotNeeded
+        };
+        if let PlayState::NotFound(reason) = &state {
+            tracing::warn!(message_id = %push.message_id, reason = %reason, "purchase unknown to the Play Developer API");
+        }
+        Ok(state)
+    }
+
+    async fn subscription_state(
+        &self,
+        package: &str,
+        token: &PurchaseToken,
+        purchased: bool,
+    ) -> Result<PlayState, PlayStoreError> {
+        let api = self.play_api()?;
+        let (purchase, json) = match api.subscription(package, token).await? {
+            Fetched::Found { value, json } => (value, json),
+            Fetched::NotFound(reason) => return Ok(PlayState::NotFound(reason)),
+        };
+        let linked = purchase.linked_purchase_token.clone();
+        let lineage = lineage_of(self.links.as_ref(), token, linked.as_ref()).await?;
+        let previous = match (&linked, purchased) {
+            (Some(previous), true) => Some(match api.subscription(package, previous).await? {
+                Fetched::Found { value, json } => Previous::Found {
+                    purchase: Box::new(value),
+                    json,
+                },
+                Fetched::NotFound(_) => Previous::NotFound,
+            }),
+            _ => None,
+        };
+        Ok(PlayState::Subscription(Box::new(SubscriptionState {
+            purchase,
+            json,
+            lineage,
+            previous,
+        })))
+    }
+}
+
+/// A serde_json error without any of the input's content.
+fn json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data => {
+            let text = e.to_string();
+            if text.starts_with("missing field") {
+                text
+            } else {
+                format!(
+                    "unexpected JSON shape at line {}, column {}",
+                    e.line(),
+                    e.column()
+                )
+            }
+        }
+        Category::Syntax | Category::Eof => {
+            format!("not JSON (line {}, column {})", e.line(), e.column())
+        }
+        Category::Io => "unreadable".into(),
+    }
+}
+
+/// Decodes `message.data` (standard base64, URL-safe accepted) into a notification.
+fn decode_data(data: Option<&str>, keep_json: bool) -> Result<Decoded, String> {
+    let data = data
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| "message.data is missing or empty".to_owned())?;
+    let bytes = B64
+        .decode(data)
+        .or_else(|_| B64URL.decode(data))
+        .map_err(|_| "message.data is not base64".to_owned())?;
+    let notification = serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "message.data is not a DeveloperNotification: {}",
+            json_error(&e)
+        )
+    })?;
+    let json = if keep_json {
+        serde_json::from_slice(&bytes).ok()
+    } else {
+        None
+    };
+    Ok(Decoded { notification, json })
+}
+
+#[async_trait]
+impl StoreEndpoint for PlayStoreEndpoint {
+    fn route(&self) -> &'static str {
+        "playstore"
+    }
+
+    async fn events(
+        &self,
+        req: &StoreRequest,
+        received_at_ms: i64,
+    ) -> Result<Vec<Event>, Rejection> {
+        self.process(req, received_at_ms)
+            .await
+            .map_err(|e| e.rejection())
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+#[cfg(test)]
+mod tests;
