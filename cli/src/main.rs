@@ -5,10 +5,7 @@
 //! - `storehook translate --store <store> FILE|-`: verify a store HTTP body and print its events.
 //! - `storehook replay`: move dead letters back to the queue.
 
-mod receiver;
-mod replay;
-mod serve;
-mod translate;
+use storehook_cli::{replay, serve, translate};
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,7 +17,7 @@ use std::process::ExitCode;
     about = "storehook: app store subscription notifications → one signed, ordered event stream",
     long_about = "storehook verifies app store server notifications, translates them into one event \
 language and delivers them, signed and in order, to your webhook.\n\n\
-Supported stores: appstore (App Store Server Notifications V2), huawei (AppGallery IAP)."
+Supported stores: appstore (App Store Server Notifications V2), playstore (Google Play RTDN), huawei (AppGallery IAP)."
 )]
 struct Cli {
     #[command(subcommand)]

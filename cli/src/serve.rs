@@ -24,6 +24,7 @@ use storehook_shared::queue::EventQueue;
 use storehook_shared::retry::RetrySchedule;
 use storehook_shared::state::{RedbState, StateStore};
 use storehook_shared::stores::appstore::{AppStore, verify::parse_roots};
+use storehook_shared::stores::playstore::links::{LinkStore, MemoryLinkStore};
 use storehook_shared::webhook::{HttpWebhookSender, WebhookSecret, WebhookSecrets};
 
 #[derive(Debug, ClapArgs)]
@@ -95,10 +96,13 @@ impl Args {
     }
 }
 
-/// Every store endpoint the configuration enables.
+/// Every store endpoint the configuration enables: the App Store always;
+/// Huawei when `HUAWEI_PUBLIC_KEY` is set; Google Play when
+/// `PLAY_PACKAGE_NAMES` is set (with the other `PLAY_*` settings).
 pub fn endpoints(
     args: &Args,
     clock: Arc<dyn Clock>,
+    links: Arc<dyn LinkStore>,
 ) -> anyhow::Result<Vec<Arc<dyn StoreEndpoint>>> {
     let lookup = args.lookup();
     let mut out: Vec<Arc<dyn StoreEndpoint>> = Vec::new();
@@ -119,6 +123,12 @@ pub fn endpoints(
         let cfg = storehook_shared::stores::huawei::huawei_config(&lookup, false)?;
         out.push(Arc::new(
             storehook_shared::stores::huawei::HuaweiEndpoint::new(cfg, clock.clone())?,
+        ));
+    }
+    if lookup.get("PLAY_PACKAGE_NAMES").is_some() {
+        let cfg = storehook_shared::stores::playstore::playstore_config(&lookup, false)?;
+        out.push(Arc::new(
+            storehook_shared::stores::playstore::PlayStoreEndpoint::new(cfg, links, clock)?,
         ));
     }
     Ok(out)
@@ -167,7 +177,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         clock.clone(),
     )?);
     let schedule = schedule(&args)?;
-    let endpoints = endpoints(&args, clock.clone())?;
+    let links: Arc<dyn LinkStore> = Arc::new(MemoryLinkStore::new());
+    let endpoints = endpoints(&args, clock.clone(), links)?;
 
     let (queue, workers, admin) = if args.aws {
         let (q, w) = aws_mode(&args, sender, schedule, clock.clone()).await?;

@@ -1,18 +1,34 @@
-//! `storehook translate`.
+//! `storehook translate`: one store HTTP body in, its events out (JSON lines),
+//! through the same endpoint code as the Lambdas — full verification included.
+//!
+//! Configuration comes from the same environment variables as the Lambdas
+//! (`APPLE_*`, `HUAWEI_*`, `PLAY_*`), with flags for the common ones; the app
+//! identity is optional here (absent: not checked).
 
 use clap::{Args as ClapArgs, ValueEnum};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use storehook_shared::clock::{Clock, SystemClock};
+use storehook_shared::config::{self, Lookup};
 use storehook_shared::error::Rejection;
 use storehook_shared::event::Event;
-use storehook_shared::stores::appstore::{AppStore, AppStoreConfig, verify::parse_roots};
+use storehook_shared::ingest::{AppStoreEndpoint, StoreEndpoint, StoreRequest};
+use storehook_shared::stores::appstore::{AppStore, verify::parse_roots};
+use storehook_shared::stores::huawei::{HuaweiEndpoint, huawei_config};
+use storehook_shared::stores::playstore::links::MemoryLinkStore;
+use storehook_shared::stores::playstore::{PlayStoreEndpoint, playstore_config};
 
 /// Stores `translate` understands.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum StoreName {
     /// App Store Server Notifications V2: body `{"signedPayload": "<JWS>"}`.
     Appstore,
+    /// Google Play RTDN Pub/Sub push (needs PLAY_* settings; the Play Developer API is called).
+    Playstore,
+    /// Huawei AppGallery subscription/order notification (needs HUAWEI_PUBLIC_KEY).
+    Huawei,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -25,15 +41,38 @@ pub struct Args {
     /// Add a trusted root certificate (PEM or DER file), beside the bundled Apple Root CA - G3.
     #[arg(long = "trust-root", value_name = "PEM")]
     trust_roots: Vec<PathBuf>,
-    /// Expected bundle id (absent: any app is accepted).
-    #[arg(long)]
+    /// App Store: expected bundle id (absent: any app is accepted).
+    #[arg(long, env = "APPLE_BUNDLE_ID")]
     bundle_id: Option<String>,
-    /// Expected App Store app id, checked on Production notifications (absent: not checked).
-    #[arg(long)]
+    /// App Store: expected app id, checked on Production notifications (absent: not checked).
+    #[arg(long, env = "APPLE_APP_APPLE_ID")]
     app_apple_id: Option<i64>,
+    /// Huawei: the app's IAP public key (base64 X.509 SubjectPublicKeyInfo).
+    #[arg(long, env = "HUAWEI_PUBLIC_KEY", hide_env_values = true)]
+    huawei_public_key: Option<String>,
+    /// A request header as the store sent it, e.g. `Authorization: Bearer <token>` (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// The request's query string, e.g. `token=...` (Play push-URL token).
+    #[arg(long)]
+    query: Option<String>,
     /// Include the decoded store payloads as `raw`.
     #[arg(long)]
     include_raw: bool,
+}
+
+impl Args {
+    fn lookup(&self) -> impl Lookup + '_ {
+        move |name: &str| -> Option<String> {
+            match name {
+                "APPLE_BUNDLE_ID" => self.bundle_id.clone(),
+                "APPLE_APP_APPLE_ID" => self.app_apple_id.map(|v| v.to_string()),
+                "HUAWEI_PUBLIC_KEY" => self.huawei_public_key.clone(),
+                "INCLUDE_RAW" => Some(self.include_raw.to_string()),
+                other => std::env::var(other).ok(),
+            }
+        }
+    }
 }
 
 fn read_input(input: &str) -> std::io::Result<Vec<u8>> {
@@ -46,30 +85,67 @@ fn read_input(input: &str) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn events(args: &Args, body: &[u8]) -> Result<Vec<Event>, Rejection> {
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    match args.store {
+fn setup(code: &'static str, e: impl std::fmt::Display) -> Rejection {
+    Rejection::new(2, code, e.to_string())
+}
+
+fn endpoint(args: &Args, clock: Arc<dyn Clock>) -> Result<Arc<dyn StoreEndpoint>, Rejection> {
+    let lookup = args.lookup();
+    Ok(match args.store {
         StoreName::Appstore => {
-            let mut extra_roots = Vec::new();
+            let mut cfg =
+                config::appstore(&lookup, false).map_err(|e| setup("bad_configuration", e))?;
             for path in &args.trust_roots {
-                let bytes = std::fs::read(path).map_err(|e| {
-                    Rejection::new(2, "bad_trust_root", format!("{}: {e}", path.display()))
-                })?;
-                extra_roots.extend(parse_roots(&bytes).map_err(|e| {
-                    Rejection::new(2, "bad_trust_root", format!("{}: {e}", path.display()))
-                })?);
+                let bytes = std::fs::read(path)
+                    .map_err(|e| setup("bad_trust_root", format!("{}: {e}", path.display())))?;
+                cfg.extra_roots
+                    .extend(parse_roots(&bytes).map_err(|e| {
+                        setup("bad_trust_root", format!("{}: {e}", path.display()))
+                    })?);
             }
-            let app = AppStore::new(AppStoreConfig {
-                bundle_id: args.bundle_id.clone(),
-                app_apple_id: args.app_apple_id,
-                extra_roots,
-                include_raw: args.include_raw,
-                ..AppStoreConfig::default()
-            })
-            .map_err(|e| Rejection::new(2, "bad_trust_root", e.to_string()))?;
-            app.process(body, now_ms).map_err(|e| e.rejection())
+            Arc::new(AppStoreEndpoint(
+                AppStore::new(cfg).map_err(|e| setup("bad_trust_root", e))?,
+            ))
         }
+        StoreName::Huawei => {
+            let cfg = huawei_config(&lookup, false).map_err(|e| setup("bad_configuration", e))?;
+            Arc::new(HuaweiEndpoint::new(cfg, clock).map_err(|e| setup("bad_configuration", e))?)
+        }
+        StoreName::Playstore => {
+            let cfg =
+                playstore_config(&lookup, false).map_err(|e| setup("bad_configuration", e))?;
+            Arc::new(
+                PlayStoreEndpoint::new(cfg, Arc::new(MemoryLinkStore::new()), clock)
+                    .map_err(|e| setup("bad_configuration", e))?,
+            )
+        }
+    })
+}
+
+fn request(args: &Args, body: Vec<u8>) -> Result<StoreRequest, Rejection> {
+    let mut headers = http::HeaderMap::new();
+    for h in &args.headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| setup("bad_header", format!("{h:?} is not `Name: value`")))?;
+        let name = http::HeaderName::try_from(name.trim()).map_err(|e| setup("bad_header", e))?;
+        let value =
+            http::HeaderValue::try_from(value.trim()).map_err(|e| setup("bad_header", e))?;
+        headers.append(name, value);
     }
+    Ok(StoreRequest {
+        method: "POST".into(),
+        query: args.query.clone(),
+        headers,
+        body: body.into(),
+    })
+}
+
+async fn events(args: &Args, body: Vec<u8>) -> Result<Vec<Event>, Rejection> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let endpoint = endpoint(args, clock.clone())?;
+    let req = request(args, body)?;
+    endpoint.events(&req, clock.now().timestamp_millis()).await
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -80,7 +156,17 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match events(&args, &body) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(events(&args, body)) {
         Ok(events) => {
             let mut out = std::io::stdout().lock();
             for e in events {
@@ -94,7 +180,7 @@ pub fn run(args: Args) -> ExitCode {
         Err(r) => {
             eprintln!("{}", r.body());
             eprintln!("error: {} ({}): {}", r.code, r.status, r.message);
-            ExitCode::from(1)
+            ExitCode::from(if r.status == 2 { 2 } else { 1 })
         }
     }
 }

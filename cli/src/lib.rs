@@ -1,0 +1,7 @@
+//! The `storehook` CLI as a library, so its tests and benchmarks drive the very
+//! code the binary runs.
+
+pub mod receiver;
+pub mod replay;
+pub mod serve;
+pub mod translate;
