@@ -24,7 +24,7 @@ use storehook_shared::queue::EventQueue;
 use storehook_shared::retry::RetrySchedule;
 use storehook_shared::state::{RedbState, StateStore};
 use storehook_shared::stores::appstore::{AppStore, verify::parse_roots};
-use storehook_shared::stores::playstore::links::{LinkStore, MemoryLinkStore};
+use storehook_shared::stores::playstore::links::LinkStore;
 use storehook_shared::webhook::{HttpWebhookSender, WebhookSecret, WebhookSecrets};
 
 #[derive(Debug, ClapArgs)]
@@ -177,7 +177,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         clock.clone(),
     )?);
     let schedule = schedule(&args)?;
-    let links: Arc<dyn LinkStore> = Arc::new(MemoryLinkStore::new());
+    // Play purchase-token lineages: beside the state (redb) or in the table (--aws).
+    let links: Arc<dyn LinkStore> = if args.aws {
+        let table = args
+            .table_name
+            .clone()
+            .context("--aws needs --table-name (or TABLE_NAME)")?;
+        let sdk = storehook_shared::aws::sdk_config().await;
+        Arc::new(
+            storehook_shared::stores::playstore::links_dynamo::DynamoLinkStore::from_sdk(
+                &sdk, table,
+            ),
+        )
+    } else {
+        std::fs::create_dir_all(&args.data_dir)?;
+        Arc::new(
+            storehook_shared::stores::playstore::links_redb::RedbLinkStore::open(&args.data_dir)?,
+        )
+    };
     let endpoints = endpoints(&args, clock.clone(), links)?;
 
     let (queue, workers, admin) = if args.aws {

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `storehook serve` end to end, driving the real binary: genuine (generated-PKI)
 //! App Store notifications in over HTTP, signed events out to a loopback
 //! receiver, state kept across a restart, a dead letter replayed with

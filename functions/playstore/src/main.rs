@@ -7,7 +7,9 @@
 //! `PLAY_SERVICE_ACCOUNT_JSON` for local runs); the configuration (refuses to
 //! start without `PLAY_PACKAGE_NAMES`, push authentication and the key, see
 //! `storehook_shared::stores::playstore::playstore_config`); the SQS FIFO
-//! queue (`QUEUE_URL`). Then every push goes through `Ingest::lambda`:
+//! queue (`QUEUE_URL`); the purchase-token links in the DynamoDB table
+//! (`TABLE_NAME`, `LINK#GOOGLE_PLAY#<token>` items, shared by all instances).
+//! Then every push goes through `Ingest::lambda`:
 //! authenticate, decode, read the state from Google, translate, queue, answer.
 
 use anyhow::Context as _;
@@ -16,11 +18,8 @@ use storehook_shared::aws::{SqsQueue, sdk_config};
 use storehook_shared::clock::SystemClock;
 use storehook_shared::config::{Env, Lookup, required};
 use storehook_shared::ingest::Ingest;
-use storehook_shared::stores::playstore::links::MemoryLinkStore;
+use storehook_shared::stores::playstore::links_dynamo::DynamoLinkStore;
 use storehook_shared::stores::playstore::{PlayStoreEndpoint, playstore_config};
-
-/// Tokens a Lambda instance remembers (≈ 300 bytes each).
-const LINKS_IN_MEMORY: usize = 50_000;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -62,11 +61,11 @@ async fn cold_start() -> anyhow::Result<Ingest> {
     );
     let queue = SqsQueue::from_sdk(&sdk, required(&Env, "QUEUE_URL")?);
     let clock = Arc::new(SystemClock);
-    // Purchase-token lineages. In memory per Lambda instance (bounded) until the
-    // DynamoDB `LinkStore` adapter (`LINK#GOOGLE_PLAY#<token>` items) is wired here:
-    // single upgrades/re-signups still resolve to the same subscription id (the id
-    // derives from the linked token), longer chains need the shared store.
-    let links = Arc::new(MemoryLinkStore::bounded(LINKS_IN_MEMORY));
+    // Purchase-token lineages, shared by every instance (`LINK#GOOGLE_PLAY#<token>` items).
+    let links = Arc::new(DynamoLinkStore::from_sdk(
+        &sdk,
+        required(&Env, "TABLE_NAME")?,
+    ));
     let endpoint = PlayStoreEndpoint::new(config, links, clock.clone())?;
     Ok(Ingest::new(Arc::new(endpoint), Arc::new(queue), clock))
 }

@@ -20,6 +20,9 @@
 pub mod api;
 pub mod auth;
 pub mod links;
+#[cfg(feature = "aws")]
+pub mod links_dynamo;
+pub mod links_redb;
 pub mod model;
 pub mod translate;
 
