@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -64,12 +64,52 @@ fn err(e: impl std::fmt::Display) -> EmbeddedError {
     EmbeddedError(e.to_string())
 }
 
+/// The in-memory scheduling index (rebuilt from the file at open).
 #[derive(Debug, Default)]
 struct Index {
     /// Every queued message by position: (group, not_before_ms).
     pending: BTreeMap<u64, (String, i64)>,
+    /// Each group's queued positions, oldest first.
+    groups: HashMap<String, VecDeque<u64>>,
+    /// Heads of the groups with nothing in flight: the only candidates for a lease.
+    ready: BTreeSet<u64>,
     in_flight: HashSet<String>,
     dedup: HashMap<String, u64>,
+}
+
+impl Index {
+    fn push(&mut self, id: u64, group: String, not_before: i64, dedup: String) {
+        self.dedup.insert(dedup, id);
+        self.pending.insert(id, (group.clone(), not_before));
+        let q = self.groups.entry(group.clone()).or_default();
+        q.push_back(id);
+        if q.len() == 1 && !self.in_flight.contains(&group) {
+            self.ready.insert(id);
+        }
+    }
+
+    /// Removes a finished message (the head of its in-flight group) and frees the group.
+    fn remove(&mut self, id: u64, dedup: &str) {
+        self.dedup.remove(dedup);
+        if let Some((group, _)) = self.pending.remove(&id) {
+            self.ready.remove(&id);
+            if let Some(q) = self.groups.get_mut(&group) {
+                q.retain(|x| *x != id);
+                if q.is_empty() {
+                    self.groups.remove(&group);
+                }
+            }
+            self.release(&group);
+        }
+    }
+
+    /// Marks `group` as not in flight; its head becomes a candidate again.
+    fn release(&mut self, group: &str) {
+        self.in_flight.remove(group);
+        if let Some(head) = self.groups.get(group).and_then(|q| q.front()) {
+            self.ready.insert(*head);
+        }
+    }
 }
 
 /// The durable per-group FIFO queue.
@@ -94,10 +134,7 @@ impl EmbeddedQueue {
                 for row in q.iter().map_err(err)? {
                     let (k, v) = row.map_err(err)?;
                     let s: Stored = serde_json::from_slice(v.value()).map_err(err)?;
-                    index.dedup.insert(s.dedup_id.clone(), k.value());
-                    index
-                        .pending
-                        .insert(k.value(), (s.group_id, s.not_before_ms));
+                    index.push(k.value(), s.group_id, s.not_before_ms, s.dedup_id);
                 }
                 w.open_table(DEAD).map_err(err)?;
                 w.open_table(META).map_err(err)?;
@@ -162,8 +199,7 @@ impl EmbeddedQueue {
         w.commit().map_err(err)?;
         let mut idx = self.lock();
         for (id, s) in added {
-            idx.dedup.insert(s.dedup_id, id);
-            idx.pending.insert(id, (s.group_id, s.not_before_ms));
+            idx.push(id, s.group_id, s.not_before_ms, s.dedup_id);
         }
         drop(idx);
         self.wake.notify_waiters();
@@ -176,13 +212,12 @@ impl EmbeddedQueue {
     pub fn lease(&self, now_ms: i64) -> Result<Result<Lease, Option<i64>>, EmbeddedError> {
         let chosen = {
             let mut idx = self.lock();
-            let mut heads_seen = HashSet::new();
             let mut earliest: Option<i64> = None;
             let mut chosen = None;
-            for (id, (group, not_before)) in idx.pending.iter() {
-                if !heads_seen.insert(group.as_str()) || idx.in_flight.contains(group) {
-                    continue; // not the head of its group, or the group is busy
-                }
+            for id in idx.ready.iter() {
+                let Some((group, not_before)) = idx.pending.get(id) else {
+                    continue;
+                };
                 if *not_before <= now_ms {
                     chosen = Some((*id, group.clone()));
                     break;
@@ -191,6 +226,7 @@ impl EmbeddedQueue {
             }
             match chosen {
                 Some((id, group)) => {
+                    idx.ready.remove(&id);
                     idx.in_flight.insert(group);
                     id
                 }
@@ -225,7 +261,7 @@ impl EmbeddedQueue {
             Err(e) => {
                 let mut idx = self.lock();
                 if let Some((g, _)) = idx.pending.get(&chosen).cloned() {
-                    idx.in_flight.remove(&g);
+                    idx.release(&g);
                 }
                 Err(e)
             }
@@ -260,25 +296,24 @@ impl EmbeddedQueue {
 
     fn finish(&self, lease: &Lease) {
         let mut idx = self.lock();
-        idx.in_flight.remove(&lease.message.group_id);
+        idx.release(&lease.message.group_id);
         drop(idx);
         self.wake.notify_waiters();
     }
 
-    /// Removes a processed message.
+    /// Removes a processed message. Not fsynced on its own: should the process
+    /// die before a later durable commit, the message is handed out again and
+    /// the dispatcher acknowledges it as already delivered.
     pub fn ack(&self, lease: &Lease) -> Result<(), EmbeddedError> {
-        let w = self.db.begin_write().map_err(err)?;
+        let mut w = self.db.begin_write().map_err(err)?;
         w.open_table(QUEUE)
             .map_err(err)?
             .remove(lease.id)
             .map_err(err)?;
+        w.set_durability(redb::Durability::None).map_err(err)?;
         w.commit().map_err(err)?;
-        {
-            let mut idx = self.lock();
-            idx.pending.remove(&lease.id);
-            idx.dedup.remove(&lease.message.dedup_id);
-        }
-        self.finish(lease);
+        self.lock().remove(lease.id, &lease.message.dedup_id);
+        self.wake.notify_waiters();
         Ok(())
     }
 
@@ -286,7 +321,8 @@ impl EmbeddedQueue {
     pub fn retry(&self, lease: &Lease, delay: Duration, now_ms: i64) -> Result<(), EmbeddedError> {
         let not_before =
             now_ms.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-        let w = self.db.begin_write().map_err(err)?;
+        let mut w = self.db.begin_write().map_err(err)?;
+        w.set_durability(redb::Durability::None).map_err(err)?;
         {
             let mut q = w.open_table(QUEUE).map_err(err)?;
             let mut s = lease.message.clone();
@@ -318,12 +354,8 @@ impl EmbeddedQueue {
                 .map_err(err)?;
         }
         w.commit().map_err(err)?;
-        {
-            let mut idx = self.lock();
-            idx.pending.remove(&lease.id);
-            idx.dedup.remove(&lease.message.dedup_id);
-        }
-        self.finish(lease);
+        self.lock().remove(lease.id, &lease.message.dedup_id);
+        self.wake.notify_waiters();
         Ok(())
     }
 
@@ -374,8 +406,7 @@ impl EmbeddedQueue {
         let n = added.len();
         let mut idx = self.lock();
         for (id, s) in added {
-            idx.dedup.insert(s.dedup_id, id);
-            idx.pending.insert(id, (s.group_id, s.not_before_ms));
+            idx.push(id, s.group_id, s.not_before_ms, s.dedup_id);
         }
         drop(idx);
         self.wake.notify_waiters();
