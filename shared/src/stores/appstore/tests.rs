@@ -4,13 +4,17 @@
 
 use super::testing::{Curve, PkiOptions, TestPki, payloads::*};
 use super::*;
+use crate::clock::ManualClock;
 use crate::event::{
     ChangeDirection, ChangeEffective, EventType, OfferType, PeriodType, ProductKind, RefundKind,
     SubscriptionStatus,
 };
+use crate::ingest::{Ingest, StoreEndpoint, StoreRequest};
+use crate::queue::MemoryQueue;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 const NOW: i64 = T0 + 400 * DAY;
 
@@ -34,8 +38,8 @@ fn fixture_names() -> Vec<String> {
 }
 
 /// An endpoint that trusts only Apple's bundled root, accepting any app.
-fn apple_endpoint() -> AppStore {
-    AppStore::new(AppStoreConfig::default()).unwrap()
+fn apple_endpoint() -> Arc<AppStore> {
+    Arc::new(AppStore::new(AppStoreConfig::default()).unwrap())
 }
 
 fn endpoint_for(
@@ -43,18 +47,20 @@ fn endpoint_for(
     bundle: Option<&str>,
     app_id: Option<i64>,
     envs: &[AppleEnvironment],
-) -> AppStore {
-    AppStore::new(AppStoreConfig {
-        bundle_id: bundle.map(str::to_owned),
-        app_apple_id: app_id,
-        environments: envs.to_vec(),
-        extra_roots: vec![pki.root_der.clone()],
-        ..AppStoreConfig::default()
-    })
-    .unwrap()
+) -> Arc<AppStore> {
+    Arc::new(
+        AppStore::new(AppStoreConfig {
+            bundle_id: bundle.map(str::to_owned),
+            app_apple_id: app_id,
+            environments: envs.to_vec(),
+            extra_roots: vec![pki.root_der.clone()],
+            ..AppStoreConfig::default()
+        })
+        .unwrap(),
+    )
 }
 
-fn strict(pki: &TestPki) -> AppStore {
+fn strict(pki: &TestPki) -> Arc<AppStore> {
     endpoint_for(
         pki,
         Some(BUNDLE_ID),
@@ -768,9 +774,52 @@ fn valid_parts(_pki: &TestPki) -> (Value, Value, Value) {
     )
 }
 
-fn rejected(endpoint: &AppStore, body: &[u8]) -> (u16, &'static str) {
-    let r = endpoint.process(body, NOW).unwrap_err().rejection();
-    (r.status, r.code)
+/// A test endpoint sharing one `AppStore` (so its chain cache stays warm).
+#[derive(Debug)]
+struct Shared(Arc<AppStore>);
+
+#[async_trait::async_trait]
+impl StoreEndpoint for Shared {
+    fn route(&self) -> &'static str {
+        "appstore"
+    }
+    async fn events(
+        &self,
+        req: &StoreRequest,
+        received_at_ms: i64,
+    ) -> Result<Vec<crate::event::Event>, crate::error::Rejection> {
+        self.0
+            .process(&req.body, received_at_ms)
+            .map_err(|e| e.rejection())
+    }
+}
+
+/// Posts `body` through the whole ingest pipeline; asserts it was refused with
+/// a JSON error body and that NOTHING was queued; returns (status, code).
+fn rejected(endpoint: &Arc<AppStore>, body: &[u8]) -> (u16, &'static str) {
+    let direct = endpoint.process(body, NOW).unwrap_err().rejection();
+    let queue = Arc::new(MemoryQueue::new());
+    let ingest = Ingest::new(
+        Arc::new(Shared(endpoint.clone())),
+        queue.clone(),
+        Arc::new(ManualClock::new(
+            chrono::TimeZone::timestamp_millis_opt(&chrono::Utc, NOW).unwrap(),
+        )),
+    );
+    let resp = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(ingest.handle(StoreRequest {
+            method: "POST".into(),
+            query: None,
+            headers: http::HeaderMap::new(),
+            body: body.to_vec().into(),
+        }));
+    assert_eq!(resp.status, direct.status);
+    let v: Value = serde_json::from_str(&resp.body).unwrap();
+    assert_eq!(v["error"]["code"], direct.code);
+    assert!(queue.sent().is_empty(), "a refused notification was queued");
+    (direct.status, direct.code)
 }
 
 fn jws_body(jws: &str) -> Vec<u8> {
