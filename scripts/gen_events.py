@@ -16,6 +16,7 @@ unless a fixture or this script changed. Standard library only.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -111,9 +112,18 @@ def country(storefront: str | None) -> str | None:
     return {"CAN": "CA", "USA": "US"}.get(storefront or "")
 
 
+def jws_payload(jws: str) -> dict:
+    """The payload of a compact JWS, decoded without verification (the fixtures are Apple-signed)."""
+    part = jws.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
 def storehook_event(fixture: Path, kind: str, status: str, details: dict) -> dict:
     """A v1 event (events.md) as the App Store function enqueues it: sequence 0 (the dispatcher assigns it)."""
-    e = json.loads(fixture.read_text())["expect"]
+    data = json.loads(fixture.read_text())
+    e = data["expect"]
+    notification = jws_payload(data["body"]["signedPayload"])
+    txn = jws_payload(notification["data"]["signedTransactionInfo"])
     signed = int(e["signedDate"])
     expires = e.get("expiresDate")
     active = status in ("ACTIVE", "CANCELED_ACTIVE", "IN_GRACE_PERIOD") and expires is not None and expires > signed
@@ -128,7 +138,7 @@ def storehook_event(fixture: Path, kind: str, status: str, details: dict) -> dic
         "store": "APP_STORE",
         "environment": e["environment"].upper(),
         "app_id": e["bundleId"],
-        "app_user_id": None,
+        "app_user_id": txn.get("appAccountToken"),
         "product": {"id": e["productId"], "plan_id": None, "kind": "AUTO_RENEWABLE"},
         "subscription": {
             "id": "sub_" + digest_hex("APP_STORE", e["originalTransactionId"]),
@@ -136,7 +146,7 @@ def storehook_event(fixture: Path, kind: str, status: str, details: dict) -> dic
             "status": status,
             "auto_renew": e.get("autoRenewStatus") == 1,
             "period_type": "NORMAL",
-            "started_at": None,
+            "started_at": iso_ms(int(txn["originalPurchaseDate"])) if "originalPurchaseDate" in txn else None,
             "current_period_started_at": iso_ms(int(e["purchaseDate"])),
             "expires_at": iso_ms(int(expires)) if expires else None,
             "grace_period_expires_at": None,

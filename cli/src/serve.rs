@@ -223,7 +223,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// The HTTP routes: `POST /<store>` per endpoint, `GET /healthz`, and, in
-/// embedded mode, the dead-letter routes `GET /_storehook/dead-letters` and
+/// embedded mode, `GET /_storehook/queue` (`{"depth": n}`), the dead-letter routes `GET /_storehook/dead-letters` and
 /// `POST /_storehook/replay` (`{"event_ids": [...]}`, empty or absent = all).
 pub fn router(
     endpoints: Vec<Arc<dyn StoreEndpoint>>,
@@ -238,6 +238,7 @@ pub fn router(
     }
     if let Some(q) = admin {
         app = app
+            .route("/_storehook/queue", get(queue_depth).with_state(q.clone()))
             .route(
                 "/_storehook/dead-letters",
                 get(list_dead_letters).with_state(q.clone()),
@@ -248,6 +249,10 @@ pub fn router(
             );
     }
     app
+}
+
+async fn queue_depth(State(q): State<EmbeddedQueue>) -> axum::response::Response {
+    axum::Json(serde_json::json!({ "depth": q.depth() })).into_response()
 }
 
 async fn list_dead_letters(State(q): State<EmbeddedQueue>) -> axum::response::Response {

@@ -87,6 +87,28 @@ async fn serve(
     Serve { child, base }
 }
 
+/// Waits until the embedded queue is empty (every message acknowledged).
+async fn wait_drained(base: &str) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = client
+            .get(format!("{base}/_storehook/queue"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if v["depth"] == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "queue did not drain: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn body(
     pki: &TestPki,
     ntype: &str,
@@ -185,7 +207,8 @@ async fn serve_delivers_signed_ordered_events_keeps_state_and_replays_dead_lette
         (403, Some("wrong_app"))
     );
 
-    // GIVEN the server restarts on the same data dir
+    // GIVEN the server is killed once everything was acknowledged, and restarts on the same data dir
+    wait_drained(&s.base).await;
     drop(s);
     let s = serve(&data, &root_pem, &hook_url, &secret).await;
     // WHEN the subscription renews THEN its sequence continues: state survived

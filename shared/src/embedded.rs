@@ -301,16 +301,14 @@ impl EmbeddedQueue {
         self.wake.notify_waiters();
     }
 
-    /// Removes a processed message. Not fsynced on its own: should the process
-    /// die before a later durable commit, the message is handed out again and
-    /// the dispatcher acknowledges it as already delivered.
+    /// Removes a processed message (durably: once acknowledged, a message is
+    /// never handed out again, even after a crash).
     pub fn ack(&self, lease: &Lease) -> Result<(), EmbeddedError> {
-        let mut w = self.db.begin_write().map_err(err)?;
+        let w = self.db.begin_write().map_err(err)?;
         w.open_table(QUEUE)
             .map_err(err)?
             .remove(lease.id)
             .map_err(err)?;
-        w.set_durability(redb::Durability::None).map_err(err)?;
         w.commit().map_err(err)?;
         self.lock().remove(lease.id, &lease.message.dedup_id);
         self.wake.notify_waiters();
