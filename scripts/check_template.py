@@ -8,8 +8,12 @@
    attributes equal the `pub const`s of shared/src/provision.rs (which the provision tests
    create against moto), the parameter defaults equal the code's defaults (retry.rs,
    webhook.rs, dispatch/config.rs), and every function gets exactly the expected environment
-   variables, each of which the code reads (a "NAME" literal in shared/ or functions/).
-3. Least privilege: each role grants exactly the expected actions on the expected resources.
+   variables, each of which that function's code reads (a "NAME" literal in its main or the
+   shared module it uses, e.g. functions/playstore/src + shared/src/stores/playstore).
+3. Least privilege: each role grants exactly the expected actions on the expected resources,
+   with exactly the expected IAM conditions (Play: only the LINK#GOOGLE_PLAY# items).
+4. Every ingest function has its route on HttpApi, its endpoint output and an Errors alarm; the
+   optional stores' resources (Google Play, Huawei) all carry that store's condition.
 
 Usage: python scripts/check_template.py [template.yaml]   (needs cfn-lint, for its YAML decoder)
 Exits 1 and lists every failure; prints "N passed, 0 failed" when all checks hold.
@@ -32,18 +36,54 @@ PROVISION_RS = ROOT / "shared" / "src" / "provision.rs"
 RETRY_RS = ROOT / "shared" / "src" / "retry.rs"
 WEBHOOK_RS = ROOT / "shared" / "src" / "webhook.rs"
 DISPATCH_CONFIG_RS = ROOT / "shared" / "src" / "dispatch" / "config.rs"
-# Where the functions' code reads its environment (the names must appear there as "LITERALS").
-CODE_GLOBS = ("shared/src/**/*.rs", "functions/*/src/**/*.rs")
+PLAY_LINKS_DYNAMO_RS = ROOT / "shared" / "src" / "stores" / "playstore" / "links_dynamo.rs"
 
-# The environment each function's code reads (see shared/src/config.rs). RUST_LOG comes from Globals.
+# function -> (cargo-lambda binary, where its code reads its environment: the names must appear
+# there as "LITERALS"; tests.rs / testing.rs do not count).
+FUNCTIONS = {
+    "AppStoreFunction": ("appstore", ("functions/appstore/src/**/*.rs", "shared/src/config.rs",
+                                      "shared/src/stores/appstore/**/*.rs")),
+    "PlayStoreFunction": ("playstore", ("functions/playstore/src/**/*.rs", "shared/src/stores/playstore/**/*.rs")),
+    "HuaweiFunction": ("huawei", ("functions/huawei/src/**/*.rs", "shared/src/stores/huawei/**/*.rs")),
+    "DispatcherFunction": ("dispatcher", ("functions/dispatcher/src/**/*.rs", "shared/src/dispatch/**/*.rs")),
+}
+TEST_FILES = {"tests.rs", "testing.rs"}
+
+# The environment each function's code reads (shared/src/config.rs, stores/playstore/mod.rs
+# `playstore_config`, stores/huawei/mod.rs `huawei_config`, dispatch/config.rs and the mains).
+# RUST_LOG comes from Globals.
 EXPECTED_ENV = {
     "AppStoreFunction": {
         "QUEUE_URL", "APPLE_BUNDLE_ID", "APPLE_APP_APPLE_ID", "APPLE_ENVIRONMENTS", "INCLUDE_RAW", "RUST_LOG",
+    },
+    "PlayStoreFunction": {
+        "QUEUE_URL", "TABLE_NAME", "PLAY_PACKAGE_NAMES", "PLAY_PUSH_SERVICE_ACCOUNT", "PLAY_PUSH_AUDIENCE",
+        "PLAY_PUSH_TOKEN", "PLAY_SERVICE_ACCOUNT_SECRET_ARN", "INCLUDE_RAW", "RUST_LOG",
+    },
+    "HuaweiFunction": {
+        "QUEUE_URL", "HUAWEI_APP_IDS", "HUAWEI_PUBLIC_KEY", "HUAWEI_CLIENT_ID", "HUAWEI_CLIENT_SECRET_ARN",
+        "HUAWEI_API_URL", "HUAWEI_ORDER_API_URL", "INCLUDE_RAW", "RUST_LOG",
     },
     "DispatcherFunction": {
         "QUEUE_URL", "DLQ_URL", "TABLE_NAME", "WEBHOOK_URL", "WEBHOOK_SECRET_ARN", "WEBHOOK_TIMEOUT_MS",
         "RETRY_SCHEDULE", "HISTORY_TTL_DAYS", "RUST_LOG",
     },
+}
+
+# Ingest function -> (its HttpApi POST path, endpoint output, the template condition it and all its
+# own resources carry: None = always deployed).
+INGEST = {
+    "AppStoreFunction": ("/appstore", "AppStoreEndpoint", None),
+    "PlayStoreFunction": ("/playstore", "PlayStoreEndpoint", "HasPlay"),
+    "HuaweiFunction": ("/huawei", "HuaweiEndpoint", "HasHuawei"),
+}
+# Resources that exist only with an optional store (their Condition).
+CONDITIONAL_RESOURCES = {
+    "PlayStoreLogGroup": "HasPlay", "PlayServiceAccountSecret": "HasPlay", "PlayStoreFunctionRole": "HasPlay",
+    "PlayStoreFunction": "HasPlay", "PlayStoreErrorsAlarm": "HasPlay",
+    "HuaweiLogGroup": "HasHuawei", "HuaweiFunctionRole": "HasHuawei", "HuaweiFunction": "HasHuawei",
+    "HuaweiErrorsAlarm": "HasHuawei",
+    "HuaweiClientSecretSecret": "HasHuaweiApi",  # only with HuaweiClientId + HuaweiClientSecret
 }
 
 # role -> {(action, resource logical id or the log group)}
@@ -52,6 +92,20 @@ EXPECTED_GRANTS = {
         ("logs:CreateLogStream", "AppStoreLogGroup"),
         ("logs:PutLogEvents", "AppStoreLogGroup"),
         ("sqs:SendMessage", "EventsQueue"),
+    },
+    "PlayStoreFunctionRole": {
+        ("logs:CreateLogStream", "PlayStoreLogGroup"),
+        ("logs:PutLogEvents", "PlayStoreLogGroup"),
+        ("sqs:SendMessage", "EventsQueue"),
+        ("secretsmanager:GetSecretValue", "PlayServiceAccountSecret"),
+        ("dynamodb:GetItem", "Table"),  # only LINK#GOOGLE_PLAY# items: see expected_conditions()
+        ("dynamodb:PutItem", "Table"),
+    },
+    "HuaweiFunctionRole": {
+        ("logs:CreateLogStream", "HuaweiLogGroup"),
+        ("logs:PutLogEvents", "HuaweiLogGroup"),
+        ("sqs:SendMessage", "EventsQueue"),
+        ("secretsmanager:GetSecretValue", "HuaweiClientSecretSecret"),  # !If HasHuaweiApi
     },
     "DispatcherFunctionRole": {
         ("logs:CreateLogStream", "DispatcherLogGroup"),
@@ -70,7 +124,16 @@ EXPECTED_GRANTS = {
     },
 }
 
-EXPECTED_OUTPUTS = {"AppStoreEndpoint", "QueueUrl", "DeadLetterQueueUrl", "TableName", "WebhookSecretArn"}
+EXPECTED_OUTPUTS = {"AppStoreEndpoint", "PlayStoreEndpoint", "HuaweiEndpoint", "QueueUrl", "DeadLetterQueueUrl",
+                    "TableName", "WebhookSecretArn"}
+
+
+def expected_conditions() -> dict:
+    """(role, action, resource) -> the IAM Condition its statement must carry (all others: none)."""
+    prefix = require(rust_consts(PLAY_LINKS_DYNAMO_RS), "PK_PREFIX", PLAY_LINKS_DYNAMO_RS)
+    links = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [prefix + "*"]}}
+    return {("PlayStoreFunctionRole", "dynamodb:GetItem", "Table"): links,
+            ("PlayStoreFunctionRole", "dynamodb:PutItem", "Table"): links}
 
 SQS_MAX_VISIBILITY_S = 43_200
 UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -135,6 +198,24 @@ def ref(value):
     return None
 
 
+def statements(value, condition=None):
+    """(statement, template condition or None) of a policy's Statement list, both sides of an Fn::If."""
+    items = value if isinstance(value, list) else [value]
+    for st in items:
+        if isinstance(st, dict) and list(st) == ["Fn::If"]:
+            cond, yes, no = st["Fn::If"]
+            for branch in (yes, no):
+                if branch != {"Ref": "AWS::NoValue"}:
+                    yield from statements(branch, cond)
+        else:
+            yield st, condition
+
+
+def plain(value):
+    """cfn-lint's decoded YAML (str/dict/list subclasses with line marks) as plain Python values."""
+    return json.loads(json.dumps(value))
+
+
 def param_default(template: dict, value):
     """A literal, or the Default of a parameter it references."""
     name = ref(value)
@@ -173,7 +254,11 @@ def main() -> int:
     params = template.get("Parameters", {})
     globals_fn = template.get("Globals", {}).get("Function", {})
     p = rust_consts(PROVISION_RS)
-    code = "\n".join(f.read_text(errors="replace") for g in CODE_GLOBS for f in sorted(ROOT.glob(g)))
+    def code_of(globs) -> str:
+        files = {f for g in globs for f in ROOT.glob(g) if f.name not in TEST_FILES}
+        return "\n".join(f.read_text(errors="replace") for f in sorted(files))
+    bins = set(re.findall(r'^name = "([^"]+)"', "\n".join(
+        f.read_text() for f in ROOT.glob("functions/*/Cargo.toml")), re.M))
     r = rust_consts(RETRY_RS) if RETRY_RS.exists() else {}
     c = Checker()
 
@@ -310,11 +395,14 @@ def main() -> int:
     c.equal(sorted(arch.get("AllowedValues", [])), ["arm64", "x86_64"], "Architecture AllowedValues")
 
     # ---- functions: build method, binary, environment
-    for fn_id, binary in (("AppStoreFunction", "appstore"), ("DispatcherFunction", "dispatcher")):
+    for fn_id, (binary, code_globs) in FUNCTIONS.items():
         res = resources.get(fn_id, {})
+        c.check(res.get("Type") == "AWS::Serverless::Function", f"{fn_id} must be an AWS::Serverless::Function")
         meta = res.get("Metadata", {})
         c.equal(meta.get("BuildMethod"), "rust-cargolambda", f"{fn_id} Metadata.BuildMethod")
         c.equal(meta.get("BuildProperties", {}).get("Binary"), binary, f"{fn_id} BuildProperties.Binary")
+        c.check(binary in bins, f"{fn_id}: no [[bin]] name = \"{binary}\" in functions/*/Cargo.toml")
+        code = code_of(code_globs)
         fn = res.get("Properties", {})
         c.equal(fn_prop(fn, "Runtime"), "provided.al2023", f"{fn_id} Runtime")
         c.equal(fn_prop(fn, "Handler"), "bootstrap", f"{fn_id} Handler")
@@ -323,17 +411,20 @@ def main() -> int:
         c.equal(sorted(env), sorted(EXPECTED_ENV[fn_id]), f"{fn_id} environment variable names")
         c.equal(ref(fn.get("Role")), f"{fn_id}Role", f"{fn_id} Role (explicit, least privilege)")
         for name in sorted(env - {"RUST_LOG"}):
-            c.check(f'"{name}"' in code, f'{fn_id}: environment variable {name} is read nowhere in the code '
-                                         f'(no "{name}" literal in {", ".join(CODE_GLOBS)})')
-    include_raw = resources.get("AppStoreFunction", {}).get("Properties", {}).get("Environment", {}).get(
-        "Variables", {}).get("INCLUDE_RAW")
-    c.equal(str(param_default(template, include_raw)).lower(), "false", "INCLUDE_RAW default")
+            c.check(f'"{name}"' in code, f'{fn_id}: environment variable {name} is read nowhere in its code '
+                                         f'(no "{name}" literal in {", ".join(code_globs)})')
+        include_raw = (fn.get("Environment", {}).get("Variables") or {}).get("INCLUDE_RAW")
+        if include_raw is not None:
+            c.equal(ref(include_raw), "IncludeRaw", f"{fn_id} INCLUDE_RAW (one IncludeRaw for all stores)")
+    c.equal(str(params.get("IncludeRaw", {}).get("Default")).lower(), "false", "INCLUDE_RAW default")
 
     # ---- least privilege
+    iam_conditions = expected_conditions()
     for role_id, expected in EXPECTED_GRANTS.items():
-        grants = set()
+        grants, conditions = set(), {}
+        role_condition = resources.get(role_id, {}).get("Condition")
         for policy in props(role_id).get("Policies", []):
-            for st in policy.get("PolicyDocument", {}).get("Statement", []):
+            for st, if_condition in statements(policy.get("PolicyDocument", {}).get("Statement", [])):
                 c.check(st.get("Effect") == "Allow" and "NotAction" not in st and "NotResource" not in st,
                         f"{role_id}: only plain Allow statements expected")
                 actions = st.get("Action", [])
@@ -345,8 +436,37 @@ def main() -> int:
                         target = ref(res_) or res_
                         c.check(target != "*" and "*" not in str(a), f"{role_id}: wildcard in {a} on {res_}")
                         grants.add((a, target))
+                        conditions[(role_id, a, target)] = plain(st.get("Condition"))
+                        # A grant on a conditional resource must be as conditional as the resource.
+                        need = resources.get(target, {}).get("Condition") if isinstance(target, str) else None
+                        if need:
+                            c.check(need in (role_condition, if_condition),
+                                    f"{role_id}: the grant on {target} must be under its condition {need} "
+                                    f"(role has {role_condition}, statement {if_condition})")
         c.equal(sorted(grants), sorted(expected), f"{role_id} grants")
+        for key in sorted(conditions):
+            c.equal(conditions[key], iam_conditions.get(key), f"{role_id}: IAM Condition of {key[1]} on {key[2]}")
         c.check(not props(role_id).get("ManagedPolicyArns"), f"{role_id}: managed policies are too broad")
+
+    # ---- optional stores: everything of Google Play / Huawei carries the store's condition
+    for res_id, cond in CONDITIONAL_RESOURCES.items():
+        c.equal(resources.get(res_id, {}).get("Condition"), cond, f"{res_id} Condition")
+    conditions_ = template.get("Conditions", {})
+    for cond in sorted(set(CONDITIONAL_RESOURCES.values())):
+        c.check(cond in conditions_, f"Conditions.{cond} is missing")
+
+    # ---- ingest routes and endpoint outputs
+    outputs = template.get("Outputs", {})
+    for fn_id, (path_, output, cond) in INGEST.items():
+        fn = resources.get(fn_id, {}).get("Properties", {})
+        routes = [ev.get("Properties", {}) for ev in (fn.get("Events") or {}).values() if ev.get("Type") == "HttpApi"]
+        c.equal([(ref(r.get("ApiId")), r.get("Method"), r.get("Path"), str(r.get("PayloadFormatVersion")))
+                 for r in routes], [("HttpApi", "POST", path_, "2.0")], f"{fn_id} HttpApi route")
+        out = outputs.get(output, {})
+        value = out.get("Value", {})
+        sub = value.get("Fn::Sub") if isinstance(value, dict) else None
+        c.equal(sub, "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}" + path_, f"{output} Value")
+        c.equal(out.get("Condition"), cond, f"{output} Condition (as {fn_id})")
 
     # ---- outputs
     missing = EXPECTED_OUTPUTS - set(template.get("Outputs", {}))
@@ -358,8 +478,8 @@ def main() -> int:
                      for a in resources.values() if a.get("Type") == "AWS::CloudWatch::Alarm"}
     c.check(("AWS/SQS", "ApproximateNumberOfMessagesVisible", "EventsDeadLetterQueue") in alarm_metrics,
             "an alarm on the DLQ's ApproximateNumberOfMessagesVisible is required")
-    c.check(("AWS/Lambda", "Errors", "DispatcherFunction") in alarm_metrics,
-            "an alarm on the dispatcher's Errors is required")
+    for fn_id in FUNCTIONS:
+        c.check(("AWS/Lambda", "Errors", fn_id) in alarm_metrics, f"an alarm on {fn_id}'s Errors is required")
 
     for f in c.failures:
         print(f"check_template: FAIL {f}", file=sys.stderr)
