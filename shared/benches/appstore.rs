@@ -34,7 +34,54 @@ fn bench(c: &mut Criterion) {
             black_box(app.process(black_box(&body), now).unwrap())
         })
     });
+    // The floor, measured in the same run: the three ES256 signature checks alone
+    // (aws-lc-rs, keys already parsed out of the leaf certificate).
+    let jws: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = floor_inputs(&body);
+    g.bench_function("floor_3x_p256_verify", |b| {
+        b.iter(|| {
+            for (key, msg, sig) in &jws {
+                aws_lc_rs::signature::UnparsedPublicKey::new(
+                    &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+                    key,
+                )
+                .verify(black_box(msg), black_box(sig))
+                .unwrap();
+            }
+        })
+    });
     g.finish();
+}
+
+/// (leaf public key, signed message, raw signature) of the notification and its two nested JWS.
+fn floor_inputs(body: &[u8]) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use x509_parser::prelude::FromDer;
+    let outer: serde_json::Value = serde_json::from_slice(body).unwrap();
+    let mut all = vec![outer["signedPayload"].as_str().unwrap().to_owned()];
+    let payload: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(all[0].split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    for k in ["signedTransactionInfo", "signedRenewalInfo"] {
+        all.push(payload["data"][k].as_str().unwrap().to_owned());
+    }
+    all.iter()
+        .map(|jws| {
+            let parts: Vec<&str> = jws.split('.').collect();
+            let header: serde_json::Value =
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+            let leaf = STANDARD.decode(header["x5c"][0].as_str().unwrap()).unwrap();
+            let (_, cert) = x509_parser::prelude::X509Certificate::from_der(&leaf).unwrap();
+            (
+                cert.public_key().subject_public_key.data.to_vec(),
+                format!("{}.{}", parts[0], parts[1]).into_bytes(),
+                URL_SAFE_NO_PAD.decode(parts[2]).unwrap(),
+            )
+        })
+        .collect()
 }
 
 criterion_group!(benches, bench);

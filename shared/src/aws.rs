@@ -293,6 +293,22 @@ pub enum SecretsError {
     },
 }
 
+/// A Secrets Manager secret's string value, trimmed (store credentials read at
+/// cold start: the Play service-account key, the Huawei client secret).
+pub async fn secret_string(sdk: &SdkConfig, id: &str) -> Result<String, SecretsError> {
+    let out = aws_sdk_secretsmanager::Client::new(sdk)
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| SecretsError::Fetch(format!("{id}: {}", DisplayErrorContext(&e))))?;
+    out.secret_string()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| SecretsError::NotAString(id.to_owned()))
+}
+
 /// Resolves the webhook secrets once at cold start: from Secrets Manager
 /// when configured by ARN/name, otherwise the inline value (env fallback).
 ///

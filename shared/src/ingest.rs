@@ -176,6 +176,31 @@ impl Ingest {
     }
 }
 
+/// The whole life of an ingest Lambda: tracing, the cold start (configuration,
+/// clients, read once), then every request through [`Ingest::lambda`]. A cold
+/// start that fails is logged and ends the process (Lambda reports an init
+/// error) rather than accepting notifications it cannot judge.
+pub async fn run_lambda<E>(
+    cold_start: impl std::future::Future<Output = Result<Ingest, E>>,
+) -> Result<(), lambda_http::Error>
+where
+    E: std::fmt::Display + Into<lambda_http::Error>,
+{
+    lambda_http::tracing::init_default_subscriber();
+    let ingest = match cold_start.await {
+        Ok(ingest) => ingest,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "refusing to start");
+            return Err(e.into());
+        }
+    };
+    lambda_http::run(lambda_http::service_fn(move |req| {
+        let ingest = ingest.clone();
+        async move { ingest.lambda(req).await }
+    }))
+    .await
+}
+
 fn to_lambda(resp: StoreResponse) -> lambda_http::Response<lambda_http::Body> {
     let mut r = lambda_http::Response::new(lambda_http::Body::Text(resp.body));
     *r.status_mut() =

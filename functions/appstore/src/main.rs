@@ -11,24 +11,12 @@ use std::sync::Arc;
 use storehook_shared::aws::{SqsQueue, sdk_config};
 use storehook_shared::clock::SystemClock;
 use storehook_shared::config::{Env, appstore, required};
-use storehook_shared::ingest::{AppStoreEndpoint, Ingest};
+use storehook_shared::ingest::{AppStoreEndpoint, Ingest, run_lambda};
 use storehook_shared::stores::appstore::AppStore;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
-    let ingest = match cold_start().await {
-        Ok(ingest) => ingest,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "refusing to start");
-            return Err(e.into());
-        }
-    };
-    lambda_http::run(lambda_http::service_fn(move |req| {
-        let ingest = ingest.clone();
-        async move { ingest.lambda(req).await }
-    }))
-    .await
+    Box::pin(run_lambda(cold_start())).await
 }
 
 async fn cold_start() -> anyhow::Result<Ingest> {

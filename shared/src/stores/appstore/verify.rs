@@ -125,6 +125,22 @@ impl std::fmt::Debug for Root {
     }
 }
 
+/// A cache key: the exact JWS header segment. Only its first 256 bytes (the
+/// algorithm and the start of the leaf certificate, which holds its serial
+/// number) feed the hash — hashing all ~5 KiB on every lookup costs more than
+/// the rest of the lookup; equality still compares the whole header, so a
+/// collision only costs a comparison, never a wrong chain.
+#[derive(PartialEq, Eq)]
+struct HeaderKey(String);
+
+impl std::hash::Hash for HeaderKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let b = self.0.as_bytes();
+        h.write_usize(b.len());
+        h.write(&b[..b.len().min(256)]);
+    }
+}
+
 /// A chain that passed every check but the date, with its validity window.
 struct VerifiedChain {
     leaf_key: DecodingKey,
@@ -135,7 +151,7 @@ struct VerifiedChain {
 /// Verifies Apple-signed JWS against a set of trusted roots.
 pub struct JwsVerifier {
     roots: Vec<Root>,
-    cache: Mutex<HashMap<String, Arc<VerifiedChain>>>,
+    cache: Mutex<HashMap<HeaderKey, Arc<VerifiedChain>>>,
 }
 
 impl std::fmt::Debug for JwsVerifier {
@@ -259,7 +275,8 @@ impl JwsVerifier {
         // Every JWS signed by one leaf carries the same header (alg + x5c), so
         // the verified chain is cached under the exact header segment: a warm
         // hit skips decoding and parsing ~4 KiB of certificates.
-        let cached = self.cache.lock().ok().and_then(|c| c.get(h64).cloned());
+        let key = HeaderKey(h64.to_owned());
+        let cached = self.cache.lock().ok().and_then(|c| c.get(&key).cloned());
         let payload_bytes = B64URL
             .decode(p64)
             .map_err(|_| VerifyError::MalformedJws("payload is not base64url".into()))?;
@@ -294,7 +311,7 @@ impl JwsVerifier {
                     if cache.len() >= CACHE_CAPACITY {
                         cache.clear();
                     }
-                    cache.insert(h64.to_owned(), chain.clone());
+                    cache.insert(key, chain.clone());
                 }
                 chain
             }
