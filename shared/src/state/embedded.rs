@@ -154,8 +154,11 @@ fn apply_in(tx: &redb::WriteTransaction, event: Event) -> Result<Recorded, State
 
 /// One group commit: every waiting apply in one transaction, one fsync. If
 /// anything fails, nothing is committed and every caller gets the error (the
-/// dispatcher retries the message).
-fn commit_batch(db: &Database, batch: Vec<(Event, Reply)>) {
+/// dispatcher retries the message). Returns the answers, not yet sent.
+fn commit_batch(
+    db: &Database,
+    batch: Vec<(Event, Reply)>,
+) -> Vec<(Reply, Result<Recorded, StateError>)> {
     let result = (|| {
         let tx = db.begin_write().map_err(db_err)?;
         let mut out = Vec::with_capacity(batch.len());
@@ -166,14 +169,50 @@ fn commit_batch(db: &Database, batch: Vec<(Event, Reply)>) {
         Ok::<_, StateError>(out)
     })();
     match result {
-        Ok(recorded) => {
-            for ((_, reply), r) in batch.into_iter().zip(recorded) {
-                let _ = reply.send(Ok(r));
+        Ok(recorded) => batch
+            .into_iter()
+            .zip(recorded)
+            .map(|((_, reply), r)| (reply, Ok(r)))
+            .collect(),
+        Err(e) => batch
+            .into_iter()
+            .map(|(_, reply)| (reply, Err(e.clone())))
+            .collect(),
+    }
+}
+
+fn answer(answers: Vec<(Reply, Result<Recorded, StateError>)>) {
+    for (reply, result) in answers {
+        let _ = reply.send(result);
+    }
+}
+
+/// The committer: commits batches until no one waits. It lets go of the
+/// database BEFORE it sends the last answers, so a caller that drops its
+/// store after its answer can reopen the file at once.
+fn run_committer(db: Arc<Database>, batch: Arc<std::sync::Mutex<Batch>>) {
+    let lock = || batch.lock().unwrap_or_else(|e| e.into_inner());
+    let mut waiting = std::mem::take(&mut lock().waiting);
+    loop {
+        let answers = commit_batch(&db, waiting);
+        let next = {
+            let mut b = lock();
+            if b.waiting.is_empty() {
+                b.committing = false;
+                None
+            } else {
+                Some(std::mem::take(&mut b.waiting))
             }
-        }
-        Err(e) => {
-            for (_, reply) in batch {
-                let _ = reply.send(Err(e.clone()));
+        };
+        match next {
+            None => {
+                drop(db);
+                answer(answers);
+                return;
+            }
+            Some(w) => {
+                answer(answers);
+                waiting = w;
             }
         }
     }
@@ -182,7 +221,7 @@ fn commit_batch(db: &Database, batch: Vec<(Event, Reply)>) {
 #[async_trait]
 impl StateStore for RedbState {
     async fn apply(&self, event: Event) -> Result<Recorded, StateError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
+        let (reply, answered) = tokio::sync::oneshot::channel();
         let lead = {
             let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
             b.waiting.push((event, reply));
@@ -191,21 +230,9 @@ impl StateStore for RedbState {
         if lead {
             // This caller commits for everyone waiting, until no one is.
             let (db, batch) = (self.db.clone(), self.batch.clone());
-            tokio::task::spawn_blocking(move || {
-                loop {
-                    let waiting = {
-                        let mut b = batch.lock().unwrap_or_else(|e| e.into_inner());
-                        if b.waiting.is_empty() {
-                            b.committing = false;
-                            break;
-                        }
-                        std::mem::take(&mut b.waiting)
-                    };
-                    commit_batch(&db, waiting);
-                }
-            });
+            tokio::task::spawn_blocking(move || run_committer(db, batch));
         }
-        answer
+        answered
             .await
             .map_err(|_| StateError::Unavailable("redb commit task ended".into()))?
     }
@@ -338,8 +365,20 @@ mod tests {
                 assert_eq!(t.await.unwrap(), (1, 3));
             }
         }
-        // AND everything was durable: after a reopen, every group is at sequence 3
-        let s = RedbState::open(dir.path()).unwrap();
+        // AND everything was durable: after a reopen, every group is at sequence 3.
+        // (The committer task lets go of the file a moment after its last answer;
+        // redb refuses a second open until then.)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let s = loop {
+            match RedbState::open(dir.path()) {
+                Ok(s) => break s,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("reopen failed: {e}"),
+            }
+        };
         for i in 0..20 {
             let g = sub_event(
                 "x",
