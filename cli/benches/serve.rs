@@ -73,7 +73,11 @@ async fn start(pki: &TestPki) -> Server {
         RetrySchedule::default(),
         clock.clone(),
     ));
-    for _ in 0..8 {
+    let workers: usize = std::env::var("SERVE_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    for _ in 0..workers {
         tokio::spawn(embedded_worker(
             queue.clone(),
             dispatcher.clone(),

@@ -278,7 +278,13 @@ impl EmbeddedQueue {
         loop {
             let notified = self.wake.notified();
             let now = clock.now().timestamp_millis();
-            let wait = match self.lease(now)? {
+            // redb writes block (the single writer may be fsyncing an append):
+            // keep them off the async runtime's threads.
+            let q = self.clone();
+            let leased = tokio::task::spawn_blocking(move || q.lease(now))
+                .await
+                .map_err(|e| EmbeddedError(format!("lease task: {e}")))??;
+            let wait = match leased {
                 Ok(lease) => return Ok(Some(lease)),
                 Err(Some(at)) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)),
                 Err(None) => max_wait,
