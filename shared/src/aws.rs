@@ -323,23 +323,14 @@ pub async fn load_webhook_secrets(
         SecretSource::Inline(s) => return Ok(s.clone()),
         SecretSource::SecretsManager(id) => id,
     };
-    let client = aws_sdk_secretsmanager::Client::new(sdk);
-    let out = client
-        .get_secret_value()
-        .secret_id(id)
-        .send()
-        .await
-        .map_err(|e| SecretsError::Fetch(format!("{}", DisplayErrorContext(&e))))?;
-    let raw = out
-        .secret_string()
-        .ok_or_else(|| SecretsError::NotAString(id.clone()))?;
-    let value = match serde_json::from_str::<serde_json::Value>(raw) {
+    let raw = secret_string(sdk, id).await?;
+    let value = match serde_json::from_str::<serde_json::Value>(&raw) {
         Ok(serde_json::Value::Object(o)) => o
             .get("secret")
             .and_then(|v| v.as_str())
             .map(str::to_owned)
             .ok_or_else(|| SecretsError::NotAString(format!("{id} (JSON without \"secret\")")))?,
-        _ => raw.to_owned(),
+        _ => raw,
     };
     WebhookSecrets::parse(&value).map_err(|source| SecretsError::Invalid {
         id: id.clone(),
