@@ -60,7 +60,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        let n = q.replay(only, chrono::Utc::now().timestamp_millis())?;
+        let n = q
+            .replay(only, chrono::Utc::now().timestamp_millis())
+            .await?;
         println!("{{\"replayed\":{n}}}");
         return Ok(());
     }

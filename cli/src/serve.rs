@@ -49,7 +49,8 @@ pub struct Args {
     #[arg(long, env = "RETRY_SCHEDULE")]
     pub retry_schedule: Option<String>,
     /// Concurrent deliveries (different subscriptions; one subscription is always sequential).
-    #[arg(long, default_value_t = 8)]
+    /// This is also the most webhook requests in flight at once.
+    #[arg(long, default_value_t = 32, env = "STOREHOOK_WORKERS")]
     pub workers: usize,
     /// App Store: expected bundle id (absent: any app is accepted).
     #[arg(long, env = "APPLE_BUNDLE_ID")]
@@ -301,15 +302,8 @@ async fn replay_dead_letters(
     };
     let only = (!req.event_ids.is_empty()).then_some(req.event_ids.as_slice());
     let now = chrono::Utc::now().timestamp_millis();
-    match tokio::task::spawn_blocking({
-        let q = q.clone();
-        let only = only.map(<[String]>::to_vec);
-        move || q.replay(only.as_deref(), now)
-    })
-    .await
-    {
-        Ok(Ok(n)) => axum::Json(serde_json::json!({ "replayed": n })).into_response(),
-        Ok(Err(e)) => admin_error(&e.to_string()),
+    match q.replay(only, now).await {
+        Ok(n) => axum::Json(serde_json::json!({ "replayed": n })).into_response(),
         Err(e) => admin_error(&e.to_string()),
     }
 }
@@ -407,18 +401,15 @@ async fn settle(
             reason: format!("message body is not a storehook event: {e}"),
         },
     };
-    let q = queue.clone();
-    let lease = lease.clone();
     let now = clock.now().timestamp_millis();
-    tokio::task::spawn_blocking(move || match outcome {
-        Outcome::Delivered | Outcome::AlreadyDelivered => q.ack(&lease),
-        Outcome::Retry { delay } => q.retry(&lease, delay, now),
+    match outcome {
+        Outcome::Delivered | Outcome::AlreadyDelivered => queue.ack(lease).await?,
+        Outcome::Retry { delay } => queue.retry(lease, delay, now).await?,
         Outcome::DeadLetter { reason } => {
             tracing::warn!(group = %lease.message.group_id, reason = %reason, "dead-lettered");
-            q.dead_letter(&lease, &reason)
+            queue.dead_letter(lease, &reason).await?;
         }
-    })
-    .await??;
+    }
     Ok(())
 }
 

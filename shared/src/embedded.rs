@@ -14,6 +14,7 @@
 //! (SQS FIFO keeps ids for 5 minutes; the dispatcher's own idempotency on the
 //! event id covers the rest).
 
+use crate::group_commit::{GroupCommitter, Job};
 use crate::queue::{EventQueue, QueueError, QueueMessage};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -75,6 +76,8 @@ struct Index {
     ready: BTreeSet<u64>,
     in_flight: HashSet<String>,
     dedup: HashMap<String, u64>,
+    /// Deduplication ids written by the transaction being built (not committed yet).
+    uncommitted: HashSet<String>,
 }
 
 impl Index {
@@ -112,12 +115,265 @@ impl Index {
     }
 }
 
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T, EmbeddedError>>;
+
+/// What every queue job needs after its commit: the index and the waiters.
+#[derive(Clone)]
+struct Shared {
+    index: Arc<Mutex<Index>>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A leased message whose outcome could not be recorded becomes available
+    /// again (at-least-once: the dispatcher's idempotency absorbs the repeat)
+    /// instead of blocking its group until a restart.
+    fn release(&self, group: &str) {
+        self.lock().release(group);
+        self.wake.notify_waiters();
+    }
+}
+
+fn table_err(e: impl std::fmt::Display) -> String {
+    format!("embedded queue: {e}")
+}
+
+fn to_json(s: &Stored) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(s).map_err(table_err)
+}
+
+fn next_id(meta: &mut redb::Table<&str, u64>) -> Result<u64, String> {
+    let next = meta
+        .get("next_id")
+        .map_err(table_err)?
+        .map(|v| v.value())
+        .unwrap_or(1);
+    meta.insert("next_id", next + 1).map_err(table_err)?;
+    Ok(next)
+}
+
+struct AppendJob {
+    messages: Vec<QueueMessage>,
+    now_ms: i64,
+    shared: Shared,
+    added: Vec<(u64, Stored)>,
+    reply: Reply<()>,
+}
+
+impl Job for AppendJob {
+    fn write(&mut self, tx: &redb::WriteTransaction) -> Result<(), String> {
+        self.added.clear();
+        let mut q = tx.open_table(QUEUE).map_err(table_err)?;
+        let mut meta = tx.open_table(META).map_err(table_err)?;
+        let mut idx = self.shared.lock();
+        for m in &self.messages {
+            // Queued, written by an earlier job of this batch, or repeated in this call.
+            if idx.dedup.contains_key(&m.dedup_id) || !idx.uncommitted.insert(m.dedup_id.clone()) {
+                continue;
+            }
+            let id = next_id(&mut meta)?;
+            let s = Stored {
+                group_id: m.group_id.clone(),
+                dedup_id: m.dedup_id.clone(),
+                body: m.body.clone(),
+                receive_count: 0,
+                not_before_ms: self.now_ms,
+                dead_reason: None,
+            };
+            q.insert(id, to_json(&s)?.as_slice()).map_err(table_err)?;
+            self.added.push((id, s));
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let mut idx = self.shared.lock();
+        for m in &self.messages {
+            idx.uncommitted.remove(&m.dedup_id);
+        }
+        if committed.is_ok() {
+            for (id, s) in self.added {
+                idx.push(id, s.group_id, s.not_before_ms, s.dedup_id);
+            }
+        }
+        drop(idx);
+        self.shared.wake.notify_waiters();
+        let _ = self.reply.send(committed.map_err(EmbeddedError));
+    }
+}
+
+struct LeaseJob {
+    id: u64,
+    group: String,
+    shared: Shared,
+    leased: Result<Option<Stored>, String>,
+    reply: Reply<Stored>,
+}
+
+impl Job for LeaseJob {
+    fn write(&mut self, tx: &redb::WriteTransaction) -> Result<(), String> {
+        let mut q = tx.open_table(QUEUE).map_err(table_err)?;
+        let found = q.get(self.id).map_err(table_err)?.map(|v| {
+            serde_json::from_slice::<Stored>(v.value())
+                .map_err(|e| table_err(format!("stored message {} is corrupt: {e}", self.id)))
+        });
+        self.leased = match found {
+            None => Err(table_err("leased message vanished")),
+            Some(Err(e)) => Err(e),
+            Some(Ok(mut s)) => {
+                s.receive_count += 1;
+                q.insert(self.id, to_json(&s)?.as_slice())
+                    .map_err(table_err)?;
+                Ok(Some(s))
+            }
+        };
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let result = committed
+            .and(self.leased)
+            .and_then(|s| s.ok_or_else(|| table_err("lease was not written")));
+        if result.is_err() {
+            self.shared.release(&self.group);
+        }
+        let _ = self.reply.send(result.map_err(EmbeddedError));
+    }
+}
+
+/// What a worker's lease ends with.
+enum Settle {
+    Ack,
+    Retry { not_before_ms: i64 },
+    Dead { reason: String },
+}
+
+struct SettleJob {
+    lease: Lease,
+    settle: Settle,
+    shared: Shared,
+    reply: Reply<()>,
+}
+
+impl Job for SettleJob {
+    fn write(&mut self, tx: &redb::WriteTransaction) -> Result<(), String> {
+        let mut q = tx.open_table(QUEUE).map_err(table_err)?;
+        match &self.settle {
+            Settle::Ack => {
+                q.remove(self.lease.id).map_err(table_err)?;
+            }
+            Settle::Retry { not_before_ms } => {
+                let mut s = self.lease.message.clone();
+                s.not_before_ms = *not_before_ms;
+                q.insert(self.lease.id, to_json(&s)?.as_slice())
+                    .map_err(table_err)?;
+            }
+            Settle::Dead { reason } => {
+                let mut d = tx.open_table(DEAD).map_err(table_err)?;
+                let mut s = self.lease.message.clone();
+                s.dead_reason = Some(reason.clone());
+                let json = to_json(&s)?;
+                q.remove(self.lease.id).map_err(table_err)?;
+                d.insert(self.lease.id, json.as_slice())
+                    .map_err(table_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let group = &self.lease.message.group_id;
+        match (&committed, &self.settle) {
+            (Err(_), _) => self.shared.release(group),
+            (Ok(()), Settle::Retry { not_before_ms }) => {
+                let mut idx = self.shared.lock();
+                if let Some(entry) = idx.pending.get_mut(&self.lease.id) {
+                    entry.1 = *not_before_ms;
+                }
+                idx.release(group);
+                drop(idx);
+                self.shared.wake.notify_waiters();
+            }
+            (Ok(()), Settle::Ack | Settle::Dead { .. }) => {
+                self.shared
+                    .lock()
+                    .remove(self.lease.id, &self.lease.message.dedup_id);
+                self.shared.wake.notify_waiters();
+            }
+        }
+        let _ = self.reply.send(committed.map_err(EmbeddedError));
+    }
+}
+
+struct ReplayJob {
+    only: Option<Vec<String>>,
+    now_ms: i64,
+    shared: Shared,
+    added: Vec<(u64, Stored)>,
+    reply: Reply<usize>,
+}
+
+impl Job for ReplayJob {
+    fn write(&mut self, tx: &redb::WriteTransaction) -> Result<(), String> {
+        self.added.clear();
+        let mut q = tx.open_table(QUEUE).map_err(table_err)?;
+        let mut d = tx.open_table(DEAD).map_err(table_err)?;
+        let mut meta = tx.open_table(META).map_err(table_err)?;
+        let mut chosen = Vec::new();
+        for row in d.iter().map_err(table_err)? {
+            let (k, v) = row.map_err(table_err)?;
+            let s: Stored = serde_json::from_slice(v.value()).map_err(table_err)?;
+            if self
+                .only
+                .as_ref()
+                .is_none_or(|ids| ids.iter().any(|i| i == &s.dedup_id))
+            {
+                chosen.push((k.value(), s));
+            }
+        }
+        for (old, mut s) in chosen {
+            d.remove(old).map_err(table_err)?;
+            s.receive_count = 0;
+            s.not_before_ms = self.now_ms;
+            s.dead_reason = None;
+            let id = next_id(&mut meta)?;
+            q.insert(id, to_json(&s)?.as_slice()).map_err(table_err)?;
+            self.added.push((id, s));
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let n = self.added.len();
+        if committed.is_ok() {
+            let mut idx = self.shared.lock();
+            for (id, s) in self.added {
+                idx.push(id, s.group_id, s.not_before_ms, s.dedup_id);
+            }
+            drop(idx);
+            self.shared.wake.notify_waiters();
+        }
+        let _ = self
+            .reply
+            .send(committed.map(|()| n).map_err(EmbeddedError));
+    }
+}
+
 /// The durable per-group FIFO queue.
+///
+/// Every write (append, lease, ack, retry, dead letter, replay) goes through
+/// one group committer: concurrent writes share one redb transaction and one
+/// fsync, and each caller is answered only once its write is durable.
 #[derive(Debug, Clone)]
 pub struct EmbeddedQueue {
     db: Arc<Database>,
     index: Arc<Mutex<Index>>,
     wake: Arc<tokio::sync::Notify>,
+    committer: GroupCommitter,
 }
 
 impl EmbeddedQueue {
@@ -141,10 +397,13 @@ impl EmbeddedQueue {
             }
             w.commit().map_err(err)?;
         }
+        let db = Arc::new(db);
+        let committer = GroupCommitter::start(db.clone(), "storehook-queue").map_err(err)?;
         Ok(Self {
-            db: Arc::new(db),
+            db,
             index: Arc::new(Mutex::new(index)),
             wake: Arc::new(tokio::sync::Notify::new()),
+            committer,
         })
     }
 
@@ -152,65 +411,45 @@ impl EmbeddedQueue {
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn next_id(meta: &mut redb::Table<&str, u64>) -> Result<u64, EmbeddedError> {
-        let next = meta
-            .get("next_id")
-            .map_err(err)?
-            .map(|v| v.value())
-            .unwrap_or(1);
-        meta.insert("next_id", next + 1).map_err(err)?;
-        Ok(next)
+    fn shared(&self) -> Shared {
+        Shared {
+            index: self.index.clone(),
+            wake: self.wake.clone(),
+        }
+    }
+
+    async fn run<T>(&self, job: impl FnOnce(Reply<T>) -> Box<dyn Job>) -> Result<T, EmbeddedError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.committer.submit(job(reply));
+        answer
+            .await
+            .map_err(|_| EmbeddedError("the commit thread dropped a write".into()))?
     }
 
     /// Appends messages durably (one transaction); duplicates of queued ids are dropped.
-    pub fn append(&self, messages: &[QueueMessage], now_ms: i64) -> Result<(), EmbeddedError> {
-        let mut added = Vec::new();
-        let w = self.db.begin_write().map_err(err)?;
-        {
-            let mut q = w.open_table(QUEUE).map_err(err)?;
-            let mut meta = w.open_table(META).map_err(err)?;
-            let queued: HashSet<String> = {
-                let idx = self.lock();
-                messages
-                    .iter()
-                    .filter(|m| idx.dedup.contains_key(&m.dedup_id))
-                    .map(|m| m.dedup_id.clone())
-                    .collect()
-            };
-            let mut seen = HashSet::new();
-            for m in messages {
-                if queued.contains(&m.dedup_id) || !seen.insert(m.dedup_id.clone()) {
-                    continue;
-                }
-                let id = Self::next_id(&mut meta)?;
-                let s = Stored {
-                    group_id: m.group_id.clone(),
-                    dedup_id: m.dedup_id.clone(),
-                    body: m.body.clone(),
-                    receive_count: 0,
-                    not_before_ms: now_ms,
-                    dead_reason: None,
-                };
-                q.insert(id, serde_json::to_vec(&s).map_err(err)?.as_slice())
-                    .map_err(err)?;
-                added.push((id, s));
-            }
-        }
-        w.commit().map_err(err)?;
-        let mut idx = self.lock();
-        for (id, s) in added {
-            idx.push(id, s.group_id, s.not_before_ms, s.dedup_id);
-        }
-        drop(idx);
-        self.wake.notify_waiters();
-        Ok(())
+    pub async fn append(
+        &self,
+        messages: &[QueueMessage],
+        now_ms: i64,
+    ) -> Result<(), EmbeddedError> {
+        let (messages, shared) = (messages.to_vec(), self.shared());
+        self.run(|reply| {
+            Box::new(AppendJob {
+                messages,
+                now_ms,
+                shared,
+                added: Vec::new(),
+                reply,
+            })
+        })
+        .await
     }
 
     /// The oldest visible message of a group with nothing in flight, leased to
-    /// the caller (its receive count incremented), or the instant the next one
-    /// becomes visible.
-    pub fn lease(&self, now_ms: i64) -> Result<Result<Lease, Option<i64>>, EmbeddedError> {
-        let chosen = {
+    /// the caller (its receive count incremented, durably), or the instant the
+    /// next one becomes visible.
+    pub async fn lease(&self, now_ms: i64) -> Result<Result<Lease, Option<i64>>, EmbeddedError> {
+        let (id, group) = {
             let mut idx = self.lock();
             let mut earliest: Option<i64> = None;
             let mut chosen = None;
@@ -227,45 +466,25 @@ impl EmbeddedQueue {
             match chosen {
                 Some((id, group)) => {
                     idx.ready.remove(&id);
-                    idx.in_flight.insert(group);
-                    id
+                    idx.in_flight.insert(group.clone());
+                    (id, group)
                 }
                 None => return Ok(Err(earliest)),
             }
         };
-        let result = (|| {
-            let mut w = self.db.begin_write().map_err(err)?;
-            let stored = {
-                let mut q = w.open_table(QUEUE).map_err(err)?;
-                let mut s: Stored = {
-                    let v = q
-                        .get(chosen)
-                        .map_err(err)?
-                        .ok_or_else(|| EmbeddedError("leased message vanished".into()))?;
-                    serde_json::from_slice(v.value()).map_err(err)?
-                };
-                s.receive_count += 1;
-                q.insert(chosen, serde_json::to_vec(&s).map_err(err)?.as_slice())
-                    .map_err(err)?;
-                s
-            };
-            w.set_durability(redb::Durability::None).map_err(err)?;
-            w.commit().map_err(err)?;
-            Ok(stored)
-        })();
-        match result {
-            Ok(message) => Ok(Ok(Lease {
-                id: chosen,
-                message,
-            })),
-            Err(e) => {
-                let mut idx = self.lock();
-                if let Some((g, _)) = idx.pending.get(&chosen).cloned() {
-                    idx.release(&g);
-                }
-                Err(e)
-            }
-        }
+        let shared = self.shared();
+        let message = self
+            .run(|reply| {
+                Box::new(LeaseJob {
+                    id,
+                    group,
+                    shared,
+                    leased: Ok(None),
+                    reply,
+                })
+            })
+            .await?;
+        Ok(Ok(Lease { id, message }))
     }
 
     /// Waits for a lease (or until `max_wait`).
@@ -278,13 +497,7 @@ impl EmbeddedQueue {
         loop {
             let notified = self.wake.notified();
             let now = clock.now().timestamp_millis();
-            // redb writes block (the single writer may be fsyncing an append):
-            // keep them off the async runtime's threads.
-            let q = self.clone();
-            let leased = tokio::task::spawn_blocking(move || q.lease(now))
-                .await
-                .map_err(|e| EmbeddedError(format!("lease task: {e}")))??;
-            let wait = match leased {
+            let wait = match self.lease(now).await? {
                 Ok(lease) => return Ok(Some(lease)),
                 Err(Some(at)) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)),
                 Err(None) => max_wait,
@@ -300,67 +513,42 @@ impl EmbeddedQueue {
         }
     }
 
-    fn finish(&self, lease: &Lease) {
-        let mut idx = self.lock();
-        idx.release(&lease.message.group_id);
-        drop(idx);
-        self.wake.notify_waiters();
+    async fn settle(&self, lease: &Lease, settle: Settle) -> Result<(), EmbeddedError> {
+        let (lease, shared) = (lease.clone(), self.shared());
+        self.run(|reply| {
+            Box::new(SettleJob {
+                lease,
+                settle,
+                shared,
+                reply,
+            })
+        })
+        .await
     }
 
     /// Removes a processed message (durably: once acknowledged, a message is
-    /// never handed out again, even after a crash).
-    pub fn ack(&self, lease: &Lease) -> Result<(), EmbeddedError> {
-        let w = self.db.begin_write().map_err(err)?;
-        w.open_table(QUEUE)
-            .map_err(err)?
-            .remove(lease.id)
-            .map_err(err)?;
-        w.commit().map_err(err)?;
-        self.lock().remove(lease.id, &lease.message.dedup_id);
-        self.wake.notify_waiters();
-        Ok(())
+    /// never handed out again, even after a crash). If the removal cannot be
+    /// written, the message is handed out again (at least once).
+    pub async fn ack(&self, lease: &Lease) -> Result<(), EmbeddedError> {
+        self.settle(lease, Settle::Ack).await
     }
 
     /// Makes a message visible again after `delay`; its group stays blocked until then.
-    pub fn retry(&self, lease: &Lease, delay: Duration, now_ms: i64) -> Result<(), EmbeddedError> {
-        let not_before =
+    pub async fn retry(
+        &self,
+        lease: &Lease,
+        delay: Duration,
+        now_ms: i64,
+    ) -> Result<(), EmbeddedError> {
+        let not_before_ms =
             now_ms.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-        let mut w = self.db.begin_write().map_err(err)?;
-        w.set_durability(redb::Durability::None).map_err(err)?;
-        {
-            let mut q = w.open_table(QUEUE).map_err(err)?;
-            let mut s = lease.message.clone();
-            s.not_before_ms = not_before;
-            q.insert(lease.id, serde_json::to_vec(&s).map_err(err)?.as_slice())
-                .map_err(err)?;
-        }
-        w.commit().map_err(err)?;
-        {
-            let mut idx = self.lock();
-            if let Some(entry) = idx.pending.get_mut(&lease.id) {
-                entry.1 = not_before;
-            }
-        }
-        self.finish(lease);
-        Ok(())
+        self.settle(lease, Settle::Retry { not_before_ms }).await
     }
 
     /// Moves a message to the dead letters (its group proceeds).
-    pub fn dead_letter(&self, lease: &Lease, reason: &str) -> Result<(), EmbeddedError> {
-        let w = self.db.begin_write().map_err(err)?;
-        {
-            let mut q = w.open_table(QUEUE).map_err(err)?;
-            let mut d = w.open_table(DEAD).map_err(err)?;
-            let mut s = lease.message.clone();
-            s.dead_reason = Some(reason.to_owned());
-            q.remove(lease.id).map_err(err)?;
-            d.insert(lease.id, serde_json::to_vec(&s).map_err(err)?.as_slice())
-                .map_err(err)?;
-        }
-        w.commit().map_err(err)?;
-        self.lock().remove(lease.id, &lease.message.dedup_id);
-        self.wake.notify_waiters();
-        Ok(())
+    pub async fn dead_letter(&self, lease: &Lease, reason: &str) -> Result<(), EmbeddedError> {
+        let reason = reason.to_owned();
+        self.settle(lease, Settle::Dead { reason }).await
     }
 
     /// Every dead letter, oldest first.
@@ -383,50 +571,30 @@ impl EmbeddedQueue {
     /// Moves dead letters back to the queue (all, or those whose deduplication
     /// id — the event id — is in `only`), with a fresh receive count, after
     /// everything already queued. Returns how many were moved.
-    pub fn replay(&self, only: Option<&[String]>, now_ms: i64) -> Result<usize, EmbeddedError> {
-        let dead = self.dead_letters()?;
-        let chosen: Vec<(u64, Stored)> = dead
-            .into_iter()
-            .filter(|(_, s)| only.is_none_or(|ids| ids.iter().any(|i| i == &s.dedup_id)))
-            .collect();
-        let mut added = Vec::new();
-        let w = self.db.begin_write().map_err(err)?;
-        {
-            let mut q = w.open_table(QUEUE).map_err(err)?;
-            let mut d = w.open_table(DEAD).map_err(err)?;
-            let mut meta = w.open_table(META).map_err(err)?;
-            for (old, mut s) in chosen {
-                d.remove(old).map_err(err)?;
-                s.receive_count = 0;
-                s.not_before_ms = now_ms;
-                s.dead_reason = None;
-                let id = Self::next_id(&mut meta)?;
-                q.insert(id, serde_json::to_vec(&s).map_err(err)?.as_slice())
-                    .map_err(err)?;
-                added.push((id, s));
-            }
-        }
-        w.commit().map_err(err)?;
-        let n = added.len();
-        let mut idx = self.lock();
-        for (id, s) in added {
-            idx.push(id, s.group_id, s.not_before_ms, s.dedup_id);
-        }
-        drop(idx);
-        self.wake.notify_waiters();
-        Ok(n)
+    pub async fn replay(
+        &self,
+        only: Option<&[String]>,
+        now_ms: i64,
+    ) -> Result<usize, EmbeddedError> {
+        let (only, shared) = (only.map(<[String]>::to_vec), self.shared());
+        self.run(|reply| {
+            Box::new(ReplayJob {
+                only,
+                now_ms,
+                shared,
+                added: Vec::new(),
+                reply,
+            })
+        })
+        .await
     }
 }
 
 #[async_trait]
 impl EventQueue for EmbeddedQueue {
     async fn send(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
-        let q = self.clone();
-        let messages = messages.to_vec();
-        let now = Utc::now().timestamp_millis();
-        tokio::task::spawn_blocking(move || q.append(&messages, now))
+        self.append(messages, Utc::now().timestamp_millis())
             .await
-            .map_err(|e| QueueError::Unavailable(e.to_string()))?
             .map_err(|e| QueueError::Unavailable(e.to_string()))
     }
 }
@@ -449,79 +617,118 @@ mod tests {
         }
     }
 
-    fn lease_id(q: &EmbeddedQueue, now: i64) -> Option<String> {
-        q.lease(now).unwrap().ok().map(|l| l.message.dedup_id)
+    async fn lease_id(q: &EmbeddedQueue, now: i64) -> Option<String> {
+        q.lease(now).await.unwrap().ok().map(|l| l.message.dedup_id)
     }
 
-    #[test]
-    fn groups_are_fifo_and_block_while_in_flight() {
+    #[tokio::test]
+    async fn groups_are_fifo_and_block_while_in_flight() {
         let dir = tempfile::tempdir().unwrap();
         let q = EmbeddedQueue::open(dir.path()).unwrap();
         q.append(&[msg("a", "a1"), msg("a", "a2"), msg("b", "b1")], 0)
+            .await
             .unwrap();
         // GIVEN a1 in flight, WHEN leasing again THEN b1 (not a2)
-        let a1 = q.lease(0).unwrap().unwrap();
+        let a1 = q.lease(0).await.unwrap().unwrap();
         assert_eq!(a1.message.dedup_id, "a1");
-        let b1 = q.lease(0).unwrap().unwrap();
+        let b1 = q.lease(0).await.unwrap().unwrap();
         assert_eq!(b1.message.dedup_id, "b1");
-        assert!(q.lease(0).unwrap().is_err(), "a2 must wait for a1");
+        assert!(q.lease(0).await.unwrap().is_err(), "a2 must wait for a1");
         // a1 fails: retried in 5 s; a2 still waits behind it
-        q.retry(&a1, Duration::from_secs(5), 0).unwrap();
-        assert_eq!(q.lease(1000).unwrap().unwrap_err(), Some(5000));
-        let again = q.lease(5000).unwrap().unwrap();
+        q.retry(&a1, Duration::from_secs(5), 0).await.unwrap();
+        assert_eq!(q.lease(1000).await.unwrap().unwrap_err(), Some(5000));
+        let again = q.lease(5000).await.unwrap().unwrap();
         assert_eq!(
             (again.message.dedup_id.as_str(), again.message.receive_count),
             ("a1", 2)
         );
-        q.ack(&again).unwrap();
-        assert_eq!(lease_id(&q, 5000).as_deref(), Some("a2"));
-        q.ack(&b1).unwrap();
+        q.ack(&again).await.unwrap();
+        assert_eq!(lease_id(&q, 5000).await.as_deref(), Some("a2"));
+        q.ack(&b1).await.unwrap();
     }
 
-    #[test]
-    fn messages_survive_a_restart_and_duplicates_are_dropped() {
+    #[tokio::test]
+    async fn messages_survive_a_restart_and_duplicates_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         {
             let q = EmbeddedQueue::open(dir.path()).unwrap();
-            q.append(&[msg("a", "a1"), msg("a", "a1")], 0).unwrap();
-            q.append(&[msg("a", "a1"), msg("a", "a2")], 0).unwrap();
+            q.append(&[msg("a", "a1"), msg("a", "a1")], 0)
+                .await
+                .unwrap();
+            q.append(&[msg("a", "a1"), msg("a", "a2")], 0)
+                .await
+                .unwrap();
             assert_eq!(q.depth(), 2);
-            let l = q.lease(0).unwrap().unwrap();
+            let l = q.lease(0).await.unwrap().unwrap();
             assert_eq!(l.message.dedup_id, "a1");
             // process "crashes" with a1 in flight
         }
         let q = EmbeddedQueue::open(dir.path()).unwrap();
         assert_eq!(q.depth(), 2);
-        let l = q.lease(0).unwrap().unwrap();
+        let l = q.lease(0).await.unwrap().unwrap();
         assert_eq!(l.message.dedup_id, "a1");
         assert_eq!(l.message.receive_count, 2, "the crashed receive counts");
     }
 
-    #[test]
-    fn dead_letters_unblock_the_group_and_replay_requeues_them() {
+    #[tokio::test]
+    async fn dead_letters_unblock_the_group_and_replay_requeues_them() {
         let dir = tempfile::tempdir().unwrap();
         let q = EmbeddedQueue::open(dir.path()).unwrap();
         q.append(&[msg("a", "a1"), msg("a", "a2"), msg("c", "c1")], 0)
+            .await
             .unwrap();
-        let a1 = q.lease(0).unwrap().unwrap();
-        q.dead_letter(&a1, "410 Gone").unwrap();
-        assert_eq!(lease_id(&q, 0).as_deref(), Some("a2"));
+        let a1 = q.lease(0).await.unwrap().unwrap();
+        q.dead_letter(&a1, "410 Gone").await.unwrap();
+        assert_eq!(lease_id(&q, 0).await.as_deref(), Some("a2"));
         let dead = q.dead_letters().unwrap();
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].1.dead_reason.as_deref(), Some("410 Gone"));
         // replay by id: only the named one moves
-        assert_eq!(q.replay(Some(&["nope".to_string()]), 0).unwrap(), 0);
-        assert_eq!(q.replay(Some(&["a1".to_string()]), 0).unwrap(), 1);
+        assert_eq!(q.replay(Some(&["nope".to_string()]), 0).await.unwrap(), 0);
+        assert_eq!(q.replay(Some(&["a1".to_string()]), 0).await.unwrap(), 1);
         assert!(q.dead_letters().unwrap().is_empty());
         // it comes after what was queued, with a fresh receive count
-        let c1 = q.lease(0).unwrap().unwrap();
+        let c1 = q.lease(0).await.unwrap().unwrap();
         assert_eq!(c1.message.dedup_id, "c1");
-        q.ack(&c1).unwrap();
-        assert!(q.lease(0).unwrap().is_err(), "a2 is still in flight");
+        q.ack(&c1).await.unwrap();
+        assert!(q.lease(0).await.unwrap().is_err(), "a2 is still in flight");
         let pending: Vec<String> = {
             let idx = q.lock();
             idx.pending.values().map(|(g, _)| g.clone()).collect()
         };
         assert_eq!(pending, vec!["a".to_string(), "a".to_string()]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_appends_share_commits_and_keep_each_id_once() {
+        // GIVEN 40 tasks appending at once, every id sent by two of them
+        let dir = tempfile::tempdir().unwrap();
+        let q = EmbeddedQueue::open(dir.path()).unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..40 {
+            let q = q.clone();
+            tasks.push(tokio::spawn(async move {
+                let n = t % 20;
+                q.append(&[msg(&format!("g{}", n % 5), &format!("m{n}"))], 0)
+                    .await
+                    .unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // THEN each id is queued once, and the groups stay FIFO by arrival
+        assert_eq!(q.depth(), 20);
+        let mut seen = Vec::new();
+        while let Ok(l) = q.lease(0).await.unwrap() {
+            seen.push(l.message.dedup_id.clone());
+            q.ack(&l).await.unwrap();
+        }
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 20);
+        // AND everything is durable once answered: the file reopens at once with nothing left
+        drop(q);
+        assert_eq!(EmbeddedQueue::open(dir.path()).unwrap().depth(), 0);
     }
 }

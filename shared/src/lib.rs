@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod embedded;
 pub mod error;
 pub mod event;
+mod group_commit;
 pub mod ingest;
 pub mod policy;
 #[cfg(feature = "aws")]

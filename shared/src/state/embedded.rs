@@ -5,6 +5,7 @@
 
 use super::{Claim, DeliveryRecord, GroupState, Recorded, StateError, StateStore, transition};
 use crate::event::{Event, EventId};
+use crate::group_commit::{GroupCommitter, Job};
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
@@ -23,26 +24,21 @@ pub const FILE_NAME: &str = "state.redb";
 
 /// Embedded, persistent [`StateStore`] (redb).
 ///
-/// Applies are group-committed: concurrent `apply` calls (different
-/// subscriptions, from parallel dispatcher workers) are applied one after the
-/// other inside ONE write transaction and made durable by one fsync; every
-/// caller gets its answer only after that commit. Same semantics as one
-/// transaction each, a fraction of the fsyncs.
+/// Writes are group-committed ([`crate::group_commit`]): concurrent `apply`
+/// and `record_delivery` calls (different subscriptions, from parallel
+/// dispatcher workers) are written one after the other inside ONE write
+/// transaction and made durable by one fsync; every caller gets its answer
+/// only after that commit. Same semantics as one transaction each, a
+/// fraction of the commits. An apply that fails on its own (corrupt stored
+/// data) fails alone; a storage failure fails the whole batch, uncommitted.
 #[derive(Clone)]
 pub struct RedbState {
     db: Arc<Database>,
     path: PathBuf,
-    batch: Arc<std::sync::Mutex<Batch>>,
+    committer: GroupCommitter,
 }
 
 type Reply = tokio::sync::oneshot::Sender<Result<Recorded, StateError>>;
-
-/// Applies waiting for the next group commit, and whether a committer runs.
-#[derive(Default)]
-struct Batch {
-    waiting: Vec<(Event, Reply)>,
-    committing: bool,
-}
 
 impl fmt::Debug for RedbState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -78,10 +74,12 @@ impl RedbState {
         tx.open_table(HISTORY).map_err(db_err)?;
         tx.open_table(DELIVERIES).map_err(db_err)?;
         tx.commit().map_err(db_err)?;
+        let db = Arc::new(db);
+        let committer = GroupCommitter::start(db.clone(), "storehook-state").map_err(db_err)?;
         Ok(Self {
-            db: Arc::new(db),
+            db,
             path,
-            batch: Arc::default(),
+            committer,
         })
     }
 
@@ -152,69 +150,56 @@ fn apply_in(tx: &redb::WriteTransaction, event: Event) -> Result<Recorded, State
     })
 }
 
-/// One group commit: every waiting apply in one transaction, one fsync. If
-/// anything fails, nothing is committed and every caller gets the error (the
-/// dispatcher retries the message). Returns the answers, not yet sent.
-fn commit_batch(
-    db: &Database,
-    batch: Vec<(Event, Reply)>,
-) -> Vec<(Reply, Result<Recorded, StateError>)> {
-    let result = (|| {
-        let tx = db.begin_write().map_err(db_err)?;
-        let mut out = Vec::with_capacity(batch.len());
-        for (event, _) in &batch {
-            out.push(apply_in(&tx, event.clone())?);
-        }
-        tx.commit().map_err(db_err)?;
-        Ok::<_, StateError>(out)
-    })();
-    match result {
-        Ok(recorded) => batch
-            .into_iter()
-            .zip(recorded)
-            .map(|((_, reply), r)| (reply, Ok(r)))
-            .collect(),
-        Err(e) => batch
-            .into_iter()
-            .map(|(_, reply)| (reply, Err(e.clone())))
-            .collect(),
-    }
+/// One apply of a group commit.
+struct ApplyJob {
+    event: Option<Event>,
+    /// Set by `write`: the recorded event, or a failure of this event alone
+    /// (bad stored data, found before anything was written).
+    outcome: Option<Result<Recorded, StateError>>,
+    reply: Reply,
 }
 
-fn answer(answers: Vec<(Reply, Result<Recorded, StateError>)>) {
-    for (reply, result) in answers {
-        let _ = reply.send(result);
-    }
-}
-
-/// The committer: commits batches until no one waits. It lets go of the
-/// database BEFORE it sends the last answers, so a caller that drops its
-/// store after its answer can reopen the file at once.
-fn run_committer(db: Arc<Database>, batch: Arc<std::sync::Mutex<Batch>>) {
-    let lock = || batch.lock().unwrap_or_else(|e| e.into_inner());
-    let mut waiting = std::mem::take(&mut lock().waiting);
-    loop {
-        let answers = commit_batch(&db, waiting);
-        let next = {
-            let mut b = lock();
-            if b.waiting.is_empty() {
-                b.committing = false;
-                None
-            } else {
-                Some(std::mem::take(&mut b.waiting))
-            }
+impl Job for ApplyJob {
+    fn write(&mut self, tx: &redb::WriteTransaction) -> Result<(), String> {
+        let Some(event) = self.event.take() else {
+            return Ok(());
         };
-        match next {
-            None => {
-                drop(db);
-                answer(answers);
-                return;
-            }
-            Some(w) => {
-                answer(answers);
-                waiting = w;
-            }
+        match apply_in(tx, event) {
+            Ok(r) => self.outcome = Some(Ok(r)),
+            Err(e @ StateError::Permanent(_)) => self.outcome = Some(Err(e)),
+            Err(e) => return Err(e.to_string()),
         }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let result = match committed {
+            Ok(()) => self
+                .outcome
+                .unwrap_or_else(|| Err(StateError::Unavailable("apply was not written".into()))),
+            Err(e) => Err(StateError::Unavailable(e)),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+/// A delivery record, written in the next group commit.
+struct DeliveryJob {
+    key: String,
+    value: Vec<u8>,
+    reply: tokio::sync::oneshot::Sender<Result<(), StateError>>,
+}
+
+impl Job for DeliveryJob {
+    fn write(&mut self, tx: &redb::WriteTransaction) -> Result<(), String> {
+        let mut t = tx.open_table(DELIVERIES).map_err(|e| e.to_string())?;
+        t.insert(self.key.as_str(), self.value.as_slice())
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let _ = self.reply.send(committed.map_err(StateError::Unavailable));
     }
 }
 
@@ -222,19 +207,14 @@ fn run_committer(db: Arc<Database>, batch: Arc<std::sync::Mutex<Batch>>) {
 impl StateStore for RedbState {
     async fn apply(&self, event: Event) -> Result<Recorded, StateError> {
         let (reply, answered) = tokio::sync::oneshot::channel();
-        let lead = {
-            let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
-            b.waiting.push((event, reply));
-            !std::mem::replace(&mut b.committing, true)
-        };
-        if lead {
-            // This caller commits for everyone waiting, until no one is.
-            let (db, batch) = (self.db.clone(), self.batch.clone());
-            tokio::task::spawn_blocking(move || run_committer(db, batch));
-        }
+        self.committer.submit(Box::new(ApplyJob {
+            event: Some(event),
+            outcome: None,
+            reply,
+        }));
         answered
             .await
-            .map_err(|_| StateError::Unavailable("redb commit task ended".into()))?
+            .map_err(|_| StateError::Unavailable("redb commit thread dropped an apply".into()))?
     }
 
     async fn group(&self, group_key: &str) -> Result<Option<GroupState>, StateError> {
@@ -273,22 +253,16 @@ impl StateStore for RedbState {
         event_id: &EventId,
         record: &DeliveryRecord,
     ) -> Result<(), StateError> {
-        let key = event_id.0.clone();
-        let value = to_json(record)?;
-        self.blocking(move |db| {
-            let mut tx = db.begin_write().map_err(db_err)?;
-            // A delivery record is bookkeeping, not state: it is made durable by
-            // the next (fsynced) apply. Losing the last one in a crash can only
-            // cause a redelivered message to be sent once more, with the same
-            // webhook-id, which is the at-least-once contract anyway.
-            tx.set_durability(redb::Durability::None).map_err(db_err)?;
-            {
-                let mut t = tx.open_table(DELIVERIES).map_err(db_err)?;
-                t.insert(key.as_str(), value.as_slice()).map_err(db_err)?;
-            }
-            tx.commit().map_err(db_err)
-        })
-        .await
+        let (reply, answered) = tokio::sync::oneshot::channel();
+        // Shares the group commit of the applies: no transaction of its own.
+        self.committer.submit(Box::new(DeliveryJob {
+            key: event_id.0.clone(),
+            value: to_json(record)?,
+            reply,
+        }));
+        answered.await.map_err(|_| {
+            StateError::Unavailable("redb commit thread dropped a delivery record".into())
+        })?
     }
 
     async fn delivery(&self, event_id: &EventId) -> Result<Option<DeliveryRecord>, StateError> {
@@ -365,20 +339,9 @@ mod tests {
                 assert_eq!(t.await.unwrap(), (1, 3));
             }
         }
-        // AND everything was durable: after a reopen, every group is at sequence 3.
-        // (The committer task lets go of the file a moment after its last answer;
-        // redb refuses a second open until then.)
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let s = loop {
-            match RedbState::open(dir.path()) {
-                Ok(s) => break s,
-                Err(e) if std::time::Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-                Err(e) => panic!("reopen failed: {e}"),
-            }
-        };
+        // AND everything was durable: the store is closed once dropped (its
+        // commit thread joined), so the file reopens at once.
+        let s = RedbState::open(dir.path()).unwrap();
         for i in 0..20 {
             let g = sub_event(
                 "x",

@@ -1,0 +1,232 @@
+//! Group commit for the embedded redb files (`storehook serve`).
+//!
+//! redb has one writer at a time and every durable commit is an fsync plus a
+//! rewrite of the touched tree pages. With one transaction per operation, the
+//! writer lock — not the CPU or the disk — caps the local server (measured:
+//! append, lease and ack of the queue plus apply and delivery record of the
+//! state were five serialized commits per notification).
+//!
+//! A [`GroupCommitter`] owns one thread that takes every [`Job`] waiting,
+//! writes them one after the other inside ONE write transaction, commits once
+//! (one fsync) and only then tells each job how the commit went. The semantics
+//! are those of one transaction per job, in arrival order: a job sees the
+//! writes of the jobs before it, and no job's effect is visible or answered
+//! before it is durable. If a write or the commit fails, nothing of the batch
+//! is committed and every job is told so (its caller retries).
+//!
+//! Dropping the last handle closes the channel and JOINS the thread, so the
+//! file is closed when the owner is gone (redb refuses a second open of a
+//! file that is still open: a restart in the same process must not race).
+
+use redb::{Database, WriteTransaction};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+/// At most this many jobs share one transaction (bounds the latency of the
+/// first job of a large batch and the transaction's memory).
+const MAX_BATCH: usize = 256;
+
+/// One unit of work of a group commit.
+pub(crate) trait Job: Send {
+    /// Writes inside the shared transaction. An `Err` is a storage failure: it
+    /// aborts the whole batch. Failures that concern only this job (bad data)
+    /// must be kept in the job and reported by [`Job::finish`], after writing
+    /// nothing.
+    fn write(&mut self, tx: &WriteTransaction) -> Result<(), String>;
+
+    /// Called once, after the commit (or the failure) of the batch.
+    fn finish(self: Box<Self>, committed: Result<(), String>);
+}
+
+struct Inner {
+    sender: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let lock_sender = self.sender.get_mut().unwrap_or_else(|e| e.into_inner());
+        drop(lock_sender.take());
+        let thread = self.thread.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = thread.take()
+            && t.thread().id() != std::thread::current().id()
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The handle: cheap to clone, sends jobs to the committer thread.
+#[derive(Clone)]
+pub(crate) struct GroupCommitter {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for GroupCommitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroupCommitter")
+    }
+}
+
+impl GroupCommitter {
+    /// Starts the committer thread of `db` (named `name`).
+    pub(crate) fn start(db: Arc<Database>, name: &str) -> std::io::Result<Self> {
+        let (sender, receiver) = mpsc::channel::<Box<dyn Job>>();
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || run(&db, &receiver))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                sender: Mutex::new(Some(sender)),
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// Queues `job` for the next commit. If the committer is gone, the job is
+    /// finished at once with an error.
+    pub(crate) fn submit(&self, job: Box<dyn Job>) {
+        let sender = self
+            .inner
+            .sender
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match sender {
+            Some(s) => {
+                if let Err(mpsc::SendError(job)) = s.send(job) {
+                    job.finish(Err("the commit thread has stopped".into()));
+                }
+            }
+            None => job.finish(Err("the database is closed".into())),
+        }
+    }
+}
+
+fn run(db: &Database, receiver: &mpsc::Receiver<Box<dyn Job>>) {
+    while let Ok(first) = receiver.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let result = commit(db, &mut jobs);
+        for job in jobs {
+            job.finish(result.clone());
+        }
+    }
+}
+
+fn commit(db: &Database, jobs: &mut [Box<dyn Job>]) -> Result<(), String> {
+    let tx = db.begin_write().map_err(|e| e.to_string())?;
+    for job in jobs.iter_mut() {
+        // On error `tx` is dropped uncommitted: redb aborts it.
+        job.write(&tx)?;
+    }
+    tx.commit().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+    const T: TableDefinition<u64, u64> = TableDefinition::new("t");
+
+    struct Put {
+        key: u64,
+        fail: bool,
+        done: mpsc::Sender<(u64, Result<(), String>)>,
+    }
+
+    impl Job for Put {
+        fn write(&mut self, tx: &WriteTransaction) -> Result<(), String> {
+            if self.fail {
+                return Err("boom".into());
+            }
+            let mut t = tx.open_table(T).map_err(|e| e.to_string())?;
+            // Each job sees the previous jobs' writes: store the running count.
+            let before = t.len().map_err(|e| e.to_string())?;
+            t.insert(self.key, before).map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        fn finish(self: Box<Self>, committed: Result<(), String>) {
+            let _ = self.done.send((self.key, committed));
+        }
+    }
+
+    fn open(dir: &std::path::Path) -> Arc<Database> {
+        Arc::new(Database::create(dir.join("t.redb")).unwrap())
+    }
+
+    #[test]
+    fn jobs_commit_in_order_and_the_file_is_closed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (done, results) = mpsc::channel();
+        {
+            let c = GroupCommitter::start(open(dir.path()), "test-commit").unwrap();
+            for key in 0..100 {
+                c.submit(Box::new(Put {
+                    key,
+                    fail: false,
+                    done: done.clone(),
+                }));
+            }
+            for _ in 0..100 {
+                let (_, r) = results.recv().unwrap();
+                assert_eq!(r, Ok(()));
+            }
+        } // dropped: the thread is joined and the file closed
+        let db = Database::create(dir.path().join("t.redb")).expect("reopen at once");
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(T).unwrap();
+        for key in 0..100u64 {
+            assert_eq!(t.get(key).unwrap().unwrap().value(), key, "arrival order");
+        }
+    }
+
+    #[test]
+    fn a_failed_write_aborts_its_whole_batch_and_later_batches_still_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let (done, results) = mpsc::channel();
+        let c = GroupCommitter::start(db.clone(), "test-commit").unwrap();
+        // Jobs sent back to back usually share a batch; whether or not they do,
+        // the failing job is refused and nothing after a failure is half-written.
+        for (key, fail) in [(1, false), (2, true), (3, false)] {
+            c.submit(Box::new(Put {
+                key,
+                fail,
+                done: done.clone(),
+            }));
+        }
+        let mut outcome: Vec<(u64, Result<(), String>)> =
+            (0..3).map(|_| results.recv().unwrap()).collect();
+        outcome.sort_by_key(|(k, _)| *k);
+        assert_eq!(outcome[1], (2, Err("boom".into())));
+        let committed: Vec<u64> = {
+            let r = db.begin_read().unwrap();
+            match r.open_table(T) {
+                Ok(t) => t.iter().unwrap().map(|x| x.unwrap().0.value()).collect(),
+                Err(_) => Vec::new(),
+            }
+        };
+        for (key, result) in &outcome {
+            assert_eq!(
+                committed.contains(key),
+                result.is_ok(),
+                "job {key}: answered {result:?}, committed {committed:?}"
+            );
+        }
+        // a later batch is unaffected
+        c.submit(Box::new(Put {
+            key: 9,
+            fail: false,
+            done,
+        }));
+        assert_eq!(results.recv().unwrap(), (9, Ok(())));
+    }
+}
