@@ -4,10 +4,13 @@
 //! apply them to the redb state and deliver them, signed, to a loopback
 //! webhook receiver.
 //!
-//! Two measurements:
-//! - a load run (printed): N notifications over many subscriptions from 32
-//!   concurrent clients; throughput (notifications accepted and delivered per
-//!   second), p50/p99 of the store-facing answer and of POST → webhook delivery;
+//! Three measurements:
+//! - a burst (printed): N notifications over many subscriptions from 32
+//!   concurrent clients, each sending its next one as soon as it is answered;
+//!   throughput (notifications accepted and delivered per second), p50/p99 of
+//!   the store-facing answer and of POST → webhook delivery, CPU used;
+//! - the same N offered at a steady 2,000/s (open loop: latencies count from
+//!   when each notification was due), which shows whether delivery keeps up;
 //! - criterion `serve/post_and_deliver_one`: one notification at a time, POST →
 //!   delivered at the webhook.
 //!
@@ -84,13 +87,7 @@ async fn start(pki: &TestPki) -> Server {
             clock.clone(),
         ));
     }
-    let app = AppStore::new(AppStoreConfig {
-        bundle_id: Some(BUNDLE_ID.into()),
-        app_apple_id: Some(APP_APPLE_ID),
-        extra_roots: vec![pki.root_der.clone()],
-        ..AppStoreConfig::default()
-    })
-    .unwrap();
+    let app = AppStore::new(app_config(pki)).unwrap();
     let endpoints: Vec<Arc<dyn StoreEndpoint>> = vec![Arc::new(AppStoreEndpoint(app))];
     let routes = router(endpoints, Arc::new(queue.clone()), clock, Some(queue));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -100,6 +97,15 @@ async fn start(pki: &TestPki) -> Server {
         url,
         arrivals,
         _dir: dir,
+    }
+}
+
+fn app_config(pki: &TestPki) -> AppStoreConfig {
+    AppStoreConfig {
+        bundle_id: Some(BUNDLE_ID.into()),
+        app_apple_id: Some(APP_APPLE_ID),
+        extra_roots: vec![pki.root_der.clone()],
+        ..AppStoreConfig::default()
     }
 }
 
@@ -177,7 +183,17 @@ async fn wait_delivered(arrivals: &Arrivals, ids: &[String], timeout: Duration) 
     }
 }
 
-async fn load_run(pki: &TestPki, subscriptions: usize, per_sub: usize, clients: usize) {
+/// `rate`: None = closed loop (each client sends its next notification when
+/// the previous one is answered: the burst capacity); Some(r) = open loop,
+/// notification i is due at start + i/r and its latencies count from when it
+/// was due (no coordinated omission: a server that falls behind shows it).
+async fn load_run(
+    pki: &TestPki,
+    subscriptions: usize,
+    per_sub: usize,
+    clients: usize,
+    rate: Option<f64>,
+) {
     let server = start(pki).await;
     let mut work = Vec::new();
     for n in 0..per_sub {
@@ -186,7 +202,20 @@ async fn load_run(pki: &TestPki, subscriptions: usize, per_sub: usize, clients: 
         }
     }
     let total = work.len();
-    let work = Arc::new(Mutex::new(work.into_iter().rev().collect::<Vec<_>>()));
+    // Same-run floor: verify + translate alone, one core (the VM's speed varies between runs).
+    let floor = {
+        let app = AppStore::new(app_config(pki)).unwrap();
+        let now = chrono::Utc::now().timestamp_millis();
+        let sample = &work[..200.min(total)];
+        let t = Instant::now();
+        for (body, _) in sample {
+            assert!(!app.process(body, now).unwrap().is_empty());
+        }
+        t.elapsed() / sample.len() as u32
+    };
+    let work = Arc::new(Mutex::new(
+        work.into_iter().enumerate().rev().collect::<Vec<_>>(),
+    ));
     let posted: Arc<Mutex<Vec<(String, Instant, Duration)>>> = Arc::default();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
@@ -204,10 +233,17 @@ async fn load_run(pki: &TestPki, subscriptions: usize, per_sub: usize, clients: 
         );
         tasks.push(tokio::spawn(async move {
             loop {
-                let Some((body, id)) = work.lock().unwrap().pop() else {
+                let Some((i, (body, id))) = work.lock().unwrap().pop() else {
                     break;
                 };
-                let t = Instant::now();
+                let t = match rate {
+                    Some(r) => {
+                        let due = start + Duration::from_secs_f64(i as f64 / r);
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None => Instant::now(),
+                };
                 let resp = client.post(&url).body(body).send().await.unwrap();
                 assert_eq!(resp.status(), 200);
                 posted.lock().unwrap().push((id, t, t.elapsed()));
@@ -237,11 +273,13 @@ async fn load_run(pki: &TestPki, subscriptions: usize, per_sub: usize, clients: 
         .collect();
     answer.sort();
     e2e.sort();
+    let mode = rate.map_or_else(|| "burst".to_owned(), |r| format!("paced at {r:.0}/s"));
     println!(
-        "serve load: {total} notifications ({subscriptions} subscriptions x {per_sub}), {clients} clients: \
+        "serve load, {mode}: {total} notifications ({subscriptions} subscriptions x {per_sub}), {clients} clients: \
          accepted {:.0}/s, delivered {:.0}/s end to end; store answer p50 {:.2} ms p99 {:.2} ms; \
          POST→webhook p50 {:.2} ms p99 {:.2} ms; \
-         CPU {:.0}% of one core while accepting, {:.0}% overall ({:.0} µs CPU per notification)",
+         CPU {:.0}% of one core while accepting, {:.0}% overall ({:.0} µs CPU per notification; \
+         same-run floor: verify + translate alone {:.0} µs on one core)",
         total as f64 / accepted_in.as_secs_f64(),
         total as f64 / all_in.as_secs_f64(),
         pct(&answer, 0.5).as_secs_f64() * 1e3,
@@ -251,6 +289,7 @@ async fn load_run(pki: &TestPki, subscriptions: usize, per_sub: usize, clients: 
         cpu_accepted / accepted_in.as_secs_f64() * 100.0,
         cpu_all / all_in.as_secs_f64() * 100.0,
         cpu_all / total as f64 * 1e6,
+        floor.as_secs_f64() * 1e6,
     );
 }
 
@@ -264,7 +303,10 @@ fn bench(c: &mut Criterion) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    rt.block_on(load_run(&pki, 400, per_sub, 32));
+    // The burst: how much the server takes when 32 clients send as fast as it answers.
+    rt.block_on(load_run(&pki, 400, per_sub, 32, None));
+    // The target load, offered at a steady 2,000/s: does delivery keep up?
+    rt.block_on(load_run(&pki, 400, per_sub, 64, Some(2_000.0)));
 
     let server = rt.block_on(start(&pki));
     let client = reqwest::Client::new();
