@@ -731,4 +731,62 @@ mod tests {
         drop(q);
         assert_eq!(EmbeddedQueue::open(dir.path()).unwrap().depth(), 0);
     }
+
+    /// Holds the commit thread inside its transaction until told to go on.
+    struct Gate {
+        entered: std::sync::mpsc::Sender<()>,
+        go: std::sync::mpsc::Receiver<()>,
+    }
+    impl Job for Gate {
+        fn write(&mut self, _: &redb::WriteTransaction) -> Result<(), String> {
+            let _ = self.entered.send(());
+            let _ = self.go.recv();
+            Ok(())
+        }
+        fn finish(self: Box<Self>, _: Result<(), String>) {}
+    }
+
+    /// A write that fails: the storage failure of a batch.
+    struct Broken;
+    impl Job for Broken {
+        fn write(&mut self, _: &redb::WriteTransaction) -> Result<(), String> {
+            Err("disk on fire".into())
+        }
+        fn finish(self: Box<Self>, _: Result<(), String>) {}
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_ack_hands_the_message_out_again_instead_of_blocking_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = EmbeddedQueue::open(dir.path()).unwrap();
+        q.append(&[msg("a", "a1"), msg("a", "a2")], 0)
+            .await
+            .unwrap();
+        let a1 = q.lease(0).await.unwrap().unwrap();
+        // GIVEN the commit thread held in a transaction, then a failing write and
+        // a1's ack queued behind it (so both land in the same, failing, batch)
+        let (go, gate) = std::sync::mpsc::channel();
+        let (entered, inside) = std::sync::mpsc::channel();
+        q.committer.submit(Box::new(Gate { entered, go: gate }));
+        inside.recv().unwrap(); // the gate's batch is being written: it holds only the gate
+        q.committer.submit(Box::new(Broken));
+        let mut ack = Box::pin(q.ack(&a1));
+        tokio::select! {
+            biased;
+            r = &mut ack => panic!("answered before the commit: {r:?}"),
+            () = std::future::ready(()) => {} // polled once: the ack is submitted
+        }
+        go.send(()).unwrap();
+        // THEN the ack fails, nothing is removed, and a1 is handed out again, first
+        let e = ack.await.unwrap_err();
+        assert!(e.to_string().contains("disk on fire"), "{e}");
+        assert_eq!(q.depth(), 2);
+        let again = q.lease(0).await.unwrap().unwrap();
+        assert_eq!(
+            (again.message.dedup_id.as_str(), again.message.receive_count),
+            ("a1", 2)
+        );
+        q.ack(&again).await.unwrap();
+        assert_eq!(lease_id(&q, 0).await.as_deref(), Some("a2"));
+    }
 }

@@ -401,4 +401,66 @@ mod tests {
         assert_eq!(s.apply(e2).await.unwrap().event.sequence, 3);
         assert!(s.path().ends_with(FILE_NAME));
     }
+
+    /// Holds the commit thread inside its transaction until told to go on.
+    struct Gate {
+        entered: std::sync::mpsc::Sender<()>,
+        go: std::sync::mpsc::Receiver<()>,
+    }
+    impl Job for Gate {
+        fn write(&mut self, _: &redb::WriteTransaction) -> Result<(), String> {
+            let _ = self.entered.send(());
+            let _ = self.go.recv();
+            Ok(())
+        }
+        fn finish(self: Box<Self>, _: Result<(), String>) {}
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corrupt_state_fails_only_its_own_apply_in_a_shared_commit() {
+        // GIVEN subscription "bad" whose stored state is not JSON
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbState::open(dir.path()).unwrap();
+        let bad = sub_event("bad-1", EventType::SubscriptionRenewed, "orig-bad", 1, true);
+        let good = sub_event(
+            "good-1",
+            EventType::SubscriptionStarted,
+            "orig-good",
+            0,
+            true,
+        );
+        {
+            let tx = s.db.begin_write().unwrap();
+            tx.open_table(GROUPS)
+                .unwrap()
+                .insert(bad.group_key().as_str(), b"{not json".as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        // WHEN both are applied in the same group commit
+        let (go, gate) = std::sync::mpsc::channel();
+        let (entered, inside) = std::sync::mpsc::channel();
+        s.committer.submit(Box::new(Gate { entered, go: gate }));
+        inside.recv().unwrap();
+        let mut a = Box::pin(s.apply(bad.clone()));
+        let mut b = Box::pin(s.apply(good.clone()));
+        tokio::select! {
+            biased;
+            _ = &mut a => panic!("answered before the commit"),
+            _ = &mut b => panic!("answered before the commit"),
+            () = std::future::ready(()) => {}
+        }
+        go.send(()).unwrap();
+        // THEN the corrupt one fails permanently and alone; the other is applied
+        let err = a.await.unwrap_err();
+        assert!(matches!(err, StateError::Permanent(_)), "{err:?}");
+        let ok = b.await.unwrap();
+        assert!(ok.first_time);
+        assert_eq!(ok.event.sequence, 1);
+        assert_eq!(
+            s.group(&good.group_key()).await.unwrap().unwrap().sequence,
+            2
+        );
+        assert!(s.history(&bad.group_key()).await.unwrap().is_empty());
+    }
 }
