@@ -1,7 +1,8 @@
 //! [`RedbState`]: the embedded [`StateStore`] of the local all-in-one server.
-//! One redb file (`<data dir>/state.redb`); every apply is one ACID write
-//! transaction (claim + group state + history), so it survives restarts and
-//! crashes without half-applied events.
+//! One redb file (`<data dir>/state.redb`); every apply (claim + group state +
+//! history) is written inside an ACID write transaction — shared with the
+//! other writes waiting at that moment (group commit) — so it survives
+//! restarts and crashes without half-applied events.
 
 use super::{Claim, DeliveryRecord, GroupState, Recorded, StateError, StateStore, transition};
 use crate::event::{Event, EventId};
