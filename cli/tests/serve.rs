@@ -87,20 +87,18 @@ async fn serve(
     Serve { child, base }
 }
 
+/// GETs `url` and parses the answer as JSON.
+async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    let text = client.get(url).send().await.unwrap().text().await.unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 /// Waits until the embedded queue is empty (every message acknowledged).
 async fn wait_drained(base: &str) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let text = client
-            .get(format!("{base}/_storehook/queue"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let v = get_json(&client, &format!("{base}/_storehook/queue")).await;
         if v["depth"] == 0 {
             return;
         }
@@ -244,16 +242,7 @@ async fn serve_delivers_signed_ordered_events_keeps_state_and_replays_dead_lette
     let mut listed = serde_json::Value::Null;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        let listed_text = client
-            .get(format!("{}/_storehook/dead-letters", s.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let listed_v: serde_json::Value = serde_json::from_str(&listed_text).unwrap();
-        listed = listed_v;
+        listed = get_json(&client, &format!("{}/_storehook/dead-letters", s.base)).await;
         if listed["dead_letters"]
             .as_array()
             .is_some_and(|a| a.len() == 1)

@@ -732,20 +732,6 @@ mod tests {
         assert_eq!(EmbeddedQueue::open(dir.path()).unwrap().depth(), 0);
     }
 
-    /// Holds the commit thread inside its transaction until told to go on.
-    struct Gate {
-        entered: std::sync::mpsc::Sender<()>,
-        go: std::sync::mpsc::Receiver<()>,
-    }
-    impl Job for Gate {
-        fn write(&mut self, _: &redb::WriteTransaction) -> Result<(), String> {
-            let _ = self.entered.send(());
-            let _ = self.go.recv();
-            Ok(())
-        }
-        fn finish(self: Box<Self>, _: Result<(), String>) {}
-    }
-
     /// A write that fails: the storage failure of a batch.
     struct Broken;
     impl Job for Broken {
@@ -765,10 +751,7 @@ mod tests {
         let a1 = q.lease(0).await.unwrap().unwrap();
         // GIVEN the commit thread held in a transaction, then a failing write and
         // a1's ack queued behind it (so both land in the same, failing, batch)
-        let (go, gate) = std::sync::mpsc::channel();
-        let (entered, inside) = std::sync::mpsc::channel();
-        q.committer.submit(Box::new(Gate { entered, go: gate }));
-        inside.recv().unwrap(); // the gate's batch is being written: it holds only the gate
+        let go = q.committer.hold(); // its batch holds only the gate
         q.committer.submit(Box::new(Broken));
         let mut ack = Box::pin(q.ack(&a1));
         tokio::select! {

@@ -103,6 +103,32 @@ impl GroupCommitter {
     }
 }
 
+#[cfg(test)]
+impl GroupCommitter {
+    /// Tests: makes the commit thread start a batch that holds only a gate and
+    /// keeps it inside that transaction until the returned sender is used (or
+    /// dropped). Jobs submitted meanwhile wait, and form the next batch together.
+    pub(crate) fn hold(&self) -> mpsc::Sender<()> {
+        struct Gate {
+            entered: mpsc::Sender<()>,
+            go: mpsc::Receiver<()>,
+        }
+        impl Job for Gate {
+            fn write(&mut self, _: &WriteTransaction) -> Result<(), String> {
+                let _ = self.entered.send(());
+                let _ = self.go.recv();
+                Ok(())
+            }
+            fn finish(self: Box<Self>, _: Result<(), String>) {}
+        }
+        let (go, gate) = mpsc::channel();
+        let (entered, inside) = mpsc::channel();
+        self.submit(Box::new(Gate { entered, go: gate }));
+        let _ = inside.recv();
+        go
+    }
+}
+
 fn run(db: &Database, receiver: &mpsc::Receiver<Box<dyn Job>>) {
     while let Ok(first) = receiver.recv() {
         let mut jobs = vec![first];

@@ -403,20 +403,6 @@ mod tests {
         assert!(s.path().ends_with(FILE_NAME));
     }
 
-    /// Holds the commit thread inside its transaction until told to go on.
-    struct Gate {
-        entered: std::sync::mpsc::Sender<()>,
-        go: std::sync::mpsc::Receiver<()>,
-    }
-    impl Job for Gate {
-        fn write(&mut self, _: &redb::WriteTransaction) -> Result<(), String> {
-            let _ = self.entered.send(());
-            let _ = self.go.recv();
-            Ok(())
-        }
-        fn finish(self: Box<Self>, _: Result<(), String>) {}
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn corrupt_state_fails_only_its_own_apply_in_a_shared_commit() {
         // GIVEN subscription "bad" whose stored state is not JSON
@@ -439,10 +425,7 @@ mod tests {
             tx.commit().unwrap();
         }
         // WHEN both are applied in the same group commit
-        let (go, gate) = std::sync::mpsc::channel();
-        let (entered, inside) = std::sync::mpsc::channel();
-        s.committer.submit(Box::new(Gate { entered, go: gate }));
-        inside.recv().unwrap();
+        let go = s.committer.hold();
         let mut a = Box::pin(s.apply(bad.clone()));
         let mut b = Box::pin(s.apply(good.clone()));
         tokio::select! {
