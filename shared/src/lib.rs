@@ -15,6 +15,7 @@ pub mod error;
 pub mod event;
 mod group_commit;
 pub mod ingest;
+pub mod json;
 pub mod policy;
 #[cfg(feature = "aws")]
 pub mod poller;

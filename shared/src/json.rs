@@ -1,0 +1,151 @@
+//! One JSON reading for what was verified.
+//!
+//! `serde_json` keeps the *last* value of a repeated object key when it reads
+//! into a [`serde_json::Value`] or a map, and derived structs with `flatten` or
+//! aliases can do the same. A verifier and a translator that read the same
+//! signed bytes must never see different values, so every piece of
+//! authenticated JSON (store-signed content, store API answers, Pub/Sub
+//! message data) is read through [`from_slice`] / [`from_str`] here: a
+//! document with a repeated key at any depth is refused as a whole.
+
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use std::collections::HashSet;
+use std::fmt;
+
+/// Nesting limit of the duplicate-key check (serde_json's own limit is 128).
+const MAX_DEPTH: usize = 128;
+
+/// Reads `bytes` as `T`, refusing a document in which any object repeats a key.
+pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    check_unique_keys(bytes)?;
+    serde_json::from_slice(bytes)
+}
+
+/// [`from_slice`] for text.
+pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
+    from_slice(text.as_bytes())
+}
+
+/// Refuses a JSON document in which any object, at any depth, repeats a key
+/// (compared after unescaping, so `"a"` and `"\u0061"` are the same key).
+/// Also refuses anything that is not exactly one JSON document.
+pub fn check_unique_keys(bytes: &[u8]) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    UniqueKeys { depth: 0 }.deserialize(&mut de)?;
+    de.end()
+}
+
+struct UniqueKeys {
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for UniqueKeys {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UniqueKeys {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let depth = self.nested::<A::Error>()?;
+        while seq.next_element_seed(UniqueKeys { depth })?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let depth = self.nested::<A::Error>()?;
+        let mut seen: HashSet<String> = HashSet::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if seen.contains(key.as_ref()) {
+                return Err(de::Error::custom(format_args!(
+                    "duplicate object key {:?}",
+                    truncate(&key)
+                )));
+            }
+            seen.insert(key.into_owned());
+            map.next_value_seed(UniqueKeys { depth })?;
+        }
+        Ok(())
+    }
+}
+
+impl UniqueKeys {
+    fn nested<E: de::Error>(&self) -> Result<usize, E> {
+        if self.depth >= MAX_DEPTH {
+            return Err(E::custom("JSON nested too deeply"));
+        }
+        Ok(self.depth + 1)
+    }
+}
+
+/// A key as shown in an error: at most 40 characters.
+fn truncate(key: &str) -> String {
+    key.chars().take(40).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn a_repeated_key_is_refused_at_any_depth() {
+        for doc in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"x":{"productId":"p1","productId":"p2"}}"#,
+            r#"[{"k":1},{"k":1,"k":1}]"#,
+            r#"{"a":1,"\u0061":2}"#,
+        ] {
+            let e = from_str::<Value>(doc).unwrap_err();
+            assert!(e.to_string().contains("duplicate object key"), "{doc}: {e}");
+        }
+    }
+
+    #[test]
+    fn unique_keys_read_as_usual() {
+        let v: Value = from_str(r#"{"a":1,"b":{"a":[1,{"a":2}]},"c":"\u0061"}"#).unwrap();
+        assert_eq!(v["b"]["a"][1]["a"], 2);
+        assert_eq!(v["c"], "a");
+    }
+
+    #[test]
+    fn trailing_data_and_bad_json_are_refused() {
+        assert!(from_str::<Value>(r#"{"a":1} {"a":2}"#).is_err());
+        assert!(from_str::<Value>(r#"{"a":"#).is_err());
+        assert!(check_unique_keys(b"").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let doc = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert!(check_unique_keys(doc.as_bytes()).is_err());
+    }
+}
