@@ -473,6 +473,11 @@ pub struct Details {
     /// (Additive to v1.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The store's own event time, when it was later than `received_at` plus the
+    /// allowed clock skew: `occurred_at` was then set to `received_at` (a store
+    /// time from the future cannot order state). (Additive to v1.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at_clamped_from: Option<Timestamp>,
 }
 
 /// The store's own identification of the notification.

@@ -17,6 +17,32 @@ use std::sync::Arc;
 /// Largest body accepted (store notifications are a few KiB; Apple's ~20 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// How far a store's event time may lie after `received_at` before it is
+/// clamped: 5 minutes. A store signs its time a moment before it sends, so a
+/// genuine time is never later than our receipt except by the difference of
+/// the two clocks; NTP-synchronised servers (the stores', Lambda's) differ by
+/// milliseconds, and 5 minutes is the tolerance Kerberos and most JWT
+/// validators give clocks of independent parties. Anything later is not a
+/// time the store could have meant and must not order state.
+pub const MAX_STORE_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// The trust rule for store times, applied once to every event of every
+/// store: an `occurred_at` later than `received_at_ms` +
+/// [`MAX_STORE_CLOCK_SKEW_MS`] is set to `received_at_ms`, and the original is
+/// kept in `details.occurred_at_clamped_from`. Returns whether it clamped.
+pub fn clamp_store_time(event: &mut Event, received_at_ms: i64) -> bool {
+    let limit = received_at_ms.saturating_add(MAX_STORE_CLOCK_SKEW_MS);
+    if event.occurred_at.millis() <= limit {
+        return false;
+    }
+    let Some(received_at) = crate::event::Timestamp::from_millis(received_at_ms) else {
+        return false;
+    };
+    event.details.occurred_at_clamped_from = Some(event.occurred_at);
+    event.occurred_at = received_at;
+    true
+}
+
 /// A store HTTP request, independent of the server that received it.
 #[derive(Debug, Clone)]
 pub struct StoreRequest {
@@ -139,7 +165,16 @@ impl Ingest {
             ));
         }
         let received_at_ms = self.clock.now().timestamp_millis();
-        let events = self.endpoint.events(req, received_at_ms).await?;
+        let mut events = self.endpoint.events(req, received_at_ms).await?;
+        for e in &mut events {
+            if clamp_store_time(e, received_at_ms) {
+                tracing::warn!(
+                    event_id = %e.id,
+                    store_time = %e.details.occurred_at_clamped_from.map(|t| t.to_string()).unwrap_or_default(),
+                    "store time later than received_at + skew: clamped to received_at"
+                );
+            }
+        }
         let messages = events
             .iter()
             .map(QueueMessage::for_event)
@@ -311,6 +346,104 @@ mod tests {
         ingest.handle(post(renew_body(&pki, "q-1"))).await;
         let again = queue.sent();
         assert_eq!(again[1].dedup_id, sent[0].dedup_id);
+    }
+
+    fn renew_body_signed_at(pki: &TestPki, uuid: &str, signed_date: i64) -> Vec<u8> {
+        let p = notification(
+            "DID_RENEW",
+            None,
+            uuid,
+            signed_date,
+            "Production",
+            Some(1),
+        );
+        let t = transaction("77", "78", "pro.monthly", T0 + 31 * DAY, 30, "Production");
+        let r = renewal("77", "pro.monthly", true, T0 + 31 * DAY, "Production");
+        pki.notification_body(p, Some(&t), Some(&r))
+    }
+
+    fn queued(queue: &MemoryQueue) -> Vec<Event> {
+        queue
+            .sent()
+            .iter()
+            .map(|m| serde_json::from_str(&m.body).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_store_time_from_the_future_is_clamped_to_received_at_and_flagged() {
+        // GIVEN a genuine, Apple-signed notification whose signedDate lies years
+        // after the moment it is received (clock: T0 + 100 days)
+        let pki = TestPki::new();
+        let (ingest, queue) = ingest(&pki);
+        let received = T0 + 100 * DAY;
+        let future = T0 + 2000 * DAY;
+        // WHEN it is posted
+        let resp = ingest
+            .handle(post(renew_body_signed_at(&pki, "q-future", future)))
+            .await;
+        // THEN it is accepted, but the queued event's occurred_at is received_at
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        let events = queued(&queue);
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e.occurred_at.millis(), received);
+        assert_eq!(e.received_at.millis(), received);
+        // AND the signed time is kept in details.occurred_at_clamped_from
+        assert_eq!(
+            e.details.occurred_at_clamped_from.map(|t| t.millis()),
+            Some(future)
+        );
+        // AND the queued JSON carries it under that name
+        let v: serde_json::Value = serde_json::from_str(&queue.sent()[0].body).unwrap();
+        assert_eq!(
+            v["details"]["occurred_at_clamped_from"],
+            crate::event::Timestamp::from_millis(future)
+                .unwrap()
+                .to_string()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_time_in_the_past_or_within_the_skew_is_kept() {
+        // GIVEN genuine notifications signed before, at, and up to the skew after receipt
+        let pki = TestPki::new();
+        let (ingest, queue) = ingest(&pki);
+        let received = T0 + 100 * DAY;
+        let times = [
+            T0 + 31 * DAY,
+            received,
+            received + MAX_STORE_CLOCK_SKEW_MS,
+        ];
+        for (i, signed) in times.iter().enumerate() {
+            // WHEN each is posted
+            let resp = ingest
+                .handle(post(renew_body_signed_at(&pki, &format!("q-ok-{i}"), *signed)))
+                .await;
+            assert_eq!(resp.status, 200, "{}", resp.body);
+        }
+        // THEN each keeps its signed time and carries no clamp flag
+        let events = queued(&queue);
+        assert_eq!(events.len(), times.len());
+        for (e, signed) in events.iter().zip(times) {
+            assert_eq!(e.occurred_at.millis(), signed);
+            assert_eq!(e.details.occurred_at_clamped_from, None);
+        }
+        // AND one millisecond beyond the skew is clamped
+        let resp = ingest
+            .handle(post(renew_body_signed_at(
+                &pki,
+                "q-beyond",
+                received + MAX_STORE_CLOCK_SKEW_MS + 1,
+            )))
+            .await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        let last = queued(&queue).pop().unwrap();
+        assert_eq!(last.occurred_at.millis(), received);
+        assert_eq!(
+            last.details.occurred_at_clamped_from.map(|t| t.millis()),
+            Some(received + MAX_STORE_CLOCK_SKEW_MS + 1)
+        );
     }
 
     #[tokio::test]
