@@ -349,14 +349,7 @@ mod tests {
     }
 
     fn renew_body_signed_at(pki: &TestPki, uuid: &str, signed_date: i64) -> Vec<u8> {
-        let p = notification(
-            "DID_RENEW",
-            None,
-            uuid,
-            signed_date,
-            "Production",
-            Some(1),
-        );
+        let p = notification("DID_RENEW", None, uuid, signed_date, "Production", Some(1));
         let t = transaction("77", "78", "pro.monthly", T0 + 31 * DAY, 30, "Production");
         let r = renewal("77", "pro.monthly", true, T0 + 31 * DAY, "Production");
         pki.notification_body(p, Some(&t), Some(&r))
@@ -410,15 +403,15 @@ mod tests {
         let pki = TestPki::new();
         let (ingest, queue) = ingest(&pki);
         let received = T0 + 100 * DAY;
-        let times = [
-            T0 + 31 * DAY,
-            received,
-            received + MAX_STORE_CLOCK_SKEW_MS,
-        ];
+        let times = [T0 + 31 * DAY, received, received + MAX_STORE_CLOCK_SKEW_MS];
         for (i, signed) in times.iter().enumerate() {
             // WHEN each is posted
             let resp = ingest
-                .handle(post(renew_body_signed_at(&pki, &format!("q-ok-{i}"), *signed)))
+                .handle(post(renew_body_signed_at(
+                    &pki,
+                    &format!("q-ok-{i}"),
+                    *signed,
+                )))
                 .await;
             assert_eq!(resp.status, 200, "{}", resp.body);
         }

@@ -14,12 +14,25 @@
 //!   STORE_NOTIFICATION) get a sequence number and are otherwise delivered as
 //!   translated: they never touch the snapshot, the entitlement or the
 //!   last-applied time, and derive nothing.
-//! - **Out of order**: an event whose `occurred_at` is older than the group's last
-//!   applied store time leaves the snapshot untouched; it is delivered carrying
-//!   the stored snapshot (subscription, product, app_user_id, entitlement) and
-//!   `details.out_of_order = true`. It derives nothing.
-//! - **In order** (`occurred_at` ≥ last applied time, or first event): the event's
-//!   subscription, product, app_user_id and entitlement become the snapshot.
+//! - **Order key**: events are ranked by `(occurred_at, ends access, event id)`.
+//!   `occurred_at` is the store's authenticated time, never later than
+//!   `received_at` + 5 min (ingest clamps it, see
+//!   [`crate::ingest::clamp_store_time`]).
+//! - **Out of order**: an event ranked below the group's last applied event
+//!   (older `occurred_at`, or a tie it loses) leaves the snapshot untouched; it
+//!   is delivered carrying the stored snapshot (subscription, product,
+//!   app_user_id, entitlement) and `details.out_of_order = true`. It derives
+//!   nothing.
+//! - **In order** (ranked at or above the last applied event, or first event):
+//!   the event's subscription, product, app_user_id and entitlement become the
+//!   snapshot.
+//! - **Ties** (equal `occurred_at`, which the store does not order): the event
+//!   whose entitlement is inactive wins over an entitled one (fail closed: a
+//!   refund or revocation is never undone by an event of the same time);
+//!   otherwise the greater event id wins. Event ids derive from the store's
+//!   notification id, so every arrival order of the same events ends in the
+//!   same snapshot (property-tested below). Before this rule, the event that
+//!   arrived last won a tie.
 //! - **ACCESS_GRANTED / ACCESS_REVOKED** are derived when `entitlement.active`
 //!   flips (a new group starts "not entitled"): id =
 //!   `EventId::derive(&[cause_id, "ACCESS_GRANTED" | "ACCESS_REVOKED"])`,
@@ -63,6 +76,11 @@ pub struct GroupState {
     pub sequence: u64,
     /// `occurred_at` of the last event applied to the snapshot.
     pub applied_at: Option<Timestamp>,
+    /// Id of the last event applied to the snapshot: breaks ties of equal
+    /// `occurred_at` (see [`supersedes`]). `None` in states stored before the
+    /// tie rule existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_id: Option<EventId>,
     /// Snapshot: the subscription after the last applied event.
     pub subscription: Option<Subscription>,
     /// Snapshot: the product.
@@ -80,6 +98,7 @@ impl Default for GroupState {
         Self {
             sequence: 0,
             applied_at: None,
+            applied_id: None,
             subscription: None,
             product: None,
             app_user_id: None,
@@ -127,8 +146,7 @@ pub fn transition(prev: Option<&GroupState>, mut event: Event) -> Applied {
         event.details.renewal_number.get_or_insert(next.renewals);
     }
 
-    let out_of_order = matches!(next.applied_at, Some(last) if event.occurred_at < last);
-    if out_of_order {
+    if !supersedes(&event, &next) {
         event.details.out_of_order = Some(true);
         event.subscription = next.subscription.clone();
         event.product = next.product.clone();
@@ -163,6 +181,7 @@ pub fn transition(prev: Option<&GroupState>, mut event: Event) -> Applied {
 
     let was_entitled = next.entitlement.active;
     next.applied_at = Some(event.occurred_at);
+    next.applied_id = Some(event.id.clone());
     next.subscription = event.subscription.clone();
     next.product = event.product.clone();
     next.app_user_id = event.app_user_id.clone();
@@ -181,6 +200,36 @@ pub fn transition(prev: Option<&GroupState>, mut event: Event) -> Applied {
         event,
         derived,
         next,
+    }
+}
+
+/// Whether `event` replaces the snapshot of `state` (is "in order"): every
+/// event is ranked by `(occurred_at, ends access, id)` and replaces the
+/// snapshot when its rank is not below that of the last applied event.
+///
+/// - A later `occurred_at` wins; an earlier one is out of order.
+/// - Equal `occurred_at` (the store gives no order): an event whose
+///   entitlement is inactive wins over one whose entitlement is active (fail
+///   closed: a refund or revocation is never undone by an event of the same
+///   time), otherwise the greater event id wins. Event ids are derived from
+///   the store's own notification id, so the choice is deterministic and
+///   every arrival order ends in the same snapshot.
+/// - A group state stored before `applied_id` existed lets a tie with equal
+///   entitlement in (the earlier rule).
+fn supersedes(event: &Event, state: &GroupState) -> bool {
+    let Some(last) = state.applied_at else {
+        return true;
+    };
+    if event.occurred_at != last {
+        return event.occurred_at > last;
+    }
+    match (event.entitlement.active, state.entitlement.active) {
+        (false, true) => true,
+        (true, false) => false,
+        _ => state
+            .applied_id
+            .as_ref()
+            .is_none_or(|applied| event.id >= *applied),
     }
 }
 
@@ -765,13 +814,65 @@ mod tests {
         );
         // AND it still gets the next sequence number
         assert_eq!(a.event.sequence, s.sequence + 1);
-        // AND an event at exactly the last applied time is in order
+        // AND an event at exactly the last applied time is a tie the store does
+        // not order: an entitled one loses it against the applied non-entitled
+        // one (fail closed; see `ties_of_equal_time_are_decided_the_same_in_any_arrival_order`)
         let same = transition(
             Some(&s),
             sub_event("4", EventType::RenewalEnabled, "o", 20, true),
         );
-        assert_eq!(same.event.details.out_of_order, None);
-        assert_eq!(same.derived.len(), 1);
+        assert_eq!(same.event.details.out_of_order, Some(true));
+        assert!(same.derived.is_empty());
+    }
+
+    #[test]
+    fn ties_of_equal_time_are_decided_the_same_in_any_arrival_order() {
+        let start = sub_event("1", EventType::SubscriptionStarted, "o", 0, true);
+        let renew = sub_event("2", EventType::SubscriptionRenewed, "o", 20, true);
+        let mut refund = sub_event("3", EventType::SubscriptionRefunded, "o", 20, false);
+        refund.subscription.as_mut().unwrap().status = SubscriptionStatus::Revoked;
+        // GIVEN a renewal and a refund with the same occurred_at, in both arrival orders
+        for order in [
+            vec![start.clone(), renew.clone(), refund.clone()],
+            vec![start.clone(), refund.clone(), renew.clone()],
+        ] {
+            let (a, s) = apply_all(order.clone());
+            // THEN the refund wins the tie: access ends, whatever came last
+            assert!(!s.entitlement.active, "{:?}", order.last().unwrap().kind);
+            assert_eq!(s.applied_id, Some(refund.id.clone()));
+            assert_eq!(
+                s.subscription.as_ref().unwrap().status,
+                SubscriptionStatus::Revoked
+            );
+            // AND the renewal is delivered out of order when it comes second
+            let r = a.iter().find(|x| x.event.id == renew.id).unwrap();
+            assert_eq!(
+                r.event.details.out_of_order,
+                (order[2].id == renew.id).then_some(true)
+            );
+        }
+        // GIVEN two entitled events of the same time, in both orders
+        let mut other = sub_event("4", EventType::ProductChanged, "o", 20, true);
+        other.product.as_mut().unwrap().id = "pro.yearly".into();
+        let winner = if other.id > renew.id { &other } else { &renew };
+        for order in [
+            vec![start.clone(), renew.clone(), other.clone()],
+            vec![start.clone(), other.clone(), renew.clone()],
+        ] {
+            let (_, s) = apply_all(order);
+            // THEN the greater event id wins, whatever came last
+            assert_eq!(s.applied_id.as_ref(), Some(&winner.id));
+            assert_eq!(s.product, winner.product);
+        }
+        // AND a state stored before applied_id existed lets an equal-entitlement tie in
+        let (_, mut old) = apply_all(vec![start.clone(), renew.clone()]);
+        old.applied_id = None;
+        let legacy: GroupState =
+            serde_json::from_str(&serde_json::to_string(&old).unwrap()).unwrap();
+        assert_eq!(legacy.applied_id, None);
+        let a = transition(Some(&legacy), other.clone());
+        assert_eq!(a.event.details.out_of_order, None);
+        assert_eq!(a.next.applied_id, Some(other.id.clone()));
     }
 
     #[test]
@@ -932,6 +1033,246 @@ mod tests {
         )]);
         let back: GroupState = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
+    }
+
+    /// Property tests of the transition over [`MemoryState`] (which dedupes by
+    /// event id): any arrival order and duplication of one subscription's
+    /// events converges to the store-order result.
+    mod properties {
+        use super::*;
+        use crate::event::SubscriptionStatus as St;
+        use proptest::prelude::*;
+
+        /// One step of a lifecycle: what the store reports and whether it entitles.
+        #[derive(Debug, Clone, Copy)]
+        enum Step {
+            Start,
+            Renew,
+            AutoRenewOff,
+            AutoRenewOn,
+            BillingRetry,
+            Grace,
+            Recover,
+            Expire,
+            Refund,
+            Revoke,
+            Resubscribe,
+            ChangeProduct,
+        }
+
+        impl Step {
+            fn shape(self) -> (EventType, St, bool, bool) {
+                // (type, status, entitled, auto_renew)
+                match self {
+                    Self::Start => (EventType::SubscriptionStarted, St::Active, true, true),
+                    Self::Renew => (EventType::SubscriptionRenewed, St::Active, true, true),
+                    Self::AutoRenewOff => {
+                        (EventType::RenewalDisabled, St::CanceledActive, true, false)
+                    }
+                    Self::AutoRenewOn => (EventType::RenewalEnabled, St::Active, true, true),
+                    Self::BillingRetry => (
+                        EventType::BillingRetryStarted,
+                        St::InBillingRetry,
+                        false,
+                        true,
+                    ),
+                    Self::Grace => (EventType::GracePeriodStarted, St::InGracePeriod, true, true),
+                    Self::Recover => (EventType::SubscriptionRecovered, St::Active, true, true),
+                    Self::Expire => (EventType::SubscriptionExpired, St::Expired, false, false),
+                    Self::Refund => (EventType::SubscriptionRefunded, St::Revoked, false, false),
+                    Self::Revoke => (EventType::SubscriptionRevoked, St::Revoked, false, false),
+                    Self::Resubscribe => {
+                        (EventType::SubscriptionResubscribed, St::Active, true, true)
+                    }
+                    Self::ChangeProduct => (EventType::ProductChanged, St::Active, true, true),
+                }
+            }
+
+            fn ends_access(self) -> bool {
+                matches!(self, Self::Refund | Self::Revoke)
+            }
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                Just(Step::Renew),
+                Just(Step::AutoRenewOff),
+                Just(Step::AutoRenewOn),
+                Just(Step::BillingRetry),
+                Just(Step::Grace),
+                Just(Step::Recover),
+                Just(Step::Expire),
+                Just(Step::Refund),
+                Just(Step::Revoke),
+                Just(Step::Resubscribe),
+                Just(Step::ChangeProduct),
+            ]
+        }
+
+        /// One generated store event: its step, minutes after the previous one
+        /// (0 = the same store time, a tie), whether the store time is
+        /// unauthenticated/from the future (then ingest clamps it to
+        /// received_at), and the delivery delay in minutes.
+        type Spec = (Step, i64, bool, i64);
+
+        fn lifecycle() -> impl Strategy<Value = Vec<Spec>> {
+            prop::collection::vec((step(), 0i64..3, prop::bool::weighted(0.2), 0i64..4), 0..10)
+                .prop_map(|mut rest| {
+                    rest.insert(0, (Step::Start, 0, false, 0));
+                    rest
+                })
+        }
+
+        /// The events as ingest queues them (future store times clamped).
+        fn events(specs: &[Spec]) -> Vec<(Step, Event)> {
+            let mut minute = 0;
+            specs
+                .iter()
+                .enumerate()
+                .map(|(i, &(step, gap, future, delay))| {
+                    minute += gap;
+                    let (kind, status, active, auto_renew) = step.shape();
+                    let mut e = sub_event(&format!("p{i}"), kind, "o", minute, active);
+                    let sub = e.subscription.as_mut().unwrap();
+                    sub.status = status;
+                    sub.auto_renew = auto_renew;
+                    if matches!(step, Step::ChangeProduct) {
+                        e.product.as_mut().unwrap().id = format!("pro.plan{i}");
+                        sub.renewal_product_id = Some(format!("pro.plan{i}"));
+                    }
+                    e.received_at = t(minute + delay);
+                    if future {
+                        e.occurred_at = t(minute + 10 * 365 * 24 * 60);
+                    }
+                    let received_at_ms = e.received_at.millis();
+                    let clamped = crate::ingest::clamp_store_time(&mut e, received_at_ms);
+                    assert_eq!(clamped, future);
+                    (step, e)
+                })
+                .collect()
+        }
+
+        /// Store order: by authenticated (clamped) time; a tie, which the store
+        /// does not order, puts an access-ending event last, then orders by id.
+        fn store_order(mut events: Vec<(Step, Event)>) -> Vec<(Step, Event)> {
+            events.sort_by(|(_, a), (_, b)| {
+                (a.occurred_at, !a.entitlement.active, &a.id).cmp(&(
+                    b.occurred_at,
+                    !b.entitlement.active,
+                    &b.id,
+                ))
+            });
+            events
+        }
+
+        /// An arrival order: every event at least once, some twice or three
+        /// times, shuffled by the generated keys.
+        fn arrivals(n: usize, dups: &[usize], keys: &[u32]) -> Vec<usize> {
+            let mut order: Vec<usize> = (0..n).chain(dups.iter().map(|d| d % n)).collect();
+            let mut keyed: Vec<(u32, usize, usize)> = order
+                .iter()
+                .enumerate()
+                .map(|(pos, &i)| (keys.get(pos).copied().unwrap_or(0), pos, i))
+                .collect();
+            keyed.sort();
+            order = keyed.into_iter().map(|(_, _, i)| i).collect();
+            order
+        }
+
+        fn apply_in(
+            rt: &tokio::runtime::Runtime,
+            events: impl IntoIterator<Item = Event>,
+        ) -> (MemoryState, String) {
+            let store = MemoryState::new();
+            let mut group = String::new();
+            for e in events {
+                group = e.group_key();
+                rt.block_on(store.apply(e)).unwrap();
+            }
+            (store, group)
+        }
+
+        proptest! {
+            #[test]
+            fn any_arrival_order_converges_to_store_order(
+                specs in lifecycle(),
+                dups in prop::collection::vec(0usize..64, 0..6),
+                keys in prop::collection::vec(any::<u32>(), 16),
+            ) {
+                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                let evs = events(&specs);
+                let order = arrivals(evs.len(), &dups, &keys);
+                // WHEN the events arrive in that order, some more than once
+                let (got, group) =
+                    apply_in(&rt, order.iter().map(|&i| evs[i].1.clone()));
+                // AND, for reference, once each in store order
+                let sorted = store_order(evs.clone());
+                let (want, _) = apply_in(&rt, sorted.iter().map(|(_, e)| e.clone()));
+                let g = rt.block_on(got.group(&group)).unwrap().unwrap();
+                let w = rt.block_on(want.group(&group)).unwrap().unwrap();
+
+                // THEN the final snapshot is the store-order one
+                prop_assert_eq!(&g.subscription, &w.subscription);
+                prop_assert_eq!(&g.product, &w.product);
+                prop_assert_eq!(&g.entitlement, &w.entitlement);
+                // (which is the snapshot of the last event in store order)
+                let (last_step, last) = sorted.last().unwrap();
+                prop_assert_eq!(&g.subscription, &last.subscription);
+                prop_assert_eq!(&g.entitlement, &last.entitlement);
+
+                // AND sequences are gap-free from 1 over everything delivered
+                let history = rt.block_on(got.history(&group)).unwrap();
+                let seqs: Vec<u64> = history.iter().map(|e| e.sequence).collect();
+                prop_assert_eq!(seqs, (1..=history.len() as u64).collect::<Vec<_>>());
+                prop_assert_eq!(g.sequence, history.len() as u64);
+                // AND each store event was delivered exactly once
+                let mut ids: Vec<&EventId> = history
+                    .iter()
+                    .filter(|e| e.details.cause_event_id.is_none())
+                    .map(|e| &e.id)
+                    .collect();
+                ids.sort();
+                let mut distinct: Vec<&EventId> = evs.iter().map(|(_, e)| &e.id).collect();
+                distinct.sort();
+                prop_assert_eq!(ids, distinct);
+
+                // AND ACCESS_* follow exactly the flips of the delivered entitlement:
+                // they alternate, start with GRANTED, each right after its cause
+                let mut entitled = false;
+                let mut pending: Option<(bool, EventId)> = None;
+                for e in &history {
+                    match e.kind {
+                        EventType::AccessGranted | EventType::AccessRevoked => {
+                            let granted = e.kind == EventType::AccessGranted;
+                            prop_assert_eq!(
+                                pending.take(),
+                                Some((granted, e.details.cause_event_id.clone().unwrap())),
+                                "ACCESS_* without a flip right before it"
+                            );
+                        }
+                        _ => {
+                            prop_assert!(pending.is_none(), "a flip without its ACCESS_*");
+                            if e.entitlement.active != entitled {
+                                entitled = e.entitlement.active;
+                                pending = Some((entitled, e.id.clone()));
+                            }
+                        }
+                    }
+                }
+                prop_assert!(pending.is_none(), "a final flip without its ACCESS_*");
+                prop_assert_eq!(entitled, g.entitlement.active);
+
+                // AND a refund or revocation last in store order ends the entitlement,
+                // as does one sharing the latest store time with other events
+                if last_step.ends_access() {
+                    prop_assert!(!g.entitlement.active);
+                }
+                let latest = sorted.iter().map(|(_, e)| e.occurred_at).max().unwrap();
+                if sorted.iter().any(|(s, e)| s.ends_access() && e.occurred_at == latest) {
+                    prop_assert!(!g.entitlement.active);
+                }
+            }
+        }
     }
 
     #[tokio::test]
