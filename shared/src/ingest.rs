@@ -348,9 +348,11 @@ mod tests {
         assert_eq!(again[1].dedup_id, sent[0].dedup_id);
     }
 
+    /// A DID_RENEW signed at `signed_date` whose period (bought at T0 + 31 days)
+    /// lasts 3000 days, so it is entitled at every tested time.
     fn renew_body_signed_at(pki: &TestPki, uuid: &str, signed_date: i64) -> Vec<u8> {
         let p = notification("DID_RENEW", None, uuid, signed_date, "Production", Some(1));
-        let t = transaction("77", "78", "pro.monthly", T0 + 31 * DAY, 30, "Production");
+        let t = transaction("77", "78", "pro.monthly", T0 + 31 * DAY, 3000, "Production");
         let r = renewal("77", "pro.monthly", true, T0 + 31 * DAY, "Production");
         pki.notification_body(p, Some(&t), Some(&r))
     }
@@ -395,6 +397,18 @@ mod tests {
                 .unwrap()
                 .to_string()
         );
+        // AND the dispatcher's state orders it, and derives ACCESS_GRANTED, at received_at
+        let state = crate::state::MemoryState::new();
+        let applied = crate::state::StateStore::apply(&state, e.clone())
+            .await
+            .unwrap();
+        assert_eq!(applied.derived.len(), 1);
+        assert_eq!(applied.derived[0].occurred_at.millis(), received);
+        let group = crate::state::StateStore::group(&state, &e.group_key())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(group.applied_at.map(|t| t.millis()), Some(received));
     }
 
     #[tokio::test]
