@@ -507,9 +507,8 @@ impl Huawei {
             Err(e) => return Err(HuaweiError::MalformedNotification(describe_json_error(&e))),
         };
         check_is_notification(&object)?;
-        let notification: StatusUpdateNotification =
-            serde_json::from_value(Value::Object(object))
-                .map_err(|e| HuaweiError::MalformedNotification(describe_json_error(&e)))?;
+        let notification: StatusUpdateNotification = serde_json::from_value(Value::Object(object))
+            .map_err(|e| HuaweiError::MalformedNotification(describe_json_error(&e)))?;
 
         // The receipt strings are part of the signed statusUpdateNotification, so
         // its signature already authenticates them byte for byte; their own
@@ -540,8 +539,7 @@ impl Huawei {
                     .map(|r| ("latestExpiredReceiptInfo", r))
             }) {
             None => (None, None),
-            Some((what, text)) => match crate::json::from_str::<InAppPurchaseData>(text.expose())
-            {
+            Some((what, text)) => match crate::json::from_str::<InAppPurchaseData>(text.expose()) {
                 Ok(r) => (Some(r), None),
                 Err(e) => (
                     None,
@@ -780,7 +778,12 @@ impl Huawei {
 
 /// Fields of an `InAppPurchaseData` (receipt / client-side purchase data) that
 /// a `statusUpdateNotification` never has at its top level (specs/huawei.md §4, §6).
-const RECEIPT_ONLY_FIELDS: [&str; 4] = ["purchaseState", "purchaseTime", "purchaseTimeMillis", "kind"];
+const RECEIPT_ONLY_FIELDS: [&str; 4] = [
+    "purchaseState",
+    "purchaseTime",
+    "purchaseTimeMillis",
+    "kind",
+];
 
 /// The IAP key signs more than notifications (client-side purchase data,
 /// receipts): signed content is only a notification when it has an integer

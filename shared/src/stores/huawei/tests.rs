@@ -999,7 +999,11 @@ async fn order_notifications_are_confirmed_with_the_order_api() {
     let t = e.transaction.as_ref().unwrap();
     assert_eq!(t.id, format!("order-{}", NOW - 60_000));
     assert_eq!(t.price.as_ref().unwrap().amount_micros, 1_990_000);
-    assert_eq!(e.occurred_at.millis(), NOW - 60_000, "the receipt's purchaseTime");
+    assert_eq!(
+        e.occurred_at.millis(),
+        NOW - 60_000,
+        "the receipt's purchaseTime"
+    );
     assert_eq!(fake.bodies()[0]["productId"], "coins.100");
     assert_eq!(fake.bodies()[0]["purchaseToken"], PURCHASE_TOKEN);
 
@@ -1128,7 +1132,11 @@ async fn a_forged_late_order_cannot_outlive_the_genuine_refund() {
     // GIVEN a bought non-consumable whose owner posts an (unsigned) ORDER dated 2100
     fake.set_order(order_receipt("premium", 1, NOW - DAY, 0));
     let forged = one(&h, &v2_order_body(1, PURCHASE_TOKEN, "premium", YEAR_2100)).await;
-    assert_eq!(forged.occurred_at.millis(), NOW - DAY, "the receipt's purchaseTime");
+    assert_eq!(
+        forged.occurred_at.millis(),
+        NOW - DAY,
+        "the receipt's purchaseTime"
+    );
     let r1 = state.apply(forged).await.unwrap();
     assert!(r1.event.entitlement.active);
     // WHEN Huawei's own refund notification arrives afterwards
@@ -1141,7 +1149,11 @@ async fn a_forged_late_order_cannot_outlive_the_genuine_refund() {
     assert!(r2.first_time);
     assert_eq!(r2.event.kind, EventType::OneTimePurchaseRefunded);
     assert_eq!(r2.event.details.out_of_order, None);
-    assert_eq!(r2.event.occurred_at.millis(), NOW - 1000, "the receipt's cancelTime");
+    assert_eq!(
+        r2.event.occurred_at.millis(),
+        NOW - 1000,
+        "the receipt's cancelTime"
+    );
     assert!(!r2.event.entitlement.active);
     assert_eq!(r2.derived.len(), 1);
     assert_eq!(r2.derived[0].kind, EventType::AccessRevoked);
@@ -1263,7 +1275,10 @@ async fn signed_content_that_is_not_a_notification_is_refused() {
             "purchase data, v2 dated 2100",
             key().v2_body(&purchase_data, SignAs::Pkcs1, YEAR_2100),
         ),
-        ("purchase data + notificationType", key().v1_body(&with_type)),
+        (
+            "purchase data + notificationType",
+            key().v1_body(&with_type),
+        ),
         ("no notificationType", key().v1_body(&no_type)),
         ("notificationType not an integer", key().v1_body(&text_type)),
         ("empty object", key().v1_body(&json!({}))),
@@ -1306,7 +1321,10 @@ async fn repeated_keys_in_signed_json_are_refused() {
     let mut in_receipt = n.clone();
     in_receipt["latestReceiptInfo"] = json!(dup_receipt);
     let mut in_expired = n.clone();
-    in_expired.as_object_mut().unwrap().remove("latestReceiptInfo");
+    in_expired
+        .as_object_mut()
+        .unwrap()
+        .remove("latestReceiptInfo");
     in_expired["latestExpiredReceiptInfo"] = json!(dup_receipt);
     let mut in_expired_too = n.clone();
     in_expired_too["latestExpiredReceiptInfo"] = json!(dup_receipt);
@@ -1340,7 +1358,10 @@ async fn repeated_keys_in_signed_json_are_refused() {
             (400, "malformed_notification"),
             "{what}"
         );
-        assert!(message.contains("duplicate object key"), "{what}: {message}");
+        assert!(
+            message.contains("duplicate object key"),
+            "{what}: {message}"
+        );
     }
     // the unsigned outer body is read strictly too
     let body = String::from_utf8(key().v2_body(&n, SignAs::Pkcs1, NOW)).unwrap();

@@ -206,9 +206,7 @@ pub fn subscription(
     let occurred_at = if from_api {
         received_at
     } else {
-        signed_time(ntype, n, r)
-            .and_then(ts)
-            .unwrap_or(received_at)
+        signed_time(ntype, n, r).and_then(ts).unwrap_or(received_at)
     };
     let snapshot_at = occurred_at;
 
