@@ -1125,6 +1125,21 @@ async fn the_unsigned_notify_time_never_becomes_occurred_at_nor_changes_the_even
 }
 
 #[tokio::test]
+async fn a_renewal_received_after_its_period_is_timed_by_its_receipt_and_judged_at_reception() {
+    // GIVEN a RENEWAL_RECURRING for the period T0..T0+30d, received at T0+40d
+    let late = receipt("pro.monthly", T0, T0 + 30 * DAY);
+    let n = status_update(7, Some(&late));
+    let e = one(&endpoint(), &key().v2_body(&n, SignAs::Pkcs1, YEAR_2100)).await;
+    // THEN it happened at its signed purchaseTime, and at reception it has expired
+    assert_eq!(e.occurred_at.millis(), T0);
+    assert_eq!(
+        e.subscription.as_ref().unwrap().status,
+        SubscriptionStatus::Expired
+    );
+    assert!(!e.entitlement.active);
+}
+
+#[tokio::test]
 async fn a_forged_late_order_cannot_outlive_the_genuine_refund() {
     use crate::state::{MemoryState, StateStore};
     let (fake, h, _) = with_api(SignAs::Pkcs1).await;

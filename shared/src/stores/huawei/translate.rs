@@ -208,7 +208,9 @@ pub fn subscription(
     } else {
         signed_time(ntype, n, r).and_then(ts).unwrap_or(received_at)
     };
-    let snapshot_at = occurred_at;
+    // Expiry is judged when storehook learns the state (a renewal processed
+    // after its period ended is expired, whatever its signed time).
+    let snapshot_at = received_at;
 
     let product_id = r
         .and_then(|r| non_empty(r.product_id.as_ref()))
