@@ -179,7 +179,9 @@ pub enum HuaweiError {
     /// The signature failed.
     #[error("statusUpdateNotification: {0}")]
     Verify(VerifyError),
-    /// Authentic, but the signed content is not a JSON object.
+    /// Authentic, but the signed content is not a notification (not a JSON
+    /// object, no integer `notificationType`, a receipt's own fields) or it, or
+    /// a receipt inside it, repeats a key.
     #[error("malformed statusUpdateNotification: {0}")]
     MalformedNotification(String),
     /// For an app this endpoint does not serve.
