@@ -8,7 +8,16 @@
 //! only accepted when the API credentials are configured, after the order API
 //! confirmed them with a receipt signed by the IAP key. Without credentials
 //! they are answered 503 `order_verification_unavailable` (Huawei resends, and
-//! the 5xx alarm tells the operator to configure the credentials).
+//! the 5xx alarm tells the operator to configure the credentials). An ORDER
+//! notification is only a trigger: its event type, time and id come from the
+//! confirmed receipt, never from its own (unsigned) `notificationType`.
+//!
+//! Only authenticated data decides: the outer body (v2 `notifyTime`,
+//! `applicationId`, `eventType`) is not signed, so `notifyTime` is kept only
+//! in `raw`; `occurred_at` comes from signed or API-confirmed times, else
+//! `received_at` (see `translate`). Signed content must be a notification
+//! (an integer `notificationType`, no receipt fields), and every piece of
+//! signed JSON is read strictly (a repeated key refuses it).
 //!
 //! Answers: 200 `{"errorCode":"0","errorMsg":"success"}` once queued; 400
 //! malformed; 401 bad or missing signature, unknown algorithm; 403 another app
@@ -170,7 +179,9 @@ pub enum HuaweiError {
     /// The signature failed.
     #[error("statusUpdateNotification: {0}")]
     Verify(VerifyError),
-    /// Authentic, but the signed content is not a JSON object.
+    /// Authentic, but the signed content is not a notification (not a JSON
+    /// object, no integer `notificationType`, a receipt's own fields) or it, or
+    /// a receipt inside it, repeats a key.
     #[error("malformed statusUpdateNotification: {0}")]
     MalformedNotification(String),
     /// For an app this endpoint does not serve.
@@ -265,7 +276,8 @@ pub enum ReceiptSource {
 pub struct VerifiedSubscription {
     /// Body format.
     pub version: BodyVersion,
-    /// v2 `notifyTime`.
+    /// v2 `notifyTime`: not covered by the signature, so information only
+    /// (`raw`); it never becomes `occurred_at`, an id or an order.
     pub notify_time: Option<i64>,
     /// The signed `statusUpdateNotification` exactly as received (the event id derives from it).
     pub signed: Opaque,
@@ -290,7 +302,7 @@ pub struct VerifiedSubscription {
 /// A v2 ORDER notification as received (not authenticated yet).
 #[derive(Debug, Clone)]
 pub struct OrderNotice {
-    /// v2 `notifyTime`.
+    /// v2 `notifyTime` (unsigned: information only, in `raw`).
     pub notify_time: Option<i64>,
     /// v2 `applicationId` (unsigned).
     pub application_id: Option<String>,
@@ -353,7 +365,7 @@ impl Huawei {
     /// signature, app and environment of a subscription notification; the
     /// shape and app id of an ORDER notification.
     pub fn verify(&self, body: &[u8]) -> Result<Notice, HuaweiError> {
-        let body: NotificationBody = serde_json::from_slice(body).map_err(|e| {
+        let body: NotificationBody = crate::json::from_slice(body).map_err(|e| {
             HuaweiError::MalformedBody(format!(
                 "expected a Huawei notification JSON object: {}",
                 describe_json_error(&e)
@@ -485,9 +497,10 @@ impl Huawei {
         }
         let algorithm = verify_signature(&self.config.public_keys, algorithm, &signed, signature)
             .map_err(HuaweiError::Verify)?;
-        let notification: StatusUpdateNotification = match serde_json::from_str::<Value>(&signed) {
-            Ok(v @ Value::Object(_)) => serde_json::from_value(v)
-                .map_err(|e| HuaweiError::MalformedNotification(describe_json_error(&e)))?,
+        // One strict reading of the signed bytes: a repeated key is refused,
+        // so what was verified is what is translated.
+        let object = match crate::json::from_str::<Value>(&signed) {
+            Ok(Value::Object(o)) => o,
             Ok(_) => {
                 return Err(HuaweiError::MalformedNotification(
                     "not a JSON object".into(),
@@ -495,10 +508,26 @@ impl Huawei {
             }
             Err(e) => return Err(HuaweiError::MalformedNotification(describe_json_error(&e))),
         };
+        check_is_notification(&object)?;
+        let notification: StatusUpdateNotification = serde_json::from_value(Value::Object(object))
+            .map_err(|e| HuaweiError::MalformedNotification(describe_json_error(&e)))?;
 
         // The receipt strings are part of the signed statusUpdateNotification, so
         // its signature already authenticates them byte for byte; their own
-        // signatures add nothing and are not checked again.
+        // signatures add nothing and are not checked again. Both are signed
+        // JSON: a repeated key in either refuses the notification (a receipt
+        // that is not JSON at all is kept as an error, below).
+        for (what, text) in [
+            ("latestReceiptInfo", &notification.latest_receipt_info),
+            (
+                "latestExpiredReceiptInfo",
+                &notification.latest_expired_receipt_info,
+            ),
+        ] {
+            if let Some(text) = text.as_ref().filter(|t| !t.is_empty()) {
+                refuse_ambiguous_json(what, text.expose())?;
+            }
+        }
         let (receipt, receipt_error) = match notification
             .latest_receipt_info
             .as_ref()
@@ -512,7 +541,7 @@ impl Huawei {
                     .map(|r| ("latestExpiredReceiptInfo", r))
             }) {
             None => (None, None),
-            Some((what, text)) => match serde_json::from_str::<InAppPurchaseData>(text.expose()) {
+            Some((what, text)) => match crate::json::from_str::<InAppPurchaseData>(text.expose()) {
                 Ok(r) => (Some(r), None),
                 Err(e) => (
                     None,
@@ -623,13 +652,30 @@ impl Huawei {
         {
             return Err(ApiError::Mismatch("productId differs".into()).into());
         }
+        if let Some(got) = receipt.purchase_token.as_ref()
+            && !got.is_empty()
+            && got.expose() != token.expose()
+        {
+            return Err(ApiError::Mismatch("purchaseToken differs".into()).into());
+        }
         self.check_api_app(receipt.application_id.as_deref())?;
+        // The receipt's app (signed), else the only configured one; the
+        // notification's own (unsigned, but already checked to be configured)
+        // only when neither says.
         let app_id = receipt
             .application_id
             .clone()
-            .or_else(|| notice.application_id.clone())
             .or_else(|| self.single_app())
+            .or_else(|| notice.application_id.clone())
             .unwrap_or_default();
+        let confirmed = translate::OrderState::of(&receipt);
+        if n.notification_type != confirmed.notification_type() {
+            tracing::warn!(
+                notified = ?n.notification_type,
+                purchase_state = ?receipt.purchase_state,
+                "ORDER notificationType disagrees with the order API's receipt; the receipt decides"
+            );
+        }
         let environment = if receipt.purchase_type == Some(0) {
             Environment::Sandbox
         } else {
@@ -672,7 +718,7 @@ impl Huawei {
             &s.signature,
         )
         .map_err(|e| ApiError::InvalidSignature(e.to_string()))?;
-        let json: Value = serde_json::from_str(s.data.expose())
+        let json: Value = crate::json::from_str(s.data.expose())
             .map_err(|e| ApiError::Malformed(format!("receipt: {}", describe_json_error(&e))))?;
         let receipt: InAppPurchaseData = serde_json::from_value(json.clone())
             .map_err(|e| ApiError::Malformed(format!("receipt: {}", describe_json_error(&e))))?;
@@ -729,6 +775,55 @@ impl Huawei {
                 )
             }),
         }
+    }
+}
+
+/// Fields of an `InAppPurchaseData` (receipt / client-side purchase data) that
+/// a `statusUpdateNotification` never has at its top level (specs/huawei.md §4, §6).
+const RECEIPT_ONLY_FIELDS: [&str; 4] = [
+    "purchaseState",
+    "purchaseTime",
+    "purchaseTimeMillis",
+    "kind",
+];
+
+/// The IAP key signs more than notifications (client-side purchase data,
+/// receipts): signed content is only a notification when it has an integer
+/// `notificationType` and none of a receipt's own fields. Anything else posted
+/// as `statusUpdateNotification` is refused (400 `malformed_notification`).
+fn check_is_notification(o: &serde_json::Map<String, Value>) -> Result<(), HuaweiError> {
+    let has_type = match o.get("notificationType") {
+        Some(Value::Number(n)) => n.as_i64().is_some(),
+        Some(Value::String(s)) => s.trim().parse::<i64>().is_ok(),
+        _ => false,
+    };
+    if !has_type {
+        return Err(HuaweiError::MalformedNotification(
+            "the signed content is not a notification: it has no integer notificationType \
+             (a receipt or purchase data posted as a notification is refused)"
+                .into(),
+        ));
+    }
+    if let Some(field) = RECEIPT_ONLY_FIELDS.iter().find(|f| o.contains_key(**f)) {
+        return Err(HuaweiError::MalformedNotification(format!(
+            "the signed content is not a notification: it has the receipt field {field} \
+             (a receipt or purchase data posted as a notification is refused)"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses signed JSON that would read differently strictly and leniently (a
+/// repeated key, or nesting beyond the strict limit). Text that is not JSON at
+/// all is left to the caller.
+fn refuse_ambiguous_json(what: &str, text: &str) -> Result<(), HuaweiError> {
+    match crate::json::check_unique_keys(text.as_bytes()) {
+        Ok(()) => Ok(()),
+        Err(_) if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() => Ok(()),
+        Err(e) => Err(HuaweiError::MalformedNotification(format!(
+            "{what}: {}",
+            describe_json_error(&e)
+        ))),
     }
 }
 

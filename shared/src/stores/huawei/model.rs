@@ -405,6 +405,11 @@ pub(crate) struct TokenAnswer {
 /// may contain a purchase token): category and position only.
 pub fn describe_json_error(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
+    // Our own strict reading's refusal names the key (at most 40 characters), never a value.
+    let text = e.to_string();
+    if text.starts_with("duplicate object key") || text.starts_with("JSON nested too deeply") {
+        return text;
+    }
     let what = match e.classify() {
         Category::Io => "I/O error",
         Category::Syntax => "syntax error",

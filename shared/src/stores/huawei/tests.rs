@@ -131,7 +131,13 @@ async fn every_notification_type_translates_in_both_versions_and_algorithms() {
             assert_eq!(e.app_id, APP_ID, "{ctx}");
             assert_eq!(e.environment, Environment::Production, "{ctx}");
             assert_eq!(e.received_at.millis(), NOW);
-            let occurred = if how.is_some() { NOW - 1000 } else { NOW };
+            // occurred_at: the signed time (a purchase or renewal: the receipt's
+            // purchaseTime), else the reception; never the unsigned notifyTime
+            let occurred = if matches!(ntype, 0 | 2 | 3 | 7) {
+                PERIOD_START
+            } else {
+                NOW
+            };
             assert_eq!(e.occurred_at.millis(), occurred, "{ctx}");
             let s = e.subscription.as_ref().unwrap_or_else(|| panic!("{ctx}"));
             assert_eq!(s.store_subscription_id, SUBSCRIPTION_ID);
@@ -993,7 +999,11 @@ async fn order_notifications_are_confirmed_with_the_order_api() {
     let t = e.transaction.as_ref().unwrap();
     assert_eq!(t.id, format!("order-{}", NOW - 60_000));
     assert_eq!(t.price.as_ref().unwrap().amount_micros, 1_990_000);
-    assert_eq!(e.occurred_at.millis(), NOW);
+    assert_eq!(
+        e.occurred_at.millis(),
+        NOW - 60_000,
+        "the receipt's purchaseTime"
+    );
     assert_eq!(fake.bodies()[0]["productId"], "coins.100");
     assert_eq!(fake.bodies()[0]["purchaseToken"], PURCHASE_TOKEN);
 
@@ -1016,10 +1026,14 @@ async fn order_notifications_are_confirmed_with_the_order_api() {
     assert_eq!(bought.group_key(), refund.group_key());
     assert_ne!(bought.id, refund.id);
 
-    // an order type storehook does not know is kept
+    // an order type storehook does not know: the confirmed receipt still decides
     let e = one(&h, &v2_order_body(7, PURCHASE_TOKEN, "premium", NOW)).await;
-    assert_eq!(e.kind, EventType::StoreNotification);
-    assert_eq!(e.store_notification.subtype.as_deref(), Some("7"));
+    assert_eq!(e.kind, EventType::OneTimePurchaseRefunded);
+    assert_eq!(
+        e.store_notification.subtype.as_deref(),
+        Some("REFUND_SUCCESS")
+    );
+    assert_eq!(e.id, refund.id);
 
     // the same notification resent: the same id
     let again = one(&h, &v2_order_body(2, PURCHASE_TOKEN, "premium", NOW + 5000)).await;
@@ -1047,6 +1061,348 @@ async fn order_notifications_are_confirmed_with_the_order_api() {
         rejected(&h, &v2_order_body(1, PURCHASE_TOKEN, "coins.100", NOW)).await,
         (503, "store_api_invalid_signature")
     );
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}
+
+// ------------------------------------------- only authenticated data decides
+
+/// 2100-01-01T00:00:00Z: the `notifyTime` of a forged copy.
+const YEAR_2100: i64 = 4_102_444_800_000;
+
+/// A legacy body around an already built signed text, validly signed.
+fn v1_signed(text: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "statusUpdateNotification": text,
+        "notifycationSignature": key().sign(SignAs::Pkcs1, text),
+    }))
+    .unwrap()
+}
+
+/// Through `Ingest`: (status, code, message); nothing may be queued.
+async fn refused_by_ingest(h: Huawei, body: Vec<u8>) -> (u16, String, String) {
+    let (ingest, queue) = ingest_for(h);
+    let resp = ingest.handle(post(body)).await;
+    assert!(queue.sent().is_empty(), "nothing is queued on a refusal");
+    let v: Value = serde_json::from_str(&resp.body).unwrap();
+    (
+        resp.status,
+        v["error"]["code"].as_str().unwrap().to_owned(),
+        v["error"]["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_unsigned_notify_time_never_becomes_occurred_at_nor_changes_the_event() {
+    let h = endpoint();
+    for ntype in [0, 1, 5, 7] {
+        // GIVEN one signed notification, posted with honest, future and past notifyTimes
+        let r = renewal_receipt();
+        let n = status_update(ntype, (ntype != 1).then_some(&r));
+        let honest = one(&h, &key().v2_body(&n, SignAs::Pkcs1, NOW - 1000)).await;
+        for forged in [YEAR_2100, 0] {
+            let e = one(&h, &key().v2_body(&n, SignAs::Pkcs1, forged)).await;
+            // THEN nothing but raw could differ: same id, time, snapshot, entitlement
+            assert_eq!(e.id, honest.id, "type {ntype}");
+            assert_eq!(e.occurred_at, honest.occurred_at, "type {ntype}");
+            assert_eq!(e.subscription, honest.subscription, "type {ntype}");
+            assert_eq!(e.entitlement, honest.entitlement, "type {ntype}");
+        }
+        assert!(honest.occurred_at.millis() <= NOW, "type {ntype}");
+    }
+    // a CANCEL's signed cancellationDate is its time, whatever notifyTime says
+    let mut cancel = status_update(1, None);
+    cancel["cancellationDate"] = json!(NOW - 5000);
+    let e = one(&h, &key().v2_body(&cancel, SignAs::Pkcs1, YEAR_2100)).await;
+    assert_eq!(e.occurred_at.millis(), NOW - 5000);
+
+    // with the subscription API, the snapshot is the state when storehook asked
+    let (fake, h, _) = with_api(SignAs::Pkcs1).await;
+    fake.set_subscription(renewal_receipt());
+    let n = status_update(5, Some(&renewal_receipt()));
+    let e = one(&h, &key().v2_body(&n, SignAs::Pkcs1, YEAR_2100)).await;
+    assert_eq!(e.occurred_at.millis(), NOW);
+    assert!(e.entitlement.active);
+}
+
+#[tokio::test]
+async fn a_renewal_received_after_its_period_is_timed_by_its_receipt_and_judged_at_reception() {
+    // GIVEN a RENEWAL_RECURRING for the period T0..T0+30d, received at T0+40d
+    let late = receipt("pro.monthly", T0, T0 + 30 * DAY);
+    let n = status_update(7, Some(&late));
+    let e = one(&endpoint(), &key().v2_body(&n, SignAs::Pkcs1, YEAR_2100)).await;
+    // THEN it happened at its signed purchaseTime, and at reception it has expired
+    assert_eq!(e.occurred_at.millis(), T0);
+    assert_eq!(
+        e.subscription.as_ref().unwrap().status,
+        SubscriptionStatus::Expired
+    );
+    assert!(!e.entitlement.active);
+}
+
+#[tokio::test]
+async fn a_forged_late_order_cannot_outlive_the_genuine_refund() {
+    use crate::state::{MemoryState, StateStore};
+    let (fake, h, _) = with_api(SignAs::Pkcs1).await;
+    let state = MemoryState::new();
+    // GIVEN a bought non-consumable whose owner posts an (unsigned) ORDER dated 2100
+    fake.set_order(order_receipt("premium", 1, NOW - DAY, 0));
+    let forged = one(&h, &v2_order_body(1, PURCHASE_TOKEN, "premium", YEAR_2100)).await;
+    assert_eq!(
+        forged.occurred_at.millis(),
+        NOW - DAY,
+        "the receipt's purchaseTime"
+    );
+    let r1 = state.apply(forged).await.unwrap();
+    assert!(r1.event.entitlement.active);
+    // WHEN Huawei's own refund notification arrives afterwards
+    let mut refunded = order_receipt("premium", 1, NOW - DAY, 2);
+    refunded["cancelTime"] = json!(NOW - 1000);
+    fake.set_order(refunded);
+    let genuine = one(&h, &v2_order_body(2, PURCHASE_TOKEN, "premium", NOW)).await;
+    let r2 = state.apply(genuine).await.unwrap();
+    // THEN it is applied in order, ends the entitlement and revokes access
+    assert!(r2.first_time);
+    assert_eq!(r2.event.kind, EventType::OneTimePurchaseRefunded);
+    assert_eq!(r2.event.details.out_of_order, None);
+    assert_eq!(
+        r2.event.occurred_at.millis(),
+        NOW - 1000,
+        "the receipt's cancelTime"
+    );
+    assert!(!r2.event.entitlement.active);
+    assert_eq!(r2.derived.len(), 1);
+    assert_eq!(r2.derived[0].kind, EventType::AccessRevoked);
+    // AND another forged purchase ORDER afterwards is the confirmed refund again
+    let again = one(&h, &v2_order_body(1, PURCHASE_TOKEN, "premium", YEAR_2100)).await;
+    assert_eq!(again.kind, EventType::OneTimePurchaseRefunded);
+    let r3 = state.apply(again).await.unwrap();
+    assert!(!r3.first_time);
+    let g = state.group(&r2.event.group_key()).await.unwrap().unwrap();
+    assert!(!g.entitlement.active);
+}
+
+#[tokio::test]
+async fn an_order_notifications_type_comes_from_the_confirmed_receipt() {
+    let (fake, h, _) = with_api(SignAs::Pss).await;
+    // GIVEN a refunded non-consumable, an ORDER claiming a payment yields the refund
+    let mut refunded = order_receipt("premium", 1, NOW - DAY, 2);
+    refunded["cancelTime"] = json!(NOW - 1000);
+    fake.set_order(refunded);
+    let e = one(&h, &v2_order_body(1, PURCHASE_TOKEN, "premium", NOW)).await;
+    assert_eq!(e.kind, EventType::OneTimePurchaseRefunded);
+    assert_eq!(
+        e.store_notification.subtype.as_deref(),
+        Some("REFUND_SUCCESS")
+    );
+    assert!(!e.entitlement.active);
+    assert!(e.details.refund.is_some());
+    // a receipt canceled (purchaseState 1) is a refund too
+    fake.set_order(order_receipt("premium", 1, NOW - DAY, 1));
+    let e = one(&h, &v2_order_body(1, PURCHASE_TOKEN, "premium", NOW)).await;
+    assert_eq!(e.kind, EventType::OneTimePurchaseRefunded);
+    assert!(!e.entitlement.active);
+    // and vice versa: a paid one, an ORDER claiming a refund yields the purchase
+    fake.set_order(order_receipt("premium", 1, NOW - DAY, 0));
+    let e = one(&h, &v2_order_body(2, PURCHASE_TOKEN, "premium", NOW)).await;
+    assert_eq!(e.kind, EventType::OneTimePurchase);
+    assert_eq!(
+        e.store_notification.subtype.as_deref(),
+        Some("PAYMENT_SUCCESS")
+    );
+    assert!(e.entitlement.active);
+    assert!(e.details.refund.is_none());
+    // a receipt not paid (purchaseState -1) can neither grant nor revoke
+    fake.set_order(order_receipt("premium", 1, NOW - DAY, -1));
+    let e = one(&h, &v2_order_body(1, PURCHASE_TOKEN, "premium", NOW)).await;
+    assert_eq!(e.kind, EventType::StoreNotification);
+    assert_eq!(
+        e.store_notification.subtype.as_deref(),
+        Some("PURCHASE_STATE_-1")
+    );
+    assert!(!e.entitlement.active);
+    assert!(e.transaction.is_none());
+    assert_eq!(e.occurred_at.millis(), NOW);
+    // the receipt must be for the notified token
+    let mut other = order_receipt("premium", 1, NOW - DAY, 0);
+    other["purchaseToken"] = json!("another-token");
+    fake.set_order(other);
+    assert_eq!(
+        rejected(&h, &v2_order_body(1, PURCHASE_TOKEN, "premium", NOW)).await,
+        (503, "store_api_mismatch")
+    );
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}
+
+#[tokio::test]
+async fn order_event_ids_come_from_confirmed_fields_only() {
+    use crate::state::{MemoryState, StateStore};
+    let (fake, h, _) = with_api(SignAs::Pkcs1).await;
+    let state = MemoryState::new();
+    fake.set_order(order_receipt("premium", 1, NOW - DAY, 0));
+    // GIVEN an attacker's early copy (notifyTime 2100, another notificationType)
+    let early = one(&h, &v2_order_body(2, PURCHASE_TOKEN, "premium", YEAR_2100)).await;
+    // AND Huawei's own notification of the same purchase
+    let genuine = one(&h, &v2_order_body(1, PURCHASE_TOKEN, "premium", NOW)).await;
+    // THEN identical authenticated content has one id and one content
+    assert_eq!(early.id, genuine.id);
+    assert_eq!(early.store_notification, genuine.store_notification);
+    assert_eq!(early.kind, genuine.kind);
+    assert_eq!(early.occurred_at, genuine.occurred_at);
+    assert_eq!(early.entitlement, genuine.entitlement);
+    assert_eq!(early.transaction, genuine.transaction);
+    // so the early copy taking the id first delivers exactly the genuine facts
+    let first = state.apply(early).await.unwrap();
+    let dup = state.apply(genuine.clone()).await.unwrap();
+    assert!(first.first_time && !dup.first_time);
+    assert_eq!(dup.event.kind, genuine.kind);
+    assert_eq!(dup.event.occurred_at, genuine.occurred_at);
+    assert_eq!(dup.event.entitlement, genuine.entitlement);
+    // AND the genuine refund later is another id: never a duplicate of the copy
+    fake.set_order(order_receipt("premium", 1, NOW - DAY, 2));
+    let refund = one(&h, &v2_order_body(2, PURCHASE_TOKEN, "premium", NOW)).await;
+    assert_ne!(refund.id, genuine.id);
+    let r = state.apply(refund).await.unwrap();
+    assert!(r.first_time);
+    assert!(!r.event.entitlement.active);
+    // another purchase (another orderId) of the same product: another id
+    let mut rebought = order_receipt("premium", 1, NOW, 0);
+    rebought["orderId"] = json!("order-second");
+    fake.set_order(rebought);
+    let second = one(&h, &v2_order_body(1, PURCHASE_TOKEN, "premium", NOW)).await;
+    assert_ne!(second.id, genuine.id);
+}
+
+#[tokio::test]
+async fn signed_content_that_is_not_a_notification_is_refused() {
+    let (fake, h_api, _) = with_api(SignAs::Pkcs1).await;
+    fake.set_subscription(renewal_receipt());
+    // GIVEN the app's client-side purchase data, signed by the same IAP key
+    let purchase_data = renewal_receipt();
+    let mut with_type = purchase_data.clone();
+    with_type["notificationType"] = json!(7);
+    let mut no_type = status_update(7, Some(&renewal_receipt()));
+    no_type.as_object_mut().unwrap().remove("notificationType");
+    let mut text_type = status_update(7, Some(&renewal_receipt()));
+    text_type["notificationType"] = json!("RENEWAL_RECURRING");
+    let cases = [
+        ("purchase data, v1", key().v1_body(&purchase_data)),
+        (
+            "purchase data, v2 dated 2100",
+            key().v2_body(&purchase_data, SignAs::Pkcs1, YEAR_2100),
+        ),
+        (
+            "purchase data + notificationType",
+            key().v1_body(&with_type),
+        ),
+        ("no notificationType", key().v1_body(&no_type)),
+        ("notificationType not an integer", key().v1_body(&text_type)),
+        ("empty object", key().v1_body(&json!({}))),
+    ];
+    for (what, body) in cases {
+        for (api, h) in [
+            (false, endpoint()),
+            (true, Huawei::new(h_api.config().clone(), clock()).unwrap()),
+        ] {
+            // WHEN it is posted as a notification
+            let (status, code, message) = refused_by_ingest(h, body.clone()).await;
+            // THEN it is refused, and nothing was asked from Huawei
+            assert_eq!(
+                (status, code.as_str()),
+                (400, "malformed_notification"),
+                "{what} api={api}"
+            );
+            assert!(message.contains("not a notification"), "{what}: {message}");
+            assert!(!message.contains(PURCHASE_TOKEN));
+        }
+    }
+    assert_eq!(fake.api_calls(), 0);
+    // the genuine notification (numeric string type included) is accepted
+    let mut numeric_text = status_update(7, Some(&renewal_receipt()));
+    numeric_text["notificationType"] = json!("7");
+    let e = one(&endpoint(), &key().v1_body(&numeric_text)).await;
+    assert_eq!(e.kind, EventType::SubscriptionRenewed);
+}
+
+#[tokio::test]
+async fn repeated_keys_in_signed_json_are_refused() {
+    let n = status_update(7, Some(&renewal_receipt()));
+    let text = n.to_string();
+    // control: the same bytes without a repeated key are accepted
+    let e = one(&endpoint(), &v1_signed(&text)).await;
+    assert_eq!(e.product.as_ref().unwrap().id, "pro.monthly");
+
+    let receipt_text = renewal_receipt().to_string();
+    let dup_receipt = receipt_text.replacen('{', r#"{"productId":"pro.yearly","#, 1);
+    let mut in_receipt = n.clone();
+    in_receipt["latestReceiptInfo"] = json!(dup_receipt);
+    let mut in_expired = n.clone();
+    in_expired
+        .as_object_mut()
+        .unwrap()
+        .remove("latestReceiptInfo");
+    in_expired["latestExpiredReceiptInfo"] = json!(dup_receipt);
+    let mut in_expired_too = n.clone();
+    in_expired_too["latestExpiredReceiptInfo"] = json!(dup_receipt);
+    let nested = renewal_receipt()
+        .to_string()
+        .replacen('{', r#"{"appInfo":{"a":1,"a":2},"#, 1);
+    let mut in_nested = n.clone();
+    in_nested["latestReceiptInfo"] = json!(nested);
+    let cases = [
+        (
+            "two productId keys",
+            text.replacen('{', r#"{"productId":"pro.yearly","#, 1),
+        ),
+        (
+            "an escaped twin key",
+            text.replacen('{', r#"{"product\u0049d":"pro.yearly","#, 1),
+        ),
+        ("inside latestReceiptInfo", in_receipt.to_string()),
+        ("inside latestExpiredReceiptInfo", in_expired.to_string()),
+        (
+            "inside the unused latestExpiredReceiptInfo",
+            in_expired_too.to_string(),
+        ),
+        ("nested inside the receipt", in_nested.to_string()),
+    ];
+    for (what, signed) in cases {
+        // GIVEN validly signed content with a repeated key: only the repeat can refuse it
+        let (status, code, message) = refused_by_ingest(endpoint(), v1_signed(&signed)).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "malformed_notification"),
+            "{what}"
+        );
+        assert!(
+            message.contains("duplicate object key"),
+            "{what}: {message}"
+        );
+    }
+    // the unsigned outer body is read strictly too
+    let body = String::from_utf8(key().v2_body(&n, SignAs::Pkcs1, NOW)).unwrap();
+    let dup_outer = body.replacen('{', r#"{"notifyTime":1,"#, 1);
+    let (status, code, _) = refused_by_ingest(endpoint(), dup_outer.into_bytes()).await;
+    assert_eq!((status, code.as_str()), (400, "malformed_body"));
+
+    // an API receipt with a repeated key, validly signed: refused (Huawei resends)
+    let (fake, h, _) = with_api(SignAs::Pkcs1).await;
+    let data = renewal_receipt()
+        .to_string()
+        .replacen('{', r#"{"subIsvalid":false,"#, 1);
+    fake.push(FakeReply::Json(json!({
+        "responseCode": "0",
+        "responseMessage": "success",
+        "inappPurchaseData": data,
+        "dataSignature": key().sign(SignAs::Pkcs1, &data),
+        "signatureAlgorithm": "SHA256WithRSA",
+    })));
+    assert_eq!(
+        rejected(&h, &v1_signed(&text)).await,
+        (503, "store_api_malformed")
+    );
+    // control: the same answer without the repeat is the snapshot
+    fake.set_subscription(renewal_receipt());
+    assert!(one(&h, &v1_signed(&text)).await.entitlement.active);
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
 }
 

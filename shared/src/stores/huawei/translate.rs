@@ -58,12 +58,83 @@ pub fn event_type(n: Option<i64>) -> EventType {
     }
 }
 
-/// The event type of an ORDER `notificationType`.
+/// The state of a one-time purchase as the order API's signed receipt gives
+/// it (`purchaseState`): what an ORDER notification means. The notification's
+/// own `notificationType` is unsigned and never decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderState {
+    /// `purchaseState` 0.
+    Purchased,
+    /// `purchaseState` 1 (canceled) or 2 (refunded): access ends.
+    Refunded,
+    /// `-1` (initialized, not paid), another value, or none.
+    Other(Option<i64>),
+}
+
+impl OrderState {
+    /// From the confirmed receipt.
+    pub fn of(r: &InAppPurchaseData) -> Self {
+        match r.purchase_state {
+            Some(0) => Self::Purchased,
+            Some(1 | 2) => Self::Refunded,
+            other => Self::Other(other),
+        }
+    }
+
+    /// The event type (events.md: ORDER payment success / refund).
+    pub fn event_type(self) -> EventType {
+        match self {
+            Self::Purchased => EventType::OneTimePurchase,
+            Self::Refunded => EventType::OneTimePurchaseRefunded,
+            Self::Other(_) => EventType::StoreNotification,
+        }
+    }
+
+    /// The ORDER `notificationType` this state corresponds to (1 payment, 2 refund).
+    pub fn notification_type(self) -> Option<i64> {
+        match self {
+            Self::Purchased => Some(1),
+            Self::Refunded => Some(2),
+            Self::Other(_) => None,
+        }
+    }
+
+    /// `store_notification.subtype`, and part of the event id.
+    pub fn name(self) -> String {
+        match self {
+            Self::Purchased => "PAYMENT_SUCCESS".to_owned(),
+            Self::Refunded => "REFUND_SUCCESS".to_owned(),
+            Self::Other(Some(n)) => format!("PURCHASE_STATE_{n}"),
+            Self::Other(None) => "UNKNOWN".to_owned(),
+        }
+    }
+}
+
+/// The event type of an ORDER `notificationType` as Huawei documents it. Not
+/// used to translate (the confirmed receipt decides, see [`OrderState`]).
 pub fn order_event_type(n: Option<i64>) -> EventType {
     match n {
         Some(1) => EventType::OneTimePurchase,
         Some(2) => EventType::OneTimePurchaseRefunded,
         _ => EventType::StoreNotification,
+    }
+}
+
+/// The event time a subscription notification's signed content gives, by
+/// type: CANCEL its `cancellationDate` (else the receipt's cancel time); a
+/// purchase or renewal its receipt's `purchaseTime` (the period's start).
+/// Other types carry no signed time of their own.
+pub fn signed_time(
+    ntype: Option<i64>,
+    n: &StatusUpdateNotification,
+    r: Option<&InAppPurchaseData>,
+) -> Option<i64> {
+    match ntype {
+        Some(1) => n
+            .cancellation_date
+            .or_else(|| r.and_then(|r| r.cancel_time.or(r.cancellation_time))),
+        Some(0 | 2 | 3 | 7) => r.and_then(InAppPurchaseData::purchased_at_ms),
+        _ => None,
     }
 }
 
@@ -129,13 +200,17 @@ pub fn subscription(
     let from_api = v.receipt_source == Some(ReceiptSource::StoreApi);
 
     let received_at = now_or(received_at_ms);
-    let occurred_at = v.notify_time.and_then(ts).unwrap_or(received_at);
-    // The API answer is the state when storehook asked, i.e. at reception.
-    let snapshot_at = if from_api {
-        received_at.max(occurred_at)
+    // Only authenticated data orders (the outer notifyTime is not signed): the
+    // API's answer is the state when storehook asked, i.e. at reception; the
+    // notification's own receipt is as old as its signed time, if it has one.
+    let occurred_at = if from_api {
+        received_at
     } else {
-        occurred_at
+        signed_time(ntype, n, r).and_then(ts).unwrap_or(received_at)
     };
+    // Expiry is judged when storehook learns the state (a renewal processed
+    // after its period ended is expired, whatever its signed time).
+    let snapshot_at = received_at;
 
     let product_id = r
         .and_then(|r| non_empty(r.product_id.as_ref()))
@@ -416,29 +491,36 @@ fn refund_reason(cancel_reason: Option<i64>, default: &str) -> String {
     .to_owned()
 }
 
-/// Translates an ORDER notification confirmed by the order API.
+/// Translates an ORDER notification confirmed by the order API. Everything
+/// that decides (type, time, entitlement, id) comes from the API's signed
+/// receipt; the notification only said which purchase to ask about.
 pub fn order(v: &VerifiedOrder, config: &HuaweiConfig, received_at_ms: i64) -> Vec<Event> {
     let r = &v.receipt;
     let n = &v.notice.notification;
-    let ntype = n.notification_type;
+    let state = OrderState::of(r);
     let received_at = now_or(received_at_ms);
-    let occurred_at = v.notice.notify_time.and_then(ts).unwrap_or(received_at);
+    let refunded_ms = r.cancel_time.or(r.cancellation_time);
+    let purchase_ms = r.purchased_at_ms();
+    let signed_at = match state {
+        OrderState::Purchased => purchase_ms,
+        OrderState::Refunded => refunded_ms,
+        OrderState::Other(_) => None,
+    };
+    let occurred_at = signed_at.and_then(ts).unwrap_or(received_at);
     let kind = product_kind(r.kind);
     let product_id = non_empty(r.product_id.as_ref()).or_else(|| non_empty(n.product_id.as_ref()));
-    let refunded = ntype == Some(2) || matches!(r.purchase_state, Some(1 | 2));
     let expires_at = r.expiration_date.and_then(ts);
+    // The receipt is the state when storehook asked: entitlement as of then.
     let entitlement = match kind {
         ProductKind::NonConsumable | ProductKind::NonRenewing => Entitlement {
-            active: !refunded && expires_at.is_none_or(|e| e > occurred_at),
+            active: state == OrderState::Purchased && expires_at.is_none_or(|e| e > received_at),
             expires_at,
         },
         _ => Entitlement::none(),
     };
     let price = money(r.price, r.currency.as_ref());
     let mut details = Details::default();
-    if ntype == Some(2) {
-        let refunded_ms = r.cancel_time.or(r.cancellation_time);
-        let purchase_ms = r.purchased_at_ms();
+    if state == OrderState::Refunded {
         let period_days = match (r.expiration_date, purchase_ms) {
             (Some(e), Some(p)) if e > p => Some((e - p + DAY_MS / 2) / DAY_MS),
             _ => None,
@@ -458,32 +540,44 @@ pub fn order(v: &VerifiedOrder, config: &HuaweiConfig, received_at_ms: i64) -> V
                 .is_suspicious(period_days, days_since_purchase),
         );
     }
-    let transaction = non_empty(r.order_id.as_ref())
-        .or_else(|| non_empty(r.pay_order_id.as_ref()))
-        .map(|id| Transaction {
-            id,
-            original_id: None,
-            purchased_at: r.purchased_at_ms().and_then(ts),
-            price,
-        });
-    let token = n
+    // A receipt in no known state can neither grant nor revoke: no transaction,
+    // so it touches no purchase's snapshot.
+    let transaction = match state {
+        OrderState::Other(_) => None,
+        _ => non_empty(r.order_id.as_ref())
+            .or_else(|| non_empty(r.pay_order_id.as_ref()))
+            .map(|id| Transaction {
+                id,
+                original_id: None,
+                purchased_at: purchase_ms.and_then(ts),
+                price,
+            }),
+    };
+    // The token the order API answered for (the receipt's own when it has one).
+    let token = r
         .purchase_token
         .as_ref()
+        .filter(|t| !t.is_empty())
+        .or(n.purchase_token.as_ref())
         .map(|t| t.expose())
         .unwrap_or_default();
-    let ntype_text = ntype.map(|t| t.to_string()).unwrap_or_default();
+    let state_name = state.name();
     let product_text = product_id.clone().unwrap_or_default();
+    let order_text = non_empty(r.order_id.as_ref()).unwrap_or_default();
+    // Confirmed fields only: an unsigned copy with another notifyTime or
+    // notificationType gets the same id as Huawei's own for the same state.
     let parts = [
         Store::HuaweiAppGallery.as_str(),
         "ORDER",
-        ntype_text.as_str(),
+        state_name.as_str(),
         product_text.as_str(),
         token,
+        order_text.as_str(),
     ];
     let event = Event {
         api_version: API_VERSION,
         id: EventId::derive(&parts),
-        kind: order_event_type(ntype),
+        kind: state.event_type(),
         occurred_at,
         received_at,
         sequence: 0,
@@ -502,12 +596,7 @@ pub fn order(v: &VerifiedOrder, config: &HuaweiConfig, received_at_ms: i64) -> V
         details,
         store_notification: StoreNotification {
             kind: "ORDER".to_owned(),
-            subtype: Some(match ntype {
-                Some(1) => "PAYMENT_SUCCESS".to_owned(),
-                Some(2) => "REFUND_SUCCESS".to_owned(),
-                Some(other) => other.to_string(),
-                None => "UNKNOWN".to_owned(),
-            }),
+            subtype: Some(state_name.clone()),
             id: digest_hex(&parts),
         },
         raw: config.include_raw.then(|| v.raw.clone()),

@@ -242,6 +242,10 @@ pub enum PlayStoreError {
     /// Not a Pub/Sub push body.
     #[error("malformed body: {0}")]
     MalformedBody(String),
+    /// `message.data` is JSON that reads two ways (a repeated key): refused,
+    /// never translated with one of its values.
+    #[error("malformed notification: {0}")]
+    MalformedNotification(String),
     /// Authentic, but for a package that is not configured.
     #[error("notification is for another app: {0}")]
     WrongApp(String),
@@ -262,6 +266,7 @@ impl PlayStoreError {
         let (status, code) = match self {
             Self::Auth(e) => (e.status(), e.code()),
             Self::MalformedBody(_) => (400, "malformed_body"),
+            Self::MalformedNotification(_) => (400, "malformed_notification"),
             Self::WrongApp(_) => (403, "wrong_app"),
             Self::Api(_) => (503, "play_api_unavailable"),
             Self::Links(_) => (503, "link_store_unavailable"),
@@ -363,7 +368,7 @@ impl PlayStoreEndpoint {
     /// Parses a Pub/Sub push body and decodes `message.data`. A body that is
     /// not a push is an error; undecodable data is not (it is forwarded).
     pub fn decode(&self, body: &[u8]) -> Result<Push, PlayStoreError> {
-        let body: PushBody = serde_json::from_slice(body).map_err(|e| {
+        let body: PushBody = crate::json::from_slice(body).map_err(|e| {
             PlayStoreError::MalformedBody(format!(
                 "expected a Pub/Sub push {{\"message\": {{\"data\", \"messageId\"}}, \"subscription\"}}: {}",
                 json_error(&e)
@@ -382,7 +387,7 @@ impl PlayStoreEndpoint {
         Ok(Push {
             message_id,
             publish_time_ms,
-            notification: decode_data(message.data.as_deref(), self.config.include_raw),
+            notification: decode_data(message.data.as_deref(), self.config.include_raw)?,
         })
     }
 
@@ -503,28 +508,49 @@ fn json_error(e: &serde_json::Error) -> String {
     }
 }
 
-/// Decodes `message.data` (standard base64, URL-safe accepted) into a notification.
-fn decode_data(data: Option<&str>, keep_json: bool) -> Result<Decoded, String> {
-    let data = data
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .ok_or_else(|| "message.data is missing or empty".to_owned())?;
-    let bytes = B64
-        .decode(data)
-        .or_else(|_| B64URL.decode(data))
-        .map_err(|_| "message.data is not base64".to_owned())?;
-    let notification = serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
-            "message.data is not a DeveloperNotification: {}",
+/// Decodes `message.data` (standard base64, URL-safe accepted) into a
+/// notification. Data that cannot be decoded is the inner error (the push is
+/// forwarded); JSON with a repeated key is refused (the outer error).
+fn decode_data(
+    data: Option<&str>,
+    keep_json: bool,
+) -> Result<Result<Decoded, String>, PlayStoreError> {
+    let Some(data) = data.map(str::trim).filter(|d| !d.is_empty()) else {
+        return Ok(Err("message.data is missing or empty".to_owned()));
+    };
+    let Ok(bytes) = B64.decode(data).or_else(|_| B64URL.decode(data)) else {
+        return Ok(Err("message.data is not base64".to_owned()));
+    };
+    // One strict reading: JSON that reads two ways is refused, not translated
+    // with whichever value a parser keeps.
+    if let Err(e) = crate::json::check_unique_keys(&bytes)
+        && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok()
+    {
+        let text = e.to_string();
+        let why = if text.starts_with("duplicate object key") || text.starts_with("JSON nested") {
+            text
+        } else {
             json_error(&e)
-        )
-    })?;
+        };
+        return Err(PlayStoreError::MalformedNotification(format!(
+            "message.data: {why}"
+        )));
+    }
+    let notification = match crate::json::from_slice(&bytes) {
+        Ok(n) => n,
+        Err(e) => {
+            return Ok(Err(format!(
+                "message.data is not a DeveloperNotification: {}",
+                json_error(&e)
+            )));
+        }
+    };
     let json = if keep_json {
-        serde_json::from_slice(&bytes).ok()
+        crate::json::from_slice(&bytes).ok()
     } else {
         None
     };
-    Ok(Decoded { notification, json })
+    Ok(Ok(Decoded { notification, json }))
 }
 
 #[async_trait]

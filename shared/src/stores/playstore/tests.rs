@@ -1336,6 +1336,66 @@ async fn authentic_pushes_with_undecodable_data_are_forwarded_not_dropped() {
 }
 
 #[tokio::test]
+async fn message_data_with_a_repeated_key_is_refused() {
+    let h = harness().await;
+    let n = test_notification(NOW).to_string();
+    let enc = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let cases = [
+        (
+            "m-dup-1",
+            n.replacen('{', r#"{"packageName":"com.other.app","#, 1),
+        ),
+        (
+            "m-dup-2",
+            n.replacen('{', r#"{"testNotification":{"version":"1.0"},"#, 1),
+        ),
+        (
+            "m-dup-3",
+            n.replacen(
+                r#""testNotification":{"#,
+                r#""testNotification":{"version":"2.0","#,
+                1,
+            ),
+        ),
+        ("m-dup-4", n.replacen('{', r#"{"package\u004eame":"x","#, 1)),
+    ];
+    for (id, doc) in cases {
+        assert_ne!(doc, n, "{id}: the case must change the document");
+        // GIVEN an authentic push whose data repeats a key
+        let resp = h
+            .ingest
+            .handle(h.env.request(push_body_raw(id, &enc(&doc), NOW)))
+            .await;
+        // THEN it is refused, nothing queued
+        assert_eq!(resp.status, 400, "{id}: {}", resp.body);
+        let v: Value = serde_json::from_str(&resp.body).unwrap();
+        assert_eq!(v["error"]["code"], "malformed_notification", "{id}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("duplicate object key"),
+            "{id}: {}",
+            resp.body
+        );
+    }
+    assert!(h.queue.sent().is_empty());
+    // the push body itself is read strictly too
+    let body = String::from_utf8(push_body_raw("m-dup-outer", &enc(&n), NOW)).unwrap();
+    let dup = body.replacen('{', r#"{"subscription":"projects/x/subscriptions/y","#, 1);
+    let resp = h.ingest.handle(h.env.request(dup.into_bytes())).await;
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    assert!(resp.body.contains("malformed_body"), "{}", resp.body);
+    assert!(h.queue.sent().is_empty());
+    // control: the same data without a repeat is accepted
+    let resp = h
+        .ingest
+        .handle(h.env.request(push_body_raw("m-ok", &enc(&n), NOW)))
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+}
+
+#[tokio::test]
 async fn play_api_failures_are_503_and_the_redelivery_dedupes() {
     let h = harness().await;
     h.sub("tok-503", &Sub::active().expiry(NOW + DAY));
