@@ -1160,6 +1160,85 @@ fn wrong_app_and_environment_are_forbidden() {
 }
 
 #[test]
+fn environments_not_spelled_as_apple_does_are_forbidden() {
+    // Apple spells them `Production` and `Sandbox`; anything else (another case,
+    // padding) used to pass the Production checks while the event said SANDBOX.
+    let pki = TestPki::new();
+    let (p, t, r) = valid_parts(&pki);
+    let body = |p: &Value, t: &Value, r: &Value| pki.notification_body(p.clone(), Some(t), Some(r));
+    let endpoint = strict(&pki);
+    let prod_only = endpoint_for(
+        &pki,
+        Some(BUNDLE_ID),
+        Some(APP_APPLE_ID),
+        &[AppleEnvironment::Production],
+    );
+    // the baseline, all three `Production`, is accepted and says PRODUCTION
+    let ok = prod_only.process(&body(&p, &t, &r), NOW).unwrap();
+    assert_eq!(ok[0].environment, crate::event::Environment::Production);
+
+    for bad in [
+        "production",
+        " Production ",
+        "Production ",
+        "PRODUCTION",
+        "sandbox",
+        " Sandbox",
+        "",
+    ] {
+        // in the notification payload, with transaction and renewal info saying the same
+        let mut pb = p.clone();
+        pb["data"]["environment"] = json!(bad);
+        let mut tb = t.clone();
+        tb["environment"] = json!(bad);
+        let mut rb = r.clone();
+        rb["environment"] = json!(bad);
+        for e in [&endpoint, &prod_only] {
+            assert_eq!(
+                rejected(e, &body(&pb, &tb, &rb)),
+                (403, "wrong_environment"),
+                "payload {bad:?}"
+            );
+        }
+        // in the signed transaction info only
+        assert_eq!(
+            rejected(&prod_only, &body(&p, &tb, &r)),
+            (403, "wrong_environment"),
+            "signedTransactionInfo {bad:?}"
+        );
+        // in the signed renewal info only
+        assert_eq!(
+            rejected(&prod_only, &body(&p, &t, &rb)),
+            (403, "wrong_environment"),
+            "signedRenewalInfo {bad:?}"
+        );
+    }
+    // a summary notification (no data) is checked the same way
+    let summary = |env: &str| {
+        json!({
+            "notificationType": "RENEWAL_EXTENDED", "subtype": "SUMMARY",
+            "notificationUUID": format!("sum-{env}"), "version": "2.0",
+            "signedDate": T0 + 40 * DAY,
+            "summary": {"environment": env, "appAppleId": APP_APPLE_ID, "bundleId": BUNDLE_ID,
+                        "productId": "pro.monthly", "requestIdentifier": "req-1",
+                        "storefrontCountryCodes": ["USA"], "succeededCount": 1, "failedCount": 0}
+        })
+    };
+    assert!(
+        prod_only
+            .process(&pki.notification_body(summary("Production"), None, None), NOW)
+            .is_ok()
+    );
+    assert_eq!(
+        rejected(
+            &prod_only,
+            &pki.notification_body(summary("production"), None, None)
+        ),
+        (403, "wrong_environment")
+    );
+}
+
+#[test]
 fn malformed_bodies_are_bad_requests() {
     let pki = TestPki::new();
     let endpoint = strict(&pki);
