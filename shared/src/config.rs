@@ -239,10 +239,7 @@ mod tests {
         let pki = crate::stores::appstore::testing::TestPki::new();
         let pem = format!(
             "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-            base64::Engine::encode(
-                &base64::engine::general_purpose::STANDARD,
-                &pki.root_der
-            )
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &pki.root_der)
         );
         let c = appstore(
             &map(&[

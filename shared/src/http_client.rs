@@ -287,6 +287,7 @@ mod tests {
         // THEN the 302 is the answer; the other server never saw a request
         assert_eq!(resp.status().as_u16(), 302);
         assert_eq!(redirector.seen().len(), 1);
+        assert_eq!(redirector.seen()[0].method, "GET");
         assert!(target.seen().is_empty());
         assert_eq!(status_text(302), "HTTP 302 (a redirect: not followed)");
         assert_eq!(status_text(503), "HTTP 503");
@@ -315,7 +316,10 @@ mod tests {
         );
         let text = describe(&err);
         assert!(text.starts_with("timeout"), "{text}");
-        assert!(!text.contains("s3cr3t") && !text.contains("p4thT0ken"), "{text}");
+        assert!(
+            !text.contains("s3cr3t") && !text.contains("p4thT0ken"),
+            "{text}"
+        );
         assert!(!text.contains("127.0.0.1"), "{text}");
     }
 
@@ -338,7 +342,13 @@ mod tests {
         assert!(err.to_string().contains("s3cr3t"), "{err}");
         let text = describe(&err);
         assert!(text.starts_with("connect error"), "{text}");
-        for secret in ["s3cr3t", "purch4seT0ken", "k3y", "access_token", "127.0.0.1"] {
+        for secret in [
+            "s3cr3t",
+            "purch4seT0ken",
+            "k3y",
+            "access_token",
+            "127.0.0.1",
+        ] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
     }
@@ -350,7 +360,10 @@ mod tests {
             "failed (https://x.example/p?token=s3cr3t) token={token} at /tokens/abc and {token} ok"
         );
         let s = sanitize(&text);
-        assert!(!s.contains("s3cr3t") && !s.contains(&token) && !s.contains("abc"), "{s}");
+        assert!(
+            !s.contains("s3cr3t") && !s.contains(&token) && !s.contains("abc"),
+            "{s}"
+        );
         assert!(s.starts_with("failed ") && s.ends_with(" ok"), "{s}");
         assert_eq!(sanitize(&"word ".repeat(200)).chars().count(), 300);
     }

@@ -1226,7 +1226,10 @@ fn environments_not_spelled_as_apple_does_are_forbidden() {
     };
     assert!(
         prod_only
-            .process(&pki.notification_body(summary("Production"), None, None), NOW)
+            .process(
+                &pki.notification_body(summary("Production"), None, None),
+                NOW
+            )
             .is_ok()
     );
     assert_eq!(

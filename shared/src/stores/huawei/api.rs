@@ -474,10 +474,19 @@ mod tests {
             Some(response(302, &[("location", location.as_str())], ""))
         })
         .await;
-        let err = api.subscription("sub", "purchase-token", false).await.unwrap_err();
-        assert!(matches!(&err, ApiError::Unavailable(m) if m.contains("302")), "{err}");
+        let err = api
+            .subscription("sub", "purchase-token", false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Unavailable(m) if m.contains("302")),
+            "{err}"
+        );
         assert_eq!(super::super::HuaweiError::from(err).status(), 503);
-        assert_eq!(server.seen().len(), 2); // OAuth + the one API call
+        let seen = server.seen();
+        assert_eq!(seen.len(), 2); // OAuth + the one API call
+        assert_eq!(seen[1].method, "POST");
+        assert!(String::from_utf8_lossy(&seen[1].body).contains("\"subscriptionId\":\"sub\""));
         assert!(elsewhere.seen().is_empty(), "the redirect was followed");
     }
 
@@ -492,8 +501,14 @@ mod tests {
             ))
         })
         .await;
-        let err = api.subscription("sub", "purchase-token", false).await.unwrap_err();
-        assert!(matches!(&err, ApiError::Malformed(m) if m.contains("repeated")), "{err}");
+        let err = api
+            .subscription("sub", "purchase-token", false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Malformed(m) if m.contains("repeated")),
+            "{err}"
+        );
         let e = super::super::HuaweiError::from(err);
         assert_eq!((e.status(), e.code()), (503, "store_api_malformed"));
         // the OAuth answer repeats access_token
@@ -509,7 +524,10 @@ mod tests {
         )
         .await;
         let err = api.order("product", "purchase-token").await.unwrap_err();
-        assert!(matches!(&err, ApiError::Malformed(m) if m.contains("repeated")), "{err}");
+        assert!(
+            matches!(&err, ApiError::Malformed(m) if m.contains("repeated")),
+            "{err}"
+        );
         // the same answers without the repeated key are read
         let (_s, api) = huawei(token_ok, |_| {
             Some(response(
@@ -519,14 +537,21 @@ mod tests {
             ))
         })
         .await;
-        assert!(api.subscription("sub", "purchase-token", false).await.is_ok());
+        assert!(
+            api.subscription("sub", "purchase-token", false)
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]
     async fn a_silent_api_times_out_without_leaking_the_secret() {
         let (_s, api) = huawei(token_ok, |_| None).await;
         let started = std::time::Instant::now();
-        let err = api.subscription("sub", "purchase-token", false).await.unwrap_err();
+        let err = api
+            .subscription("sub", "purchase-token", false)
+            .await
+            .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(3));
         let text = err.to_string();
         assert!(text.contains("timeout"), "{text}");

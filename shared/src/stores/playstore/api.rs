@@ -431,7 +431,11 @@ impl PlayApi {
 /// Constant segments (`what` empty) go through the same check. The error
 /// never contains the value.
 pub fn path_segment(what: &str, value: &str) -> Result<String, String> {
-    let what = if what.is_empty() { "path segment" } else { what };
+    let what = if what.is_empty() {
+        "path segment"
+    } else {
+        what
+    };
     if value.is_empty() {
         return Err(format!("{what} is empty"));
     }
@@ -463,11 +467,7 @@ fn json_error(e: &serde_json::Error) -> String {
             e.column()
         )
     } else if e.is_data() {
-        format!(
-            "unexpected shape (line {} column {})",
-            e.line(),
-            e.column()
-        )
+        format!("unexpected shape (line {} column {})", e.line(), e.column())
     } else {
         format!("not JSON (line {} column {})", e.line(), e.column())
     }

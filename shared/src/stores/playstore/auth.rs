@@ -236,9 +236,17 @@ struct JwkDoc {
 fn parse_jwks(bytes: &[u8]) -> Result<HashMap<String, Arc<JwksKey>>, String> {
     let doc: JwksDoc = crate::json::from_slice(bytes).map_err(|e| {
         if e.to_string().starts_with("duplicate object key") {
-            format!("JWKS repeats a key (line {} column {})", e.line(), e.column())
+            format!(
+                "JWKS repeats a key (line {} column {})",
+                e.line(),
+                e.column()
+            )
         } else {
-            format!("JWKS is not a JWK set (line {} column {})", e.line(), e.column())
+            format!(
+                "JWKS is not a JWK set (line {} column {})",
+                e.line(),
+                e.column()
+            )
         }
     })?;
     let mut keys = HashMap::new();
@@ -395,12 +403,10 @@ impl JwksCache {
         previous_generation: u64,
     ) -> Result<Arc<KeySet>, String> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let resp = self
-            .http
-            .get(&self.url)
-            .send()
-            .await
-            .map_err(|e| format!("JWKS request failed: {}", crate::http_client::describe(&e)))?;
+        let resp =
+            self.http.get(&self.url).send().await.map_err(|e| {
+                format!("JWKS request failed: {}", crate::http_client::describe(&e))
+            })?;
         let status = resp.status();
         if !status.is_success() {
             return Err(format!(

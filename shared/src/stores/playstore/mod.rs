@@ -498,16 +498,25 @@ pub fn check_identifiers(push: &Push) -> Result<(), PlayStoreError> {
     let n = &d.notification;
     let mut ids: Vec<(&'static str, &str)> = vec![("packageName", n.package_name.as_str())];
     if let Some(s) = &n.subscription_notification {
-        ids.push(("subscriptionNotification.purchaseToken", s.purchase_token.as_str()));
+        ids.push((
+            "subscriptionNotification.purchaseToken",
+            s.purchase_token.as_str(),
+        ));
     }
     if let Some(o) = &n.one_time_product_notification {
-        ids.push(("oneTimeProductNotification.purchaseToken", o.purchase_token.as_str()));
+        ids.push((
+            "oneTimeProductNotification.purchaseToken",
+            o.purchase_token.as_str(),
+        ));
         if let Some(sku) = &o.sku {
             ids.push(("oneTimeProductNotification.sku", sku.as_str()));
         }
     }
     if let Some(v) = &n.voided_purchase_notification {
-        ids.push(("voidedPurchaseNotification.purchaseToken", v.purchase_token.as_str()));
+        ids.push((
+            "voidedPurchaseNotification.purchaseToken",
+            v.purchase_token.as_str(),
+        ));
     }
     for (what, value) in ids {
         api::path_segment(what, value).map_err(PlayStoreError::MalformedNotification)?;

@@ -1868,11 +1868,10 @@ async fn a_failing_jwks_is_asked_at_most_once_per_30_s() {
     for i in 0..200 {
         let resp = h
             .ingest
-            .handle(h.env.request(push_body(
-                &format!("m-f{i}"),
-                &test_notification(NOW),
-                NOW,
-            )))
+            .handle(
+                h.env
+                    .request(push_body(&format!("m-f{i}"), &test_notification(NOW), NOW)),
+            )
             .await;
         // THEN each is a 503 (Pub/Sub redelivers) …
         assert_eq!(resp.status, 503, "{}", resp.body);
@@ -1885,10 +1884,7 @@ async fn a_failing_jwks_is_asked_at_most_once_per_30_s() {
     h.env
         .clock
         .advance(chrono::Duration::seconds(MIN_REFETCH_SECS - 1));
-    let again = |id: &str| {
-        h.env
-            .request(push_body(id, &test_notification(NOW), NOW))
-    };
+    let again = |id: &str| h.env.request(push_body(id, &test_notification(NOW), NOW));
     assert_eq!(h.ingest.handle(again("m-f-a")).await.status, 503);
     assert_eq!(h.env.google.jwks_fetches(), 1);
     // 30 s after the failure: one new fetch, which fails again and is remembered again
@@ -1911,16 +1907,16 @@ async fn a_failing_jwks_refresh_with_stale_keys_is_not_retried_per_request() {
     // GIVEN cached keys past their TTL and Google's JWKS failing
     let h = harness().await;
     h.env.google.set_jwks_max_age(Some(60));
-    let send = |id: &str| {
-        h.env
-            .request(push_body(id, &test_notification(NOW), NOW))
-    };
+    let send = |id: &str| h.env.request(push_body(id, &test_notification(NOW), NOW));
     assert_eq!(h.ingest.handle(send("m-s0")).await.status, 200);
     h.env.google.set_jwks_status(500);
     h.env.clock.advance(chrono::Duration::seconds(61));
     // WHEN 50 pushes arrive: the stale keys serve them, Google is asked once
     for i in 0..50 {
-        assert_eq!(h.ingest.handle(send(&format!("m-s{}", i + 1))).await.status, 200);
+        assert_eq!(
+            h.ingest.handle(send(&format!("m-s{}", i + 1))).await.status,
+            200
+        );
     }
     assert_eq!(h.env.google.jwks_fetches(), 2);
 }
@@ -2036,7 +2032,10 @@ async fn dot_segments_and_slashes_are_refused_before_any_api_call() {
             let v: Value = serde_json::from_str(&resp.body).unwrap();
             assert_eq!(v["error"]["code"], "malformed_notification", "{bad:?} #{j}");
             let msg = v["error"]["message"].as_str().unwrap();
-            assert!(msg.contains("purchaseToken") || msg.contains("sku"), "{msg}");
+            assert!(
+                msg.contains("purchaseToken") || msg.contains("sku"),
+                "{msg}"
+            );
         }
     }
     assert_eq!(calls(), (0, 0), "an API call was made");
