@@ -380,14 +380,10 @@ fn signed(
     })
 }
 
-/// Huawei's `responseMessage`, shortened, with anything token-like (a word of
-/// 32+ characters) blanked out: it is logged and returned to the caller.
+/// Huawei's `responseMessage` through the shared sanitizer (anything URL- or
+/// token-like blanked), at most 200 characters: it is logged and returned.
 fn scrub(message: &str) -> String {
-    message
-        .split_whitespace()
-        .map(|w| if w.len() >= 32 { "<redacted>" } else { w })
-        .collect::<Vec<_>>()
-        .join(" ")
+    crate::http_client::sanitize(message)
         .chars()
         .take(200)
         .collect()
