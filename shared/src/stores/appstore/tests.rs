@@ -1292,3 +1292,40 @@ fn malformed_bodies_are_bad_requests() {
         (400, "malformed_jws")
     );
 }
+
+#[test]
+fn extra_trusted_roots_are_announced_loudly() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let pki = TestPki::new();
+    tracing::subscriber::with_default(subscriber, || {
+        // Apple's root only: nothing to announce
+        AppStore::new(AppStoreConfig::default()).unwrap();
+        assert!(buf.0.lock().unwrap().is_empty());
+        // an extra root: a warning
+        AppStore::new(AppStoreConfig {
+            extra_roots: vec![pki.root_der.clone()],
+            ..AppStoreConfig::default()
+        })
+        .unwrap();
+    });
+    let logged = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(logged.contains("WARN"), "{logged}");
+    assert!(logged.contains("TRUSTING EXTRA ROOT"), "{logged}");
+}
