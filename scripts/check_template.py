@@ -391,6 +391,13 @@ def main() -> int:
             and max_webhook_ms * disp_batch <= disp_timeout * 1000,
             f"WebhookTimeoutMs MaxValue {max_webhook_ms} x BatchSize {disp_batch} must fit the dispatcher "
             f"timeout {disp_timeout}s (one subscription's batch is delivered sequentially)")
+    # App Store environments: secure default (sandbox purchases are free but Apple-signed), and
+    # every allowed value spelled exactly as Apple does (shared/src/config.rs refuses anything else).
+    apple_envs = params.get("AppleEnvironments", {})
+    c.equal(apple_envs.get("Default"), "Production", "AppleEnvironments default (Sandbox is an explicit choice)")
+    for value in apple_envs.get("AllowedValues", []):
+        c.check(all(item in ("Production", "Sandbox") for item in str(value).split(",")),
+                f"AppleEnvironments allowed value {value!r} is not spelled as Apple does")
     arch = params.get("Architecture", {})
     c.equal(sorted(arch.get("AllowedValues", [])), ["arm64", "x86_64"], "Architecture AllowedValues")
 

@@ -3,7 +3,7 @@
 //! invalid setting rather than accept notifications it cannot judge.
 
 use crate::policy::RefundPolicy;
-use crate::stores::appstore::{AppStoreConfig, AppleEnvironment, verify::parse_roots};
+use crate::stores::appstore::{AppStoreConfig, AppleEnvironment};
 
 /// A missing or invalid setting.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,29 +76,20 @@ pub fn refund_policy(l: &impl Lookup) -> Result<RefundPolicy, ConfigError> {
 /// |---|---|
 /// | `APPLE_BUNDLE_ID` | expected bundle id (required when `require_app`) |
 /// | `APPLE_APP_APPLE_ID` | App Store app id; required when Production is accepted and `require_app` |
-/// | `APPLE_ENVIRONMENTS` | accepted: `Production,Sandbox` (default) |
-/// | `APPLE_EXTRA_ROOTS_PEM` | extra trusted roots, PEM text (tests, never needed in production) |
+/// | `APPLE_ENVIRONMENTS` | accepted, comma-separated, spelled exactly as Apple does: `Production`, `Sandbox` or both. Default: `Production` when `require_app` (a deployment), both otherwise (the local CLI) |
 /// | `INCLUDE_RAW` | put decoded store payloads in `event.raw` (default false) |
+///
+/// There is no setting for extra trusted roots: a deployment trusts Apple Root
+/// CA - G3 only. Tests give roots to [`AppStoreConfig::extra_roots`] directly, the
+/// CLI through `--trust-root`.
 pub fn appstore(l: &impl Lookup, require_app: bool) -> Result<AppStoreConfig, ConfigError> {
     let bundle_id = l.get("APPLE_BUNDLE_ID");
     let app_apple_id = number::<i64>(l, "APPLE_APP_APPLE_ID")?;
     let environments = match l.get("APPLE_ENVIRONMENTS") {
+        None if require_app => vec![AppleEnvironment::Production],
         None => vec![AppleEnvironment::Production, AppleEnvironment::Sandbox],
-        Some(list) => list
-            .split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| {
-                AppleEnvironment::parse(s).ok_or_else(|| {
-                    ConfigError(format!(
-                        "APPLE_ENVIRONMENTS: {s:?} is neither Production nor Sandbox"
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?,
+        Some(list) => parse_environments(&list)?,
     };
-    if environments.is_empty() {
-        return Err(ConfigError("APPLE_ENVIRONMENTS accepts nothing".into()));
-    }
     if require_app {
         if bundle_id.is_none() {
             return Err(ConfigError(
@@ -114,19 +105,34 @@ pub fn appstore(l: &impl Lookup, require_app: bool) -> Result<AppStoreConfig, Co
             ));
         }
     }
-    let extra_roots = match l.get("APPLE_EXTRA_ROOTS_PEM") {
-        None => Vec::new(),
-        Some(pem) => parse_roots(pem.as_bytes())
-            .map_err(|e| ConfigError(format!("APPLE_EXTRA_ROOTS_PEM: {e}")))?,
-    };
     Ok(AppStoreConfig {
         bundle_id,
         app_apple_id,
         environments,
-        extra_roots,
+        extra_roots: Vec::new(),
         include_raw: flag(l, "INCLUDE_RAW", false)?,
         refund_policy: refund_policy(l)?,
     })
+}
+
+/// `APPLE_ENVIRONMENTS`: `Production`, `Sandbox` or `Production,Sandbox`, each
+/// spelled exactly as Apple does (spaces after a comma are allowed, nothing else:
+/// `production` is refused rather than read as something it is not).
+fn parse_environments(list: &str) -> Result<Vec<AppleEnvironment>, ConfigError> {
+    let mut out = Vec::new();
+    for item in list.split(',') {
+        let item = item.trim_matches(' ');
+        let env = AppleEnvironment::parse(item).ok_or_else(|| {
+            ConfigError(format!(
+                "APPLE_ENVIRONMENTS: {item:?} is neither Production nor Sandbox \
+                 (spelled exactly as Apple does)"
+            ))
+        })?;
+        if !out.contains(&env) {
+            out.push(env);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -183,6 +189,67 @@ mod tests {
         assert!(appstore(&map(&[("APPLE_APP_APPLE_ID", "12x")]), false).is_err());
         assert!(appstore(&map(&[("APPLE_ENVIRONMENTS", "Xcode")]), false).is_err());
         assert!(appstore(&map(&[("INCLUDE_RAW", "maybe")]), false).is_err());
-        assert!(appstore(&map(&[("APPLE_EXTRA_ROOTS_PEM", "not pem")]), false).is_err());
+    }
+
+    #[test]
+    fn a_deployment_accepts_production_only_unless_sandbox_is_chosen() {
+        let prod = appstore(
+            &map(&[("APPLE_BUNDLE_ID", "com.x"), ("APPLE_APP_APPLE_ID", "1")]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(prod.environments, vec![AppleEnvironment::Production]);
+        let both = appstore(
+            &map(&[
+                ("APPLE_BUNDLE_ID", "com.x"),
+                ("APPLE_APP_APPLE_ID", "1"),
+                ("APPLE_ENVIRONMENTS", "Production, Sandbox"),
+            ]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            both.environments,
+            vec![AppleEnvironment::Production, AppleEnvironment::Sandbox]
+        );
+    }
+
+    #[test]
+    fn environments_must_be_spelled_as_apple_does() {
+        for bad in [
+            "production",
+            "PRODUCTION",
+            "sandbox",
+            "Production,sandbox",
+            "Production,,Sandbox",
+            "Production,",
+            "\tProduction",
+            "Xcode",
+        ] {
+            let err = appstore(&map(&[("APPLE_ENVIRONMENTS", bad)]), false)
+                .expect_err(bad)
+                .0;
+            assert!(err.contains("APPLE_ENVIRONMENTS"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn extra_roots_are_not_configurable_through_the_environment() {
+        // a PEM root in the environment is ignored: a deployment trusts Apple's root only
+        let pki = crate::stores::appstore::testing::TestPki::new();
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &pki.root_der)
+        );
+        let c = appstore(
+            &map(&[
+                ("APPLE_BUNDLE_ID", "com.x"),
+                ("APPLE_APP_APPLE_ID", "1"),
+                ("APPLE_EXTRA_ROOTS_PEM", pem.as_str()),
+            ]),
+            true,
+        )
+        .unwrap();
+        assert!(c.extra_roots.is_empty());
     }
 }

@@ -14,6 +14,7 @@ pub mod embedded;
 pub mod error;
 pub mod event;
 mod group_commit;
+pub mod http_client;
 pub mod ingest;
 pub mod json;
 pub mod policy;

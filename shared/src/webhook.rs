@@ -38,7 +38,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Shortest accepted key (bytes). Standard Webhooks recommends 24 to 64.
 pub const MIN_KEY_LEN: usize = 16;
 /// `user-agent` sent with every delivery.
-pub const USER_AGENT: &str = concat!("storehook/", env!("CARGO_PKG_VERSION"));
+pub const USER_AGENT: &str = crate::http_client::USER_AGENT;
 
 /// Why a secret list could not be parsed or a sender not built.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -339,8 +339,9 @@ pub fn redact_url(url: &str) -> String {
 /// Most of a response body we read (to keep the connection reusable) before dropping it.
 const MAX_DRAIN: usize = 64 * 1024;
 
-/// [`WebhookSender`] over HTTPS with reqwest: signs with every secret, no
-/// redirects followed (a 3xx is a failed attempt), one timeout per attempt.
+/// [`WebhookSender`] over HTTPS with the shared outbound client
+/// ([`crate::http_client`]): signs with every secret, no redirects followed (a
+/// 3xx is a failed attempt), one timeout per attempt, errors without the URL.
 pub struct HttpWebhookSender {
     client: reqwest::Client,
     url: reqwest::Url,
@@ -362,13 +363,8 @@ impl HttpWebhookSender {
                 "must be an absolute http(s) URL".into(),
             ));
         }
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| WebhookError::Client(e.without_url().to_string()))?;
+        let client = crate::http_client::client(crate::http_client::Timeouts::both(timeout))
+            .map_err(WebhookError::Client)?;
         Ok(Self {
             client,
             url,
@@ -393,22 +389,6 @@ impl fmt::Debug for HttpWebhookSender {
     }
 }
 
-/// A transport error as a short, URL-free description.
-fn describe_error(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect error"
-    } else if e.is_body() {
-        "body error"
-    } else if e.is_request() {
-        "request error"
-    } else {
-        "transport error"
-    };
-    format!("{kind}: {}", e.without_url())
-}
-
 #[async_trait]
 impl WebhookSender for HttpWebhookSender {
     async fn post(&self, id: &EventId, body: &[u8]) -> DeliveryAttempt {
@@ -430,7 +410,7 @@ impl WebhookSender for HttpWebhookSender {
                     status: None,
                     retry_after: None,
                     latency: started.elapsed(),
-                    error: Some(describe_error(e)),
+                    error: Some(crate::http_client::describe(&e)),
                 };
             }
         };

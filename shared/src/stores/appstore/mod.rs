@@ -29,11 +29,13 @@ impl AppleEnvironment {
         }
     }
 
-    /// Parses Apple's spelling (case-insensitive).
+    /// Parses Apple's exact spelling. `production`, ` Production ` or `SANDBOX`
+    /// are not Apple's values and parse to nothing (so they are refused): the
+    /// checks and the event's `environment` must never read one string two ways.
     pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "production" => Some(Self::Production),
-            "sandbox" => Some(Self::Sandbox),
+        match s {
+            "Production" => Some(Self::Production),
+            "Sandbox" => Some(Self::Sandbox),
             _ => None,
         }
     }
@@ -48,7 +50,9 @@ pub struct AppStoreConfig {
     pub app_apple_id: Option<i64>,
     /// Accepted environments.
     pub environments: Vec<AppleEnvironment>,
-    /// Extra trusted roots (DER), beside the bundled Apple Root CA - G3.
+    /// Extra trusted roots (DER), beside the bundled Apple Root CA - G3. For tests
+    /// and the CLI's `--trust-root` only: the Lambdas never set them, and building
+    /// an [`AppStore`] with any logs a warning.
     pub extra_roots: Vec<Vec<u8>>,
     /// Put the decoded payloads in `event.raw`.
     pub include_raw: bool,
@@ -137,6 +141,13 @@ pub struct AppStore {
 impl AppStore {
     /// Builds the verifier (parses the roots once).
     pub fn new(config: AppStoreConfig) -> Result<Self, AppStoreConfigError> {
+        if !config.extra_roots.is_empty() {
+            tracing::warn!(
+                extra_roots = config.extra_roots.len(),
+                "App Store: TRUSTING EXTRA ROOT CERTIFICATES beside Apple Root CA - G3 \
+                 (tests only): notifications signed under them are accepted as Apple's"
+            );
+        }
         Ok(Self {
             verifier: JwsVerifier::new(&config.extra_roots)?,
             config,

@@ -1160,6 +1160,88 @@ fn wrong_app_and_environment_are_forbidden() {
 }
 
 #[test]
+fn environments_not_spelled_as_apple_does_are_forbidden() {
+    // Apple spells them `Production` and `Sandbox`; anything else (another case,
+    // padding) used to pass the Production checks while the event said SANDBOX.
+    let pki = TestPki::new();
+    let (p, t, r) = valid_parts(&pki);
+    let body = |p: &Value, t: &Value, r: &Value| pki.notification_body(p.clone(), Some(t), Some(r));
+    let endpoint = strict(&pki);
+    let prod_only = endpoint_for(
+        &pki,
+        Some(BUNDLE_ID),
+        Some(APP_APPLE_ID),
+        &[AppleEnvironment::Production],
+    );
+    // the baseline, all three `Production`, is accepted and says PRODUCTION
+    let ok = prod_only.process(&body(&p, &t, &r), NOW).unwrap();
+    assert_eq!(ok[0].environment, crate::event::Environment::Production);
+
+    for bad in [
+        "production",
+        " Production ",
+        "Production ",
+        "PRODUCTION",
+        "sandbox",
+        " Sandbox",
+        "",
+    ] {
+        // in the notification payload, with transaction and renewal info saying the same
+        let mut pb = p.clone();
+        pb["data"]["environment"] = json!(bad);
+        let mut tb = t.clone();
+        tb["environment"] = json!(bad);
+        let mut rb = r.clone();
+        rb["environment"] = json!(bad);
+        for e in [&endpoint, &prod_only] {
+            assert_eq!(
+                rejected(e, &body(&pb, &tb, &rb)),
+                (403, "wrong_environment"),
+                "payload {bad:?}"
+            );
+        }
+        // in the signed transaction info only
+        assert_eq!(
+            rejected(&prod_only, &body(&p, &tb, &r)),
+            (403, "wrong_environment"),
+            "signedTransactionInfo {bad:?}"
+        );
+        // in the signed renewal info only
+        assert_eq!(
+            rejected(&prod_only, &body(&p, &t, &rb)),
+            (403, "wrong_environment"),
+            "signedRenewalInfo {bad:?}"
+        );
+    }
+    // a summary notification (no data) is checked the same way
+    let summary = |env: &str| {
+        json!({
+            "notificationType": "RENEWAL_EXTENDED", "subtype": "SUMMARY",
+            "notificationUUID": format!("sum-{env}"), "version": "2.0",
+            "signedDate": T0 + 40 * DAY,
+            "summary": {"environment": env, "appAppleId": APP_APPLE_ID, "bundleId": BUNDLE_ID,
+                        "productId": "pro.monthly", "requestIdentifier": "req-1",
+                        "storefrontCountryCodes": ["USA"], "succeededCount": 1, "failedCount": 0}
+        })
+    };
+    assert!(
+        prod_only
+            .process(
+                &pki.notification_body(summary("Production"), None, None),
+                NOW
+            )
+            .is_ok()
+    );
+    assert_eq!(
+        rejected(
+            &prod_only,
+            &pki.notification_body(summary("production"), None, None)
+        ),
+        (403, "wrong_environment")
+    );
+}
+
+#[test]
 fn malformed_bodies_are_bad_requests() {
     let pki = TestPki::new();
     let endpoint = strict(&pki);
@@ -1209,4 +1291,41 @@ fn malformed_bodies_are_bad_requests() {
         rejected(&endpoint, &jws_body(&garbage)),
         (400, "malformed_jws")
     );
+}
+
+#[test]
+fn extra_trusted_roots_are_announced_loudly() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let pki = TestPki::new();
+    tracing::subscriber::with_default(subscriber, || {
+        // Apple's root only: nothing to announce
+        AppStore::new(AppStoreConfig::default()).unwrap();
+        assert!(buf.0.lock().unwrap().is_empty());
+        // an extra root: a warning
+        AppStore::new(AppStoreConfig {
+            extra_roots: vec![pki.root_der.clone()],
+            ..AppStoreConfig::default()
+        })
+        .unwrap();
+    });
+    let logged = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(logged.contains("WARN"), "{logged}");
+    assert!(logged.contains("TRUSTING EXTRA ROOT"), "{logged}");
 }

@@ -181,13 +181,8 @@ impl HuaweiApi {
             &config.apptouch_subscription_url,
         )?;
         check_url("order_url", &config.order_url)?;
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .user_agent(concat!("storehook/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("HTTP client: {}", e.without_url()))?;
+        let client = crate::http_client::client(crate::http_client::Timeouts::both(config.timeout))
+            .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Self {
             client,
             config,
@@ -282,11 +277,13 @@ impl HuaweiApi {
                 continue;
             }
             if status != reqwest::StatusCode::OK {
-                return Err(ApiError::Unavailable(format!("HTTP {}", status.as_u16())));
+                return Err(ApiError::Unavailable(crate::http_client::status_text(
+                    status.as_u16(),
+                )));
             }
             let bytes = read_limited(resp).await?;
-            let answer: ApiAnswer = serde_json::from_slice(&bytes)
-                .map_err(|e| ApiError::Malformed(super::model::describe_json_error(&e)))?;
+            let answer: ApiAnswer =
+                crate::json::from_slice(&bytes).map_err(|e| ApiError::Malformed(json_error(&e)))?;
             return match answer.response_code.as_deref().map(str::trim) {
                 Some("0") => Ok(answer),
                 code => Err(ApiError::Refused {
@@ -340,17 +337,13 @@ impl HuaweiApi {
         let status = resp.status();
         if status != reqwest::StatusCode::OK {
             return Err(ApiError::Unavailable(format!(
-                "OAuth token request answered HTTP {} (check HUAWEI_CLIENT_ID/HUAWEI_CLIENT_SECRET)",
-                status.as_u16()
+                "OAuth token request answered {} (check HUAWEI_CLIENT_ID/HUAWEI_CLIENT_SECRET)",
+                crate::http_client::status_text(status.as_u16())
             )));
         }
         let bytes = read_limited(resp).await?;
-        let answer: TokenAnswer = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::Malformed(format!(
-                "OAuth answer: {}",
-                super::model::describe_json_error(&e)
-            ))
-        })?;
+        let answer: TokenAnswer = crate::json::from_slice(&bytes)
+            .map_err(|e| ApiError::Malformed(format!("OAuth answer: {}", json_error(&e))))?;
         let value = answer
             .access_token
             .filter(|t| !t.is_empty())
@@ -387,52 +380,39 @@ fn signed(
     })
 }
 
-/// Huawei's `responseMessage`, shortened, with anything token-like (a word of
-/// 32+ characters) blanked out: it is logged and returned to the caller.
+/// Huawei's `responseMessage` through the shared sanitizer (anything URL- or
+/// token-like blanked), at most 200 characters: it is logged and returned.
 fn scrub(message: &str) -> String {
-    message
-        .split_whitespace()
-        .map(|w| if w.len() >= 32 { "<redacted>" } else { w })
-        .collect::<Vec<_>>()
-        .join(" ")
+    crate::http_client::sanitize(message)
         .chars()
         .take(200)
         .collect()
 }
 
-/// Reads a body of at most [`MAX_ANSWER_BYTES`].
-async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
+/// Reads an answer of at most [`MAX_ANSWER_BYTES`].
+async fn read_limited(resp: reqwest::Response) -> Result<Vec<u8>, ApiError> {
+    crate::http_client::read_limited(resp, MAX_ANSWER_BYTES)
         .await
-        .map_err(|e| ApiError::Unavailable(describe(&e)))?
-    {
-        if out.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(ApiError::Malformed(format!(
-                "answer larger than {MAX_ANSWER_BYTES} bytes"
-            )));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
+        .map_err(ApiError::Unavailable)
 }
 
-/// A transport error as a short, URL-free description.
-fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect error"
-    } else if e.is_body() || e.is_decode() {
-        "body error"
+/// Why an answer could not be read, without its content. A repeated key is
+/// refused like any malformed answer (503: Huawei resends), never read twice.
+fn json_error(e: &serde_json::Error) -> String {
+    if e.to_string().starts_with("duplicate object key") {
+        format!(
+            "a key is repeated (line {} column {}): refused",
+            e.line(),
+            e.column()
+        )
     } else {
-        "transport error"
-    };
-    let detail = std::error::Error::source(e)
-        .map(|s| format!(": {s}"))
-        .unwrap_or_default();
-    format!("{kind}{detail}")
+        super::model::describe_json_error(e)
+    }
+}
+
+/// A transport error as a short, URL-free description (the shared sanitizer).
+fn describe(e: &reqwest::Error) -> String {
+    crate::http_client::describe(e)
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value (WHATWG URL
@@ -453,7 +433,128 @@ pub(crate) fn form_encode(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::http_client::loopback::{Seen, Server, response};
+
+    /// A Huawei API on loopback: OAuth issues `tok`, the IAP APIs answer `iap`.
+    async fn huawei(
+        oauth: impl Fn() -> String + Send + Sync + 'static,
+        iap: impl Fn(&Seen) -> Option<String> + Send + Sync + 'static,
+    ) -> (Server, HuaweiApi) {
+        let server = Server::start(move |seen| {
+            if seen.target == "/oauth2/v3/token" {
+                Some(oauth())
+            } else {
+                iap(seen)
+            }
+        })
+        .await;
+        let mut config = ApiConfig::new("104", "s3cr3t-client").with_base_url(&server.url);
+        config.timeout = Duration::from_millis(500);
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let api = HuaweiApi::new(config, clock).unwrap();
+        (server, api)
+    }
+
+    fn token_ok() -> String {
+        response(200, &[], r#"{"access_token":"tok","expires_in":3600}"#)
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed() {
+        let elsewhere = Server::start(|_| Some(token_ok())).await;
+        let location = format!("{}{SUBSCRIPTION_PATH}", elsewhere.url);
+        let (server, api) = huawei(token_ok, move |_| {
+            Some(response(302, &[("location", location.as_str())], ""))
+        })
+        .await;
+        let err = api
+            .subscription("sub", "purchase-token", false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Unavailable(m) if m.contains("302")),
+            "{err}"
+        );
+        assert_eq!(super::super::HuaweiError::from(err).status(), 503);
+        let seen = server.seen();
+        assert_eq!(seen.len(), 2); // OAuth + the one API call
+        assert_eq!(seen[1].method, "POST");
+        assert!(String::from_utf8_lossy(&seen[1].body).contains("\"subscriptionId\":\"sub\""));
+        assert!(elsewhere.seen().is_empty(), "the redirect was followed");
+    }
+
+    #[tokio::test]
+    async fn a_repeated_key_in_an_answer_is_a_malformed_answer_503() {
+        // the IAP answer repeats responseCode
+        let (_s, api) = huawei(token_ok, |_| {
+            Some(response(
+                200,
+                &[],
+                r#"{"responseCode":"5","responseCode":"0","inappPurchaseData":"{}","dataSignature":"x"}"#,
+            ))
+        })
+        .await;
+        let err = api
+            .subscription("sub", "purchase-token", false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Malformed(m) if m.contains("repeated")),
+            "{err}"
+        );
+        let e = super::super::HuaweiError::from(err);
+        assert_eq!((e.status(), e.code()), (503, "store_api_malformed"));
+        // the OAuth answer repeats access_token
+        let (_s, api) = huawei(
+            || {
+                response(
+                    200,
+                    &[],
+                    r#"{"access_token":"a","access_token":"b","expires_in":3600}"#,
+                )
+            },
+            |_| None,
+        )
+        .await;
+        let err = api.order("product", "purchase-token").await.unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Malformed(m) if m.contains("repeated")),
+            "{err}"
+        );
+        // the same answers without the repeated key are read
+        let (_s, api) = huawei(token_ok, |_| {
+            Some(response(
+                200,
+                &[],
+                r#"{"responseCode":"0","inappPurchaseData":"{}","dataSignature":"x"}"#,
+            ))
+        })
+        .await;
+        assert!(
+            api.subscription("sub", "purchase-token", false)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_api_times_out_without_leaking_the_secret() {
+        let (_s, api) = huawei(token_ok, |_| None).await;
+        let started = std::time::Instant::now();
+        let err = api
+            .subscription("sub", "purchase-token", false)
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let text = err.to_string();
+        assert!(text.contains("timeout"), "{text}");
+        for secret in ["tok", "purchase-token", "s3cr3t", "127.0.0.1"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
 
     #[test]
     fn form_values_are_percent_encoded() {

@@ -3,12 +3,16 @@
 //! key file; the access token is cached until shortly before it expires),
 //! `purchases.subscriptionsv2.get` and `purchases.products.get`.
 //!
-//! Purchase tokens travel only in request paths; errors are rendered without
-//! URLs (`reqwest::Error::without_url`) and without Google's free-text
-//! messages, so no token can reach a log line.
+//! Purchase tokens travel only in request paths, each identifier percent-encoded
+//! as exactly one path segment ([`path_segment`] refuses empty, `.`, `..` and
+//! anything with a `/`); errors are rendered by the shared
+//! [`crate::http_client::describe`] (never the URL) and without Google's
+//! free-text messages, so no token can reach a log line. Answers are read with
+//! [`crate::json::from_slice`]: a repeated key is an API failure (503).
 
 use super::model::{ProductPurchase, PurchaseToken, SubscriptionPurchaseV2};
 use crate::clock::Clock;
+use crate::http_client::{describe, status_text};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine;
@@ -66,7 +70,7 @@ impl ServiceAccountKey {
     /// Parses the JSON key file (`type: service_account`, RSA `private_key` PEM).
     /// Errors never contain key material.
     pub fn from_json(json: &str) -> Result<Self, String> {
-        let f: KeyFile = serde_json::from_str(json)
+        let f: KeyFile = crate::json::from_str(json)
             .map_err(|e| format!("not a service-account JSON key file (line {})", e.line()))?;
         if f.kind.as_deref().is_some_and(|k| k != "service_account") {
             return Err("the key file's type is not service_account".into());
@@ -231,14 +235,20 @@ impl PlayApi {
         self.token_fetches.load(Ordering::Relaxed)
     }
 
-    fn url(&self, segments: &[&str]) -> reqwest::Url {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty();
-            path.extend(["androidpublisher", "v3", "applications"]);
-            path.extend(segments);
+    /// `<base>/androidpublisher/v3/applications/<segments…>`, each segment
+    /// checked by [`path_segment`] and percent-encoded as exactly one segment.
+    fn url(&self, segments: &[(&'static str, &str)]) -> Result<reqwest::Url, ApiError> {
+        let mut path = self.base.path().trim_end_matches('/').to_owned();
+        path.push_str("/androidpublisher/v3/applications");
+        for (what, value) in segments {
+            path.push('/');
+            path.push_str(&path_segment(what, value).map_err(ApiError)?);
         }
-        url
+        let mut url = self.base.clone();
+        url.set_path(&path);
+        url.set_query(None);
+        url.set_fragment(None);
+        Ok(url)
     }
 
     /// `purchases.subscriptionsv2.get`.
@@ -249,12 +259,12 @@ impl PlayApi {
         token: &PurchaseToken,
     ) -> Result<Fetched<SubscriptionPurchaseV2>, ApiError> {
         let url = self.url(&[
-            package,
-            "purchases",
-            "subscriptionsv2",
-            "tokens",
-            token.as_str(),
-        ]);
+            ("packageName", package),
+            ("", "purchases"),
+            ("", "subscriptionsv2"),
+            ("", "tokens"),
+            ("purchaseToken", token.as_str()),
+        ])?;
         self.get(url, "subscriptionsv2.get").await
     }
 
@@ -267,13 +277,13 @@ impl PlayApi {
         token: &PurchaseToken,
     ) -> Result<Fetched<ProductPurchase>, ApiError> {
         let url = self.url(&[
-            package,
-            "purchases",
-            "products",
-            product_id,
-            "tokens",
-            token.as_str(),
-        ]);
+            ("packageName", package),
+            ("", "purchases"),
+            ("", "products"),
+            ("productId", product_id),
+            ("", "tokens"),
+            ("purchaseToken", token.as_str()),
+        ])?;
         self.get(url, "products.get").await
     }
 
@@ -292,17 +302,15 @@ impl PlayApi {
                 .header(http::header::ACCEPT, "application/json")
                 .send()
                 .await
-                .map_err(|e| ApiError(format!("{what}: {}", e.without_url())))?;
+                .map_err(|e| ApiError(format!("{what}: {}", describe(&e))))?;
             let status = resp.status().as_u16();
-            let body = resp
-                .bytes()
+            let body = crate::http_client::read_limited(resp, MAX_ANSWER_BYTES)
                 .await
-                .map_err(|e| ApiError(format!("{what} body: {}", e.without_url())))?;
+                .map_err(|e| ApiError(format!("{what} body: {e}")))?;
             match status {
                 200..=299 => {
-                    let value: T = serde_json::from_slice(&body).map_err(|e| {
-                        ApiError(format!("{what} answered an unexpected shape: {e}"))
-                    })?;
+                    let value: T = crate::json::from_slice(&body)
+                        .map_err(|e| ApiError(format!("{what} answer: {}", json_error(&e))))?;
                     let json = if self.keep_json {
                         serde_json::from_slice(&body).ok()
                     } else {
@@ -314,7 +322,8 @@ impl PlayApi {
                 401 if rejected.is_none() => rejected = Some(token),
                 400 | 404 | 410 => {
                     return Ok(Fetched::NotFound(format!(
-                        "{what} answered HTTP {status}{}",
+                        "{what} answered {}{}",
+                        status_text(status),
                         google_error(&body)
                     )));
                 }
@@ -326,13 +335,15 @@ impl PlayApi {
                          (Users and permissions: view financial data, manage orders and subscriptions)"
                     );
                     return Err(ApiError(format!(
-                        "{what} answered HTTP {status}{}",
+                        "{what} answered {}{}",
+                        status_text(status),
                         google_error(&body)
                     )));
                 }
                 _ => {
                     return Err(ApiError(format!(
-                        "{what} answered HTTP {status}{}",
+                        "{what} answered {}{}",
+                        status_text(status),
                         google_error(&body)
                     )));
                 }
@@ -374,14 +385,13 @@ impl PlayApi {
             .body(body)
             .send()
             .await
-            .map_err(|e| ApiError(format!("OAuth token request: {}", e.without_url())))?;
+            .map_err(|e| ApiError(format!("OAuth token request: {}", describe(&e))))?;
         let status = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
+        let bytes = crate::http_client::read_limited(resp, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| ApiError(format!("OAuth token body: {}", e.without_url())))?;
+            .map_err(|e| ApiError(format!("OAuth token body: {e}")))?;
         if !(200..300).contains(&status) {
-            let code = serde_json::from_slice::<serde_json::Value>(&bytes)
+            let code = crate::json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
                 .and_then(|v| {
                     v["error"]
@@ -390,11 +400,12 @@ impl PlayApi {
                 })
                 .unwrap_or_default();
             return Err(ApiError(format!(
-                "OAuth token endpoint answered HTTP {status} {code}"
+                "OAuth token endpoint answered {} {code}",
+                status_text(status)
             )));
         }
-        let t: TokenResponse = serde_json::from_slice(&bytes)
-            .map_err(|_| ApiError("OAuth token response is not JSON".into()))?;
+        let t: TokenResponse = crate::json::from_slice(&bytes)
+            .map_err(|e| ApiError(format!("OAuth token response: {}", json_error(&e))))?;
         let value = t
             .access_token
             .filter(|v| !v.is_empty())
@@ -412,9 +423,59 @@ impl PlayApi {
     }
 }
 
+/// Why the identifier `value` (`what`: `purchaseToken`, `productId`,
+/// `packageName`) cannot be one path segment of an API URL: empty, `.`, `..`
+/// (which a URL resolves away, silently calling another resource) or
+/// containing `/`. Otherwise the segment, percent-encoded so that it stays
+/// exactly one segment (only `A-Z a-z 0-9 - . _ ~` are left as they are).
+/// Constant segments (`what` empty) go through the same check. The error
+/// never contains the value.
+pub fn path_segment(what: &str, value: &str) -> Result<String, String> {
+    let what = if what.is_empty() {
+        "path segment"
+    } else {
+        what
+    };
+    if value.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    if value == "." || value == ".." {
+        return Err(format!("{what} is a dot segment"));
+    }
+    if value.contains('/') {
+        return Err(format!("{what} contains '/'"));
+    }
+    Ok(percent_encoding::utf8_percent_encode(value, SEGMENT).to_string())
+}
+
+/// Everything but RFC 3986's unreserved characters is percent-encoded.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Largest API answer read.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// Why an answer could not be read, without its content (a repeated key says so).
+fn json_error(e: &serde_json::Error) -> String {
+    if e.to_string().starts_with("duplicate object key") {
+        format!(
+            "a key is repeated (line {} column {}): refused",
+            e.line(),
+            e.column()
+        )
+    } else if e.is_data() {
+        format!("unexpected shape (line {} column {})", e.line(), e.column())
+    } else {
+        format!("not JSON (line {} column {})", e.line(), e.column())
+    }
+}
+
 /// ` (STATUS/reason)` from Google's error envelope; never the free-text message.
 fn google_error(body: &[u8]) -> String {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+    let Ok(v) = crate::json::from_slice::<serde_json::Value>(body) else {
         return String::new();
     };
     let clean = |s: &str| -> String {

@@ -4,7 +4,10 @@
 //!   Google-signed ID token. Verified here: RS256 only, signature with the key
 //!   of Google's JWKS whose `kid` matches (cached with the HTTP `max-age` as TTL,
 //!   refetched once on an unknown `kid` but at most every
-//!   [`MIN_REFETCH_SECS`]; concurrent refreshes coalesce into one request),
+//!   [`MIN_REFETCH_SECS`]; concurrent refreshes coalesce into one request; a
+//!   failed fetch is remembered, so a failing endpoint is asked at most once
+//!   per [`MIN_REFETCH_SECS`] — meanwhile the cached keys are used if any, else
+//!   503 `jwks_unavailable`),
 //!   `iss`, `aud`, `email` (the push service account), `email_verified`, `exp` and
 //!   `iat` within [`CLOCK_SKEW_SECS`] of the injected clock.
 //! - **Query token** (for deployments without OIDC): the push endpoint URL
@@ -35,6 +38,8 @@ pub const DEFAULT_JWKS_TTL_SECS: i64 = 3600;
 pub const JWKS_TTL_BOUNDS_SECS: (i64, i64) = (60, 86_400);
 /// How long past its TTL a JWKS is still used when Google's endpoint fails.
 pub const JWKS_STALE_GRACE_SECS: i64 = 86_400;
+/// Largest JWKS document read (Google's is about 2 KiB).
+const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// Longest `Authorization` header accepted.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
@@ -229,8 +234,21 @@ struct JwkDoc {
 
 /// Parses a JWKS document into its RS256 signature keys (others are skipped).
 fn parse_jwks(bytes: &[u8]) -> Result<HashMap<String, Arc<JwksKey>>, String> {
-    let doc: JwksDoc =
-        serde_json::from_slice(bytes).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+    let doc: JwksDoc = crate::json::from_slice(bytes).map_err(|e| {
+        if e.to_string().starts_with("duplicate object key") {
+            format!(
+                "JWKS repeats a key (line {} column {})",
+                e.line(),
+                e.column()
+            )
+        } else {
+            format!(
+                "JWKS is not a JWK set (line {} column {})",
+                e.line(),
+                e.column()
+            )
+        }
+    })?;
     let mut keys = HashMap::new();
     for k in doc.keys {
         let (Some(kid), Some(n), Some(e)) = (k.kid, k.n, k.e) else {
@@ -280,7 +298,10 @@ pub struct JwksCache {
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
     current: RwLock<Option<Arc<KeySet>>>,
-    refresh: tokio::sync::Mutex<()>,
+    /// Serializes refreshes; holds the last failed fetch (when and why) until
+    /// one succeeds, so a failing endpoint is asked at most every
+    /// [`MIN_REFETCH_SECS`].
+    refresh: tokio::sync::Mutex<Option<(DateTime<Utc>, String)>>,
     fetches: AtomicU64,
 }
 
@@ -301,7 +322,7 @@ impl JwksCache {
             http,
             clock,
             current: RwLock::new(None),
-            refresh: tokio::sync::Mutex::new(()),
+            refresh: tokio::sync::Mutex::new(None),
             fetches: AtomicU64::new(0),
         }
     }
@@ -329,7 +350,7 @@ impl JwksCache {
                 return Err(AuthError::UnknownKey);
             }
         }
-        let _refreshing = self.refresh.lock().await;
+        let mut last_failure = self.refresh.lock().await;
         // Another request may have refreshed while this one waited for the lock.
         let latest = self.snapshot();
         if let Some(set) = &latest {
@@ -338,10 +359,23 @@ impl JwksCache {
                 return set.get(kid).ok_or(AuthError::UnknownKey);
             }
         }
-        match self
-            .fetch(now, latest.as_ref().map_or(0, |s| s.generation))
-            .await
-        {
+        // A fetch failed less than MIN_REFETCH_SECS ago: do not ask again yet
+        // (a failing endpoint would otherwise be asked once per request).
+        let recent_failure = last_failure
+            .as_ref()
+            .filter(|(at, _)| now < *at + Duration::seconds(MIN_REFETCH_SECS) && now >= *at)
+            .map(|(_, why)| why.clone());
+        let result = match recent_failure {
+            Some(why) => Err(format!("{why} (not retried for {MIN_REFETCH_SECS} s)")),
+            None => {
+                let fetched = self
+                    .fetch(now, latest.as_ref().map_or(0, |s| s.generation))
+                    .await;
+                *last_failure = fetched.as_ref().err().map(|e| (now, e.clone()));
+                fetched
+            }
+        };
+        match result {
             Ok(set) => {
                 let key = set.get(kid);
                 if let Ok(mut c) = self.current.write() {
@@ -369,15 +403,16 @@ impl JwksCache {
         previous_generation: u64,
     ) -> Result<Arc<KeySet>, String> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let resp = self
-            .http
-            .get(&self.url)
-            .send()
-            .await
-            .map_err(|e| format!("JWKS request failed: {}", e.without_url()))?;
+        let resp =
+            self.http.get(&self.url).send().await.map_err(|e| {
+                format!("JWKS request failed: {}", crate::http_client::describe(&e))
+            })?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(format!("JWKS endpoint answered HTTP {}", status.as_u16()));
+            return Err(format!(
+                "JWKS endpoint answered {}",
+                crate::http_client::status_text(status.as_u16())
+            ));
         }
         let ttl = max_age(
             resp.headers()
@@ -386,10 +421,9 @@ impl JwksCache {
         )
         .unwrap_or(DEFAULT_JWKS_TTL_SECS)
         .clamp(JWKS_TTL_BOUNDS_SECS.0, JWKS_TTL_BOUNDS_SECS.1);
-        let body = resp
-            .bytes()
+        let body = crate::http_client::read_limited(resp, MAX_JWKS_BYTES)
             .await
-            .map_err(|e| format!("JWKS body: {}", e.without_url()))?;
+            .map_err(|e| format!("JWKS body: {e}"))?;
         let keys = parse_jwks(&body)?;
         tracing::info!(keys = keys.len(), ttl_secs = ttl, "fetched Google's JWKS");
         Ok(Arc::new(KeySet {

@@ -8,7 +8,10 @@
 //! - 200 once the event is queued; the event id derives from the Pub/Sub
 //!   `messageId`, so redeliveries deduplicate;
 //! - 401/403 when authentication fails, 400 when the body is not a Pub/Sub
-//!   push, 403 when the `packageName` is not configured — nothing is queued;
+//!   push, 403 when the `packageName` is not configured, 400
+//!   `malformed_notification` when a purchase token, product id or package
+//!   name cannot be one path segment of an API URL (empty, `.`, `..`, or with
+//!   a `/`) — nothing is queued and no API call is made;
 //! - an authentic push whose `message.data` cannot be decoded is queued as
 //!   `STORE_NOTIFICATION` with `details.error` (never dropped);
 //! - 503 when Google's JWKS, the OAuth endpoint, the Play Developer API or the
@@ -255,6 +258,10 @@ pub enum PlayStoreError {
     /// The link store failed (retryable).
     #[error(transparent)]
     Links(#[from] LinkError),
+    /// Authentic, but an identifier it carries cannot be one segment of an API
+    /// URL (empty, `.`, `..`, or containing `/`): no Play purchase looks so.
+    #[error("malformed notification: {0}")]
+    MalformedNotification(String),
     /// The notification needs the Play Developer API but no service account is configured.
     #[error("PLAY_SERVICE_ACCOUNT_JSON is not configured: the Play Developer API cannot be called")]
     ApiNotConfigured,
@@ -268,6 +275,7 @@ impl PlayStoreError {
             Self::MalformedBody(_) => (400, "malformed_body"),
             Self::MalformedNotification(_) => (400, "malformed_notification"),
             Self::WrongApp(_) => (403, "wrong_app"),
+            Self::MalformedNotification(_) => (400, "malformed_notification"),
             Self::Api(_) => (503, "play_api_unavailable"),
             Self::Links(_) => (503, "link_store_unavailable"),
             Self::ApiNotConfigured => (503, "play_api_not_configured"),
@@ -297,12 +305,11 @@ impl PlayStoreEndpoint {
         links: Arc<dyn LinkStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, PlayStoreSetupError> {
-        let http = reqwest::Client::builder()
-            .timeout(HTTP_TIMEOUT)
-            .connect_timeout(HTTP_CONNECT_TIMEOUT)
-            .user_agent(concat!("storehook/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| PlayStoreSetupError(format!("HTTP client: {e}")))?;
+        let http = crate::http_client::client(crate::http_client::Timeouts::new(
+            HTTP_CONNECT_TIMEOUT,
+            HTTP_TIMEOUT,
+        ))
+        .map_err(|e| PlayStoreSetupError(format!("HTTP client: {e}")))?;
         let auth = PushAuthenticator::new(
             config.push_auth.clone(),
             &config.jwks_url,
@@ -361,6 +368,7 @@ impl PlayStoreEndpoint {
         self.auth.authenticate(req).await?;
         let push = self.decode(&req.body)?;
         self.check_app(&push)?;
+        check_identifiers(&push)?;
         let state = self.state(&push).await?;
         Ok(translate(&push, &state, &self.config, received_at_ms))
     }
@@ -483,6 +491,42 @@ impl PlayStoreEndpoint {
             previous,
         })))
     }
+}
+
+/// 400 `malformed_notification` unless every identifier that goes into an API
+/// URL (package name, purchase tokens, a present product id) can be exactly one
+/// path segment. Checked before any API call.
+pub fn check_identifiers(push: &Push) -> Result<(), PlayStoreError> {
+    let Ok(d) = &push.notification else {
+        return Ok(());
+    };
+    let n = &d.notification;
+    let mut ids: Vec<(&'static str, &str)> = vec![("packageName", n.package_name.as_str())];
+    if let Some(s) = &n.subscription_notification {
+        ids.push((
+            "subscriptionNotification.purchaseToken",
+            s.purchase_token.as_str(),
+        ));
+    }
+    if let Some(o) = &n.one_time_product_notification {
+        ids.push((
+            "oneTimeProductNotification.purchaseToken",
+            o.purchase_token.as_str(),
+        ));
+        if let Some(sku) = &o.sku {
+            ids.push(("oneTimeProductNotification.sku", sku.as_str()));
+        }
+    }
+    if let Some(v) = &n.voided_purchase_notification {
+        ids.push((
+            "voidedPurchaseNotification.purchaseToken",
+            v.purchase_token.as_str(),
+        ));
+    }
+    for (what, value) in ids {
+        api::path_segment(what, value).map_err(PlayStoreError::MalformedNotification)?;
+    }
+    Ok(())
 }
 
 /// A serde_json error without any of the input's content.

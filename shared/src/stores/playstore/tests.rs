@@ -1916,3 +1916,219 @@ async fn the_sample_lambda_events_are_accepted() {
     }
     assert_eq!(h.queue.sent().len(), 4);
 }
+
+// ---------------------------------------------------------------- outbound calls (issue 9 §5)
+
+#[tokio::test]
+async fn a_failing_jwks_is_asked_at_most_once_per_30_s() {
+    // GIVEN Google's JWKS failing from the first request on
+    let h = harness().await;
+    h.env.google.set_jwks_status(503);
+    // WHEN 200 pushes arrive within the same second
+    for i in 0..200 {
+        let resp = h
+            .ingest
+            .handle(
+                h.env
+                    .request(push_body(&format!("m-f{i}"), &test_notification(NOW), NOW)),
+            )
+            .await;
+        // THEN each is a 503 (Pub/Sub redelivers) …
+        assert_eq!(resp.status, 503, "{}", resp.body);
+        assert!(resp.body.contains("jwks_unavailable"), "{}", resp.body);
+    }
+    // … and Google was asked once
+    assert_eq!(h.env.google.jwks_fetches(), 1);
+    assert!(h.queue.sent().is_empty());
+    // still within 30 s: no new fetch
+    h.env
+        .clock
+        .advance(chrono::Duration::seconds(MIN_REFETCH_SECS - 1));
+    let again = |id: &str| h.env.request(push_body(id, &test_notification(NOW), NOW));
+    assert_eq!(h.ingest.handle(again("m-f-a")).await.status, 503);
+    assert_eq!(h.env.google.jwks_fetches(), 1);
+    // 30 s after the failure: one new fetch, which fails again and is remembered again
+    h.env.clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(h.ingest.handle(again("m-f-b")).await.status, 503);
+    assert_eq!(h.ingest.handle(again("m-f-c")).await.status, 503);
+    assert_eq!(h.env.google.jwks_fetches(), 2);
+    // Google recovers: the next fetch (30 s later) succeeds and the failure is forgotten
+    h.env.google.set_jwks_status(200);
+    h.env
+        .clock
+        .advance(chrono::Duration::seconds(MIN_REFETCH_SECS));
+    assert_eq!(h.ingest.handle(again("m-f-d")).await.status, 200);
+    assert_eq!(h.ingest.handle(again("m-f-e")).await.status, 200);
+    assert_eq!(h.env.google.jwks_fetches(), 3);
+}
+
+#[tokio::test]
+async fn a_failing_jwks_refresh_with_stale_keys_is_not_retried_per_request() {
+    // GIVEN cached keys past their TTL and Google's JWKS failing
+    let h = harness().await;
+    h.env.google.set_jwks_max_age(Some(60));
+    let send = |id: &str| h.env.request(push_body(id, &test_notification(NOW), NOW));
+    assert_eq!(h.ingest.handle(send("m-s0")).await.status, 200);
+    h.env.google.set_jwks_status(500);
+    h.env.clock.advance(chrono::Duration::seconds(61));
+    // WHEN 50 pushes arrive: the stale keys serve them, Google is asked once
+    for i in 0..50 {
+        assert_eq!(
+            h.ingest.handle(send(&format!("m-s{}", i + 1))).await.status,
+            200
+        );
+    }
+    assert_eq!(h.env.google.jwks_fetches(), 2);
+}
+
+/// A Play endpoint whose JWKS / androidpublisher base point at `server`.
+async fn endpoint_against(
+    env: &PlayTestEnv,
+    jwks_url: Option<String>,
+    api_base: Option<String>,
+) -> PlayStoreEndpoint {
+    let mut config = env.config.clone();
+    if let Some(u) = jwks_url {
+        config.jwks_url = u;
+    }
+    if let Some(u) = api_base {
+        config.api_base_url = u;
+    }
+    PlayStoreEndpoint::new(config, env.links.clone(), env.clock.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn redirects_from_google_are_not_followed() {
+    use crate::http_client::loopback::{Server, response};
+    let env = PlayTestEnv::start().await;
+    // another loopback server, where the redirects point
+    let elsewhere = Server::start(|_| Some(response(200, &[], "{}"))).await;
+    let location = format!("{}/elsewhere", elsewhere.url);
+    let redirector =
+        Server::start(move |_| Some(response(302, &[("location", location.as_str())], ""))).await;
+
+    // the JWKS answers 302: not followed, 503 jwks_unavailable
+    let e = endpoint_against(&env, Some(format!("{}/certs", redirector.url)), None).await;
+    let req = env.request(push_body("m-r1", &test_notification(NOW), NOW));
+    let err = e.process(&req, NOW).await.unwrap_err();
+    let r = err.rejection();
+    assert_eq!((r.status, r.code), (503, "jwks_unavailable"));
+    assert!(r.message.contains("302"), "{}", r.message);
+
+    // androidpublisher answers 302: not followed, 503 play_api_unavailable
+    let e = endpoint_against(&env, None, Some(redirector.url.clone())).await;
+    let req = env.request(push_body(
+        "m-r2",
+        &subscription_notification(2, "tok-redirect", NOW),
+        NOW,
+    ));
+    let err = e.process(&req, NOW).await.unwrap_err();
+    let r = err.rejection();
+    assert_eq!((r.status, r.code), (503, "play_api_unavailable"));
+    assert!(r.message.contains("302"), "{}", r.message);
+    assert!(!r.message.contains("tok-redirect"), "{}", r.message);
+    assert_eq!(redirector.seen().len(), 2);
+    assert!(elsewhere.seen().is_empty(), "a redirect was followed");
+}
+
+#[tokio::test]
+async fn identifiers_are_encoded_as_exactly_one_path_segment() {
+    use crate::http_client::loopback::{Server, response};
+    let env = PlayTestEnv::start().await;
+    let api = Server::start(|_| {
+        Some(response(
+            404,
+            &[],
+            r#"{"error":{"status":"NOT_FOUND","errors":[{"reason":"purchaseTokenNotFound"}]}}"#,
+        ))
+    })
+    .await;
+    let e = endpoint_against(&env, None, Some(format!("{}/prefix/", api.url))).await;
+    // a token and a product id with characters that are special in a URL
+    let token = "a b?c#d%2e..%2F;x=1&é";
+    let sku = "pro.monthly+1 ~x";
+    let req = env.request(push_body(
+        "m-p1",
+        &one_time_notification(1, token, sku, NOW),
+        NOW,
+    ));
+    e.process(&req, NOW).await.unwrap();
+    let req = env.request(push_body(
+        "m-p2",
+        &subscription_notification(2, "..x", NOW),
+        NOW,
+    ));
+    e.process(&req, NOW).await.unwrap();
+    let targets: Vec<String> = api.seen().into_iter().map(|s| s.target).collect();
+    assert_eq!(
+        targets,
+        vec![
+            "/prefix/androidpublisher/v3/applications/com.example.app/purchases/products/\
+             pro.monthly%2B1%20~x/tokens/a%20b%3Fc%23d%252e..%252F%3Bx%3D1%26%C3%A9"
+                .to_owned(),
+            "/prefix/androidpublisher/v3/applications/com.example.app/purchases/subscriptionsv2/\
+             tokens/..x"
+                .to_owned(),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn dot_segments_and_slashes_are_refused_before_any_api_call() {
+    let h = harness().await;
+    let calls = || (h.env.google.api_requests(), h.env.google.token_requests());
+    for (i, bad) in ["..", ".", "", "a/b", "/", "../../x"].iter().enumerate() {
+        for (j, n) in [
+            subscription_notification(2, bad, NOW),
+            one_time_notification(1, bad, "pro.lifetime", NOW),
+            one_time_notification(1, "tok-ok", bad, NOW),
+            voided_notification(bad, "GPA.1", 1, 1, NOW),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let resp = h.send(&format!("m-bad-{i}-{j}"), n).await;
+            assert_eq!(resp.status, 400, "{bad:?} #{j}: {}", resp.body);
+            let v: Value = serde_json::from_str(&resp.body).unwrap();
+            assert_eq!(v["error"]["code"], "malformed_notification", "{bad:?} #{j}");
+            let msg = v["error"]["message"].as_str().unwrap();
+            assert!(
+                msg.contains("purchaseToken") || msg.contains("sku"),
+                "{msg}"
+            );
+        }
+    }
+    assert_eq!(calls(), (0, 0), "an API call was made");
+    assert!(h.queue.sent().is_empty());
+}
+
+#[tokio::test]
+async fn a_repeated_key_in_a_play_api_answer_is_a_503() {
+    use crate::http_client::loopback::{Server, response};
+    let env = PlayTestEnv::start().await;
+    // subscriptionsv2 answers with subscriptionState twice
+    let dup = Sub::active().json().to_string().replacen(
+        "{",
+        r#"{"subscriptionState":"SUBSCRIPTION_STATE_EXPIRED","#,
+        1,
+    );
+    assert!(crate::json::check_unique_keys(dup.as_bytes()).is_err());
+    let api = Server::start(move |_| Some(response(200, &[], &dup))).await;
+    let e = endpoint_against(&env, None, Some(api.url.clone())).await;
+    let req = env.request(push_body(
+        "m-d1",
+        &subscription_notification(2, "tok-dup", NOW),
+        NOW,
+    ));
+    let r = e.process(&req, NOW).await.unwrap_err().rejection();
+    assert_eq!((r.status, r.code), (503, "play_api_unavailable"));
+    assert!(r.message.contains("repeated"), "{}", r.message);
+
+    // the JWKS repeats "keys": 503 jwks_unavailable
+    let jwks = Server::start(|_| Some(response(200, &[], r#"{"keys":[],"keys":[]}"#))).await;
+    let e = endpoint_against(&env, Some(jwks.url.clone()), None).await;
+    let req = env.request(push_body("m-d2", &test_notification(NOW), NOW));
+    let r = e.process(&req, NOW).await.unwrap_err().rejection();
+    assert_eq!((r.status, r.code), (503, "jwks_unavailable"));
+    assert!(r.message.contains("repeats"), "{}", r.message);
+}
