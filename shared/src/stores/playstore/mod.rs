@@ -245,10 +245,6 @@ pub enum PlayStoreError {
     /// Not a Pub/Sub push body.
     #[error("malformed body: {0}")]
     MalformedBody(String),
-    /// `message.data` is JSON that reads two ways (a repeated key): refused,
-    /// never translated with one of its values.
-    #[error("malformed notification: {0}")]
-    MalformedNotification(String),
     /// Authentic, but for a package that is not configured.
     #[error("notification is for another app: {0}")]
     WrongApp(String),
@@ -258,8 +254,10 @@ pub enum PlayStoreError {
     /// The link store failed (retryable).
     #[error(transparent)]
     Links(#[from] LinkError),
-    /// Authentic, but an identifier it carries cannot be one segment of an API
-    /// URL (empty, `.`, `..`, or containing `/`): no Play purchase looks so.
+    /// `message.data` that reads two ways (a repeated key: refused, never
+    /// translated with one of its values), or an identifier that cannot be one
+    /// segment of an API URL (empty, `.`, `..`, or containing `/`: no Play
+    /// purchase looks so).
     #[error("malformed notification: {0}")]
     MalformedNotification(String),
     /// The notification needs the Play Developer API but no service account is configured.
@@ -275,7 +273,6 @@ impl PlayStoreError {
             Self::MalformedBody(_) => (400, "malformed_body"),
             Self::MalformedNotification(_) => (400, "malformed_notification"),
             Self::WrongApp(_) => (403, "wrong_app"),
-            Self::MalformedNotification(_) => (400, "malformed_notification"),
             Self::Api(_) => (503, "play_api_unavailable"),
             Self::Links(_) => (503, "link_store_unavailable"),
             Self::ApiNotConfigured => (503, "play_api_not_configured"),
