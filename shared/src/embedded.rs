@@ -16,9 +16,10 @@
 
 use crate::group_commit::{GroupCommitter, Job};
 use crate::queue::{EventQueue, QueueError, QueueMessage};
+use crate::redb_file::{Health, RedbFile};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;
@@ -222,7 +223,9 @@ impl Job for LeaseJob {
                 .map_err(|e| table_err(format!("stored message {} is corrupt: {e}", self.id)))
         });
         self.leased = match found {
-            None => Err(table_err("leased message vanished")),
+            // Only after a commit whose I/O failed but which became durable
+            // (the index is rebuilt on reopen): the message is gone for good.
+            None => Ok(None),
             Some(Err(e)) => Err(e),
             Some(Ok(mut s)) => {
                 s.receive_count += 1;
@@ -235,9 +238,19 @@ impl Job for LeaseJob {
     }
 
     fn finish(self: Box<Self>, committed: Result<(), String>) {
+        if committed.is_ok() && matches!(self.leased, Ok(None)) {
+            // Not in the file: drop it from the index, or the group would hand
+            // out a message that no longer exists, forever.
+            let mut idx = self.shared.lock();
+            let dedup = idx
+                .dedup
+                .iter()
+                .find_map(|(d, id)| (*id == self.id).then(|| d.clone()));
+            idx.remove(self.id, dedup.as_deref().unwrap_or_default());
+        }
         let result = committed
             .and(self.leased)
-            .and_then(|s| s.ok_or_else(|| table_err("lease was not written")));
+            .and_then(|s| s.ok_or_else(|| table_err("leased message vanished")));
         if result.is_err() {
             self.shared.release(&self.group);
         }
@@ -370,7 +383,7 @@ impl Job for ReplayJob {
 /// fsync, and each caller is answered only once its write is durable.
 #[derive(Debug, Clone)]
 pub struct EmbeddedQueue {
-    db: Arc<Database>,
+    file: Arc<RedbFile>,
     index: Arc<Mutex<Index>>,
     wake: Arc<tokio::sync::Notify>,
     committer: GroupCommitter,
@@ -381,30 +394,54 @@ impl EmbeddedQueue {
     /// stopped are visible again.
     pub fn open(dir: &Path) -> Result<Self, EmbeddedError> {
         std::fs::create_dir_all(dir).map_err(err)?;
-        let db = Database::create(dir.join("queue.redb")).map_err(err)?;
-        let mut index = Index::default();
-        {
-            let w = db.begin_write().map_err(err)?;
+        Self::open_file(|init| RedbFile::open(&dir.join("queue.redb"), init))
+    }
+
+    fn open_file(
+        open: impl FnOnce(crate::redb_file::Init) -> Result<Arc<RedbFile>, String>,
+    ) -> Result<Self, EmbeddedError> {
+        let index = Arc::new(Mutex::new(Index::default()));
+        let for_init = index.clone();
+        // Runs at the first open and after every reopen: a commit whose I/O
+        // failed may or may not have become durable, so the index is rebuilt
+        // from the file; groups leased right now stay blocked until their
+        // worker settles them.
+        let init: crate::redb_file::Init = Box::new(move |db, _| {
+            let w = db.begin_write().map_err(table_err)?;
+            let mut fresh = Index::default();
             {
-                let q = w.open_table(QUEUE).map_err(err)?;
-                for row in q.iter().map_err(err)? {
-                    let (k, v) = row.map_err(err)?;
-                    let s: Stored = serde_json::from_slice(v.value()).map_err(err)?;
-                    index.push(k.value(), s.group_id, s.not_before_ms, s.dedup_id);
+                let q = w.open_table(QUEUE).map_err(table_err)?;
+                fresh.in_flight = for_init
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .in_flight
+                    .clone();
+                for row in q.iter().map_err(table_err)? {
+                    let (k, v) = row.map_err(table_err)?;
+                    let s: Stored = serde_json::from_slice(v.value()).map_err(table_err)?;
+                    fresh.push(k.value(), s.group_id, s.not_before_ms, s.dedup_id);
                 }
-                w.open_table(DEAD).map_err(err)?;
-                w.open_table(META).map_err(err)?;
+                w.open_table(DEAD).map_err(table_err)?;
+                w.open_table(META).map_err(table_err)?;
             }
-            w.commit().map_err(err)?;
-        }
-        let db = Arc::new(db);
-        let committer = GroupCommitter::start(db.clone(), "storehook-queue").map_err(err)?;
+            w.commit().map_err(table_err)?;
+            *for_init.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+            Ok(())
+        });
+        let file = open(init).map_err(EmbeddedError)?;
+        let committer = GroupCommitter::start(file.clone(), "storehook-queue").map_err(err)?;
         Ok(Self {
-            db,
-            index: Arc::new(Mutex::new(index)),
+            file,
+            index,
             wake: Arc::new(tokio::sync::Notify::new()),
             committer,
         })
+    }
+
+    /// The condition of the queue file: failed after an I/O error (a full
+    /// disk) until it is reopened, which happens by itself.
+    pub fn health(&self) -> Health {
+        self.file.health()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -553,7 +590,8 @@ impl EmbeddedQueue {
 
     /// Every dead letter, oldest first.
     pub fn dead_letters(&self) -> Result<Vec<(u64, Stored)>, EmbeddedError> {
-        let r = self.db.begin_read().map_err(err)?;
+        let db = self.file.db().map_err(EmbeddedError)?;
+        let r = db.begin_read().map_err(err)?;
         let d = r.open_table(DEAD).map_err(err)?;
         let mut out = Vec::new();
         for row in d.iter().map_err(err)? {
@@ -771,5 +809,62 @@ mod tests {
         );
         q.ack(&again).await.unwrap();
         assert_eq!(lease_id(&q, 0).await.as_deref(), Some("a2"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_refuses_intake_and_the_queue_heals_by_itself() {
+        use crate::redb_file::testing;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.redb");
+        let full = testing::DiskFull::default();
+        let q = EmbeddedQueue::open_file(|init| {
+            RedbFile::open_with(&path, testing::opener(&path, &full), init)
+        })
+        .unwrap();
+        // GIVEN an acknowledged (durably appended) message
+        q.append(&[msg("a", "a1")], 0).await.unwrap();
+        // WHEN the disk runs full
+        full.set(true);
+        // THEN intake is refused (the store retries) and the condition is reported
+        assert!(q.append(&[msg("b", "b1")], 0).await.is_err());
+        assert!(matches!(q.health(), Health::Failed { .. }));
+        assert!(q.append(&[msg("b", "b1")], 0).await.is_err());
+        // WHEN space returns THEN the queue reopens by itself, nothing
+        // acknowledged is lost, and intake and leasing work again
+        full.set(false);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while q.health() != Health::Ok {
+            assert!(std::time::Instant::now() < deadline, "{:?}", q.health());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        q.append(&[msg("b", "b1")], 0).await.unwrap();
+        assert_eq!(q.depth(), 2);
+        let mut got = vec![
+            lease_id(&q, 0).await.unwrap(),
+            lease_id(&q, 0).await.unwrap(),
+        ];
+        got.sort();
+        assert_eq!(got, ["a1", "b1"]);
+    }
+
+    #[tokio::test]
+    async fn a_message_missing_from_the_file_is_dropped_from_the_index_not_leased_forever() {
+        // GIVEN the index and the file disagree (a commit reported failed that
+        // became durable): a1 is no longer in the file
+        let dir = tempfile::tempdir().unwrap();
+        let q = EmbeddedQueue::open(dir.path()).unwrap();
+        q.append(&[msg("a", "a1"), msg("a", "a2")], 0)
+            .await
+            .unwrap();
+        {
+            let db = q.file.db().unwrap();
+            let w = db.begin_write().unwrap();
+            w.open_table(QUEUE).unwrap().remove(1u64).unwrap();
+            w.commit().unwrap();
+        }
+        // WHEN leasing THEN a1 fails once and is forgotten; the group moves on
+        assert!(q.lease(0).await.is_err());
+        assert_eq!(lease_id(&q, 0).await.as_deref(), Some("a2"));
+        assert_eq!(q.depth(), 1);
     }
 }

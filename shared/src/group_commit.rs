@@ -17,10 +17,18 @@
 //! Dropping the last handle closes the channel and JOINS the thread, so the
 //! file is closed when the owner is gone (redb refuses a second open of a
 //! file that is still open: a restart in the same process must not race).
+//!
+//! After a failed batch the committer asks the [`RedbFile`] whether the
+//! storage itself failed (a full disk poisons a redb database); if so the file
+//! is closed and reopened with backoff. Meanwhile every job fails at once (the
+//! caller answers 503 or retries later), and the thread wakes by itself at
+//! each reopen attempt, so the server heals without a restart.
 
+use crate::redb_file::RedbFile;
 use redb::{Database, WriteTransaction};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// At most this many jobs share one transaction (bounds the latency of the
 /// first job of a large batch and the transaction's memory).
@@ -69,12 +77,12 @@ impl std::fmt::Debug for GroupCommitter {
 }
 
 impl GroupCommitter {
-    /// Starts the committer thread of `db` (named `name`).
-    pub(crate) fn start(db: Arc<Database>, name: &str) -> std::io::Result<Self> {
+    /// Starts the committer thread of `file` (named `name`).
+    pub(crate) fn start(file: Arc<RedbFile>, name: &str) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::channel::<Box<dyn Job>>();
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || run(&db, &receiver))?;
+            .spawn(move || run(&file, &receiver))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 sender: Mutex::new(Some(sender)),
@@ -129,8 +137,24 @@ impl GroupCommitter {
     }
 }
 
-fn run(db: &Database, receiver: &mpsc::Receiver<Box<dyn Job>>) {
-    while let Ok(first) = receiver.recv() {
+fn run(file: &RedbFile, receiver: &mpsc::Receiver<Box<dyn Job>>) {
+    loop {
+        let first = match file.next_try() {
+            None => match receiver.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+            // Closed after a failure: wake for the next reopen attempt even
+            // when nobody writes.
+            Some(at) => match receiver.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = file.db();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            },
+        };
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -138,7 +162,16 @@ fn run(db: &Database, receiver: &mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        let result = commit(db, &mut jobs);
+        let result = match file.db() {
+            Ok(db) => {
+                let result = commit(&db, &mut jobs);
+                if let Err(e) = &result {
+                    file.check(&db, e);
+                }
+                result
+            }
+            Err(e) => Err(e),
+        };
         for job in jobs {
             job.finish(result.clone());
         }
@@ -184,8 +217,74 @@ mod tests {
         }
     }
 
-    fn open(dir: &std::path::Path) -> Arc<Database> {
-        Arc::new(Database::create(dir.join("t.redb")).unwrap())
+    fn open(dir: &std::path::Path) -> Arc<RedbFile> {
+        RedbFile::open(&dir.join("t.redb"), Box::new(|_, _| Ok(()))).unwrap()
+    }
+
+    fn put(c: &GroupCommitter, key: u64, done: &mpsc::Sender<(u64, Result<(), String>)>) {
+        c.submit(Box::new(Put {
+            key,
+            fail: false,
+            done: done.clone(),
+        }));
+    }
+
+    fn keys(file: &RedbFile) -> Vec<u64> {
+        let db = file.db().unwrap();
+        let r = db.begin_read().unwrap();
+        match r.open_table(T) {
+            Ok(t) => t.iter().unwrap().map(|x| x.unwrap().0.value()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_full_disk_fails_writes_fast_and_the_file_heals_without_a_restart() {
+        use crate::redb_file::{Health, testing};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let full = testing::DiskFull::default();
+        let file = RedbFile::open_with(
+            &path,
+            testing::opener(&path, &full),
+            Box::new(|_, _| Ok(())),
+        )
+        .unwrap();
+        let c = GroupCommitter::start(file.clone(), "test-commit").unwrap();
+        let (done, results) = mpsc::channel();
+        // GIVEN a committed write
+        put(&c, 1, &done);
+        assert_eq!(results.recv().unwrap(), (1, Ok(())));
+        // WHEN the disk runs full
+        full.set(true);
+        put(&c, 2, &done);
+        let (_, r) = results.recv().unwrap();
+        assert!(r.is_err(), "a write on a full disk is refused");
+        // THEN the file is reported failed and later writes fail at once
+        assert!(
+            matches!(file.health(), Health::Failed { .. }),
+            "{:?}",
+            file.health()
+        );
+        put(&c, 3, &done);
+        assert!(results.recv().unwrap().1.is_err());
+        // WHEN space returns, THEN the committer reopens by itself (no new write
+        // needed to trigger it) and writes succeed again
+        full.set(false);
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while file.health() != Health::Ok {
+            assert!(
+                Instant::now() < deadline,
+                "did not heal: {:?}",
+                file.health()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        put(&c, 4, &done);
+        assert_eq!(results.recv().unwrap(), (4, Ok(())));
+        // and what was acknowledged before the failure is still there; what
+        // was refused is not
+        assert_eq!(keys(&file), vec![1, 4]);
     }
 
     #[test]
@@ -217,9 +316,9 @@ mod tests {
     #[test]
     fn a_failed_write_aborts_its_whole_batch_and_later_batches_still_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let db = open(dir.path());
+        let file = open(dir.path());
         let (done, results) = mpsc::channel();
-        let c = GroupCommitter::start(db.clone(), "test-commit").unwrap();
+        let c = GroupCommitter::start(file.clone(), "test-commit").unwrap();
         // Jobs sent back to back usually share a batch; whether or not they do,
         // the failing job is refused and nothing after a failure is half-written.
         for (key, fail) in [(1, false), (2, true), (3, false)] {
@@ -233,13 +332,7 @@ mod tests {
             (0..3).map(|_| results.recv().unwrap()).collect();
         outcome.sort_by_key(|(k, _)| *k);
         assert_eq!(outcome[1], (2, Err("boom".into())));
-        let committed: Vec<u64> = {
-            let r = db.begin_read().unwrap();
-            match r.open_table(T) {
-                Ok(t) => t.iter().unwrap().map(|x| x.unwrap().0.value()).collect(),
-                Err(_) => Vec::new(),
-            }
-        };
+        let committed = keys(&file);
         for (key, result) in &outcome {
             assert_eq!(
                 committed.contains(key),

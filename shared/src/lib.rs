@@ -22,6 +22,7 @@ pub mod policy;
 pub mod poller;
 pub mod provision;
 pub mod queue;
+pub mod redb_file;
 pub mod retry;
 pub mod state;
 pub mod stores;

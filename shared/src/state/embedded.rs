@@ -7,6 +7,7 @@
 use super::{Claim, DeliveryRecord, GroupState, Recorded, StateError, StateStore, transition};
 use crate::event::{Event, EventId};
 use crate::group_commit::{GroupCommitter, Job};
+use crate::redb_file::{Health, RedbFile, Reopen};
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
@@ -34,7 +35,7 @@ pub const FILE_NAME: &str = "state.redb";
 /// data) fails alone; a storage failure fails the whole batch, uncommitted.
 #[derive(Clone)]
 pub struct RedbState {
-    db: Arc<Database>,
+    file: Arc<RedbFile>,
     path: PathBuf,
     committer: GroupCommitter,
 }
@@ -68,20 +69,19 @@ impl RedbState {
     pub fn open(dir: &Path) -> Result<Self, StateError> {
         std::fs::create_dir_all(dir).map_err(db_err)?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(db_err)?;
-        let tx = db.begin_write().map_err(db_err)?;
-        tx.open_table(GROUPS).map_err(db_err)?;
-        tx.open_table(CLAIMS).map_err(db_err)?;
-        tx.open_table(HISTORY).map_err(db_err)?;
-        tx.open_table(DELIVERIES).map_err(db_err)?;
-        tx.commit().map_err(db_err)?;
-        let db = Arc::new(db);
-        let committer = GroupCommitter::start(db.clone(), "storehook-state").map_err(db_err)?;
+        let file = RedbFile::open(&path, Box::new(create_tables)).map_err(db_err)?;
+        let committer = GroupCommitter::start(file.clone(), "storehook-state").map_err(db_err)?;
         Ok(Self {
-            db,
+            file,
             path,
             committer,
         })
+    }
+
+    /// The condition of the state file: failed after an I/O error (a full
+    /// disk) until it is reopened, which happens by itself.
+    pub fn health(&self) -> Health {
+        self.file.health()
     }
 
     /// The database file.
@@ -95,11 +95,21 @@ impl RedbState {
         T: Send + 'static,
         F: FnOnce(&Database) -> Result<T, StateError> + Send + 'static,
     {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || f(&*file.db().map_err(StateError::Unavailable)?))
             .await
             .map_err(|e| StateError::Unavailable(format!("redb task: {e}")))?
     }
+}
+
+/// The tables, at every open of the file.
+fn create_tables(db: &Database, _: Reopen) -> Result<(), String> {
+    let tx = db.begin_write().map_err(|e| e.to_string())?;
+    tx.open_table(GROUPS).map_err(|e| e.to_string())?;
+    tx.open_table(CLAIMS).map_err(|e| e.to_string())?;
+    tx.open_table(HISTORY).map_err(|e| e.to_string())?;
+    tx.open_table(DELIVERIES).map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())
 }
 
 /// Applies `event` inside `tx` (no commit).
@@ -417,7 +427,7 @@ mod tests {
             true,
         );
         {
-            let tx = s.db.begin_write().unwrap();
+            let tx = s.file.db().unwrap().begin_write().unwrap();
             tx.open_table(GROUPS)
                 .unwrap()
                 .insert(bad.group_key().as_str(), b"{not json".as_slice())

@@ -7,6 +7,7 @@
 use super::links::{Lineage, LinkError, LinkStore};
 use super::model::PurchaseToken;
 use crate::event::SubscriptionId;
+use crate::redb_file::{Health, RedbFile};
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -42,7 +43,7 @@ impl StoredLink {
 /// Embedded, persistent [`LinkStore`] (redb).
 #[derive(Clone)]
 pub struct RedbLinkStore {
-    db: Arc<Database>,
+    file: Arc<RedbFile>,
     path: PathBuf,
 }
 
@@ -86,14 +87,22 @@ impl RedbLinkStore {
     pub fn open(dir: &Path) -> Result<Self, LinkError> {
         std::fs::create_dir_all(dir).map_err(db_err)?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(db_err)?;
-        let tx = db.begin_write().map_err(db_err)?;
-        tx.open_table(LINKS).map_err(db_err)?;
-        tx.commit().map_err(db_err)?;
-        Ok(Self {
-            db: Arc::new(db),
-            path,
-        })
+        let file = RedbFile::open(
+            &path,
+            Box::new(|db, _| {
+                let tx = db.begin_write().map_err(|e| e.to_string())?;
+                tx.open_table(LINKS).map_err(|e| e.to_string())?;
+                tx.commit().map_err(|e| e.to_string())
+            }),
+        )
+        .map_err(db_err)?;
+        Ok(Self { file, path })
+    }
+
+    /// The condition of the links file: failed after an I/O error (a full
+    /// disk) until it is reopened, which happens by itself.
+    pub fn health(&self) -> Health {
+        self.file.health()
     }
 
     /// The database file.
@@ -107,10 +116,18 @@ impl RedbLinkStore {
         T: Send + 'static,
         F: FnOnce(&Database) -> Result<T, LinkError> + Send + 'static,
     {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| LinkError(format!("redb task: {e}")))?
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || {
+            let db = file.db().map_err(db_err)?;
+            let result = f(&db);
+            if let Err(e) = &result {
+                // A full disk poisons the file: close it and reopen with backoff.
+                file.check(&db, &e.0);
+            }
+            result
+        })
+        .await
+        .map_err(|e| LinkError(format!("redb task: {e}")))?
     }
 }
 
@@ -251,7 +268,7 @@ mod tests {
         // GIVEN a corrupt value stored for a token
         let tok = t("secret-purchase-token");
         {
-            let tx = store.db.begin_write().unwrap();
+            let tx = store.file.db().unwrap().begin_write().unwrap();
             tx.open_table(LINKS)
                 .unwrap()
                 .insert(tok.as_str(), b"{not json".as_slice())

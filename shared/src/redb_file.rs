@@ -1,0 +1,317 @@
+//! One redb file of `storehook serve`, opened once and REOPENED after an I/O
+//! failure.
+//!
+//! redb poisons a database after its first I/O error (a full disk, say): every
+//! later call answers `PreviousIo` ("close and re-open the database") even
+//! once the cause is gone. A server must heal itself, so every embedded store
+//! (queue, state, Play links) holds a [`RedbFile`] instead of a `Database`:
+//!
+//! - [`RedbFile::db`] hands out the open database, or — after a failure —
+//!   tries to reopen the file (at most once per backoff step: 50 ms doubling to
+//!   5 s) and answers an error meanwhile, so callers fail fast (intake answers
+//!   503 and the store retries; delivery workers back off).
+//! - [`RedbFile::check`] is called after a failed write: it probes the database
+//!   and, when the storage is poisoned, drops it and starts the reopen cycle.
+//! - Reopening runs redb's own repair (from the last durable commit) and then
+//!   the owner's `init` hook (tables; the queue rebuilds its in-memory index
+//!   from the file, since a commit whose I/O failed may or may not be durable).
+//! - [`RedbFile::health`] reports the condition (`/healthz` of `serve`).
+//!
+//! Nothing acknowledged is lost: a write is answered only after its commit,
+//! and redb never exposes a half-written commit.
+
+use redb::{Database, TransactionError};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Opens the database (the real file, or a test backend).
+pub(crate) type Opener = Box<dyn Fn() -> Result<Database, String> + Send + Sync>;
+/// Runs on every open of the file (the first one and each reopen), before use.
+pub(crate) type Init = Box<dyn Fn(&Database, Reopen) -> Result<(), String> + Send + Sync>;
+
+/// Whether [`Init`] runs for the first open or for a reopen after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reopen {
+    First,
+    AfterFailure,
+}
+
+/// The state of a file, as reported to operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Open and writable as far as is known.
+    Ok,
+    /// Closed after an I/O failure; reopen attempts continue by themselves.
+    Failed {
+        /// The file.
+        path: PathBuf,
+        /// The failure that closed it (or the last reopen error).
+        error: String,
+        /// Reopen attempts so far.
+        attempts: u32,
+        /// Since when.
+        for_ms: u128,
+    },
+}
+
+struct Failure {
+    error: String,
+    since: Instant,
+    next_try: Instant,
+    backoff: Duration,
+    attempts: u32,
+}
+
+struct Slot {
+    db: Option<Arc<Database>>,
+    failure: Option<Failure>,
+}
+
+/// A redb file that reopens itself after an I/O failure.
+pub(crate) struct RedbFile {
+    path: PathBuf,
+    opener: Opener,
+    init: Init,
+    slot: Mutex<Slot>,
+}
+
+impl fmt::Debug for RedbFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbFile")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedbFile {
+    /// Opens `path` (created if absent) and runs `init`. The first open must
+    /// succeed: a server that cannot open its files does not start.
+    pub(crate) fn open(path: &Path, init: Init) -> Result<Arc<Self>, String> {
+        let owned = path.to_path_buf();
+        let opener: Opener = Box::new(move || create(&owned));
+        Self::open_with(path, opener, init)
+    }
+
+    /// [`RedbFile::open`] with an explicit opener (tests: a failing backend).
+    pub(crate) fn open_with(path: &Path, opener: Opener, init: Init) -> Result<Arc<Self>, String> {
+        let db = opener()?;
+        init(&db, Reopen::First)?;
+        Ok(Arc::new(Self {
+            path: path.to_path_buf(),
+            opener,
+            init,
+            slot: Mutex::new(Slot {
+                db: Some(Arc::new(db)),
+                failure: None,
+            }),
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The open database; after a failure, a reopen attempt when one is due,
+    /// else the failure.
+    pub(crate) fn db(&self) -> Result<Arc<Database>, String> {
+        let mut slot = self.lock();
+        if let Some(db) = &slot.db {
+            return Ok(db.clone());
+        }
+        let now = Instant::now();
+        let Some(failure) = slot.failure.as_mut() else {
+            return Err("storage closed".into());
+        };
+        if now < failure.next_try {
+            return Err(format!("storage unavailable: {}", failure.error));
+        }
+        failure.attempts = failure.attempts.saturating_add(1);
+        match (self.opener)().and_then(|db| (self.init)(&db, Reopen::AfterFailure).map(|()| db)) {
+            Ok(db) => {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    attempts = failure.attempts,
+                    after_ms = failure.since.elapsed().as_millis(),
+                    "storage reopened after an I/O failure"
+                );
+                let db = Arc::new(db);
+                slot.db = Some(db.clone());
+                slot.failure = None;
+                Ok(db)
+            }
+            Err(e) => {
+                failure.backoff = (failure.backoff * 2).min(MAX_BACKOFF);
+                failure.next_try = now + failure.backoff;
+                failure.error = e;
+                Err(format!("storage unavailable: {}", failure.error))
+            }
+        }
+    }
+
+    /// After a failed operation on `db`: if the storage itself failed (redb
+    /// poisons itself after an I/O error), close the file and start the reopen
+    /// cycle. Returns whether it did.
+    pub(crate) fn check(&self, db: &Arc<Database>, error: &str) -> bool {
+        let poisoned = match db.begin_write() {
+            Ok(tx) => {
+                drop(tx); // aborted: nothing was written
+                false
+            }
+            Err(TransactionError::Storage(_)) => true,
+            Err(_) => false,
+        };
+        if poisoned {
+            self.fail(db, error);
+        }
+        poisoned
+    }
+
+    /// Closes `db` (if it is still the open one) after a storage failure.
+    pub(crate) fn fail(&self, db: &Arc<Database>, error: &str) {
+        let mut slot = self.lock();
+        if !slot.db.as_ref().is_some_and(|open| Arc::ptr_eq(open, db)) {
+            return; // already closed (and maybe reopened) by someone else
+        }
+        tracing::error!(
+            path = %self.path.display(),
+            error,
+            "storage I/O failure: closing the file, reopening with backoff"
+        );
+        // The last handle to go closes the file; a reopen before that is
+        // refused by redb's lock and simply retried.
+        slot.db = None;
+        let now = Instant::now();
+        slot.failure = Some(Failure {
+            error: error.to_owned(),
+            since: now,
+            next_try: now + FIRST_BACKOFF,
+            backoff: FIRST_BACKOFF,
+            attempts: 0,
+        });
+    }
+
+    /// The file's condition.
+    pub fn health(&self) -> Health {
+        match &self.lock().failure {
+            None => Health::Ok,
+            Some(f) => Health::Failed {
+                path: self.path.clone(),
+                error: f.error.clone(),
+                attempts: f.attempts,
+                for_ms: f.since.elapsed().as_millis(),
+            },
+        }
+    }
+
+    /// When the next reopen attempt is due (`None` while open).
+    pub(crate) fn next_try(&self) -> Option<Instant> {
+        self.lock().failure.as_ref().map(|f| f.next_try)
+    }
+}
+
+/// `Database::create` of a file.
+fn create(path: &Path) -> Result<Database, String> {
+    Database::create(path).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A redb storage backend that can be told to fail like a full disk.
+    use redb::backends::FileBackend;
+    use redb::{BackendError, StorageBackend};
+    use std::ops::Bound;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Shared switch: while on, every write, set_len and sync fails with ENOSPC.
+    #[derive(Debug, Clone, Default)]
+    pub(crate) struct DiskFull(Arc<AtomicBool>);
+
+    impl DiskFull {
+        pub(crate) fn set(&self, full: bool) {
+            self.0.store(full, Ordering::SeqCst);
+        }
+        fn check(&self) -> Result<(), std::io::Error> {
+            if self.0.load(Ordering::SeqCst) {
+                Err(std::io::Error::from_raw_os_error(28)) // ENOSPC
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[derive(Debug)]
+    pub(crate) struct FlakyBackend {
+        pub(crate) inner: FileBackend,
+        pub(crate) full: DiskFull,
+    }
+
+    impl StorageBackend for FlakyBackend {
+        fn len(&self) -> Result<u64, std::io::Error> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+            self.full.check()?;
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> Result<(), std::io::Error> {
+            self.full.check()?;
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+            self.full.check()?;
+            self.inner.write(offset, data)
+        }
+        fn close(&self) -> Result<(), std::io::Error> {
+            self.inner.close()
+        }
+        fn try_lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<bool, BackendError> {
+            self.inner.try_lock_range(s, e)
+        }
+        fn try_lock_shared_range(
+            &self,
+            s: Bound<u64>,
+            e: Bound<u64>,
+        ) -> Result<bool, BackendError> {
+            self.inner.try_lock_shared_range(s, e)
+        }
+        fn lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), BackendError> {
+            self.inner.lock_range(s, e)
+        }
+        fn lock_shared_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), BackendError> {
+            self.inner.lock_shared_range(s, e)
+        }
+        fn unlock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), BackendError> {
+            self.inner.unlock_range(s, e)
+        }
+    }
+
+    /// An opener of `path` through a [`FlakyBackend`] driven by `full`.
+    pub(crate) fn opener(path: &std::path::Path, full: &DiskFull) -> super::Opener {
+        let (path, full) = (path.to_path_buf(), full.clone());
+        Box::new(move || {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| e.to_string())?;
+            let inner = FileBackend::new(file).map_err(|e| e.to_string())?;
+            redb::Database::builder()
+                .create_with_backend(FlakyBackend {
+                    inner,
+                    full: full.clone(),
+                })
+                .map_err(|e| e.to_string())
+        })
+    }
+}
