@@ -84,9 +84,9 @@ impl RedbLinkStore {
     /// Opens (or creates) `<dir>/links.redb`, creating `dir` if needed.
     /// A file can be open only once at a time (redb locks it).
     pub fn open(dir: &Path) -> Result<Self, LinkError> {
-        std::fs::create_dir_all(dir).map_err(db_err)?;
+        crate::embedded::create_private_dir(dir).map_err(db_err)?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(db_err)?;
+        let db = crate::embedded::open_private_db(&path).map_err(db_err)?;
         let tx = db.begin_write().map_err(db_err)?;
         tx.open_table(LINKS).map_err(db_err)?;
         tx.commit().map_err(db_err)?;
