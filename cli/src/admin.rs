@@ -201,7 +201,8 @@ struct ReplayRequest {
     all: bool,
 }
 
-const SELECT: &str = "say which dead letters to replay: {\"event_ids\": [\"…\"]} or {\"all\": true}";
+const SELECT: &str =
+    "say which dead letters to replay: {\"event_ids\": [\"…\"]} or {\"all\": true}";
 
 async fn replay_dead_letters(
     State(q): State<EmbeddedQueue>,

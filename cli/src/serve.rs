@@ -4,8 +4,8 @@
 //! The store routes run the same `Ingest` code as the Lambdas; the workers run
 //! the same `Dispatcher` as the dispatcher Lambda.
 
-use anyhow::{Context, bail};
 use crate::admin::AdminToken;
+use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -245,7 +245,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         let (q, w, embedded) = embedded_mode(&args, sender, schedule, clock.clone())?;
         let token = admin_token(&args)?;
-        (q, w, Some(Admin { queue: embedded, token }))
+        (
+            q,
+            w,
+            Some(Admin {
+                queue: embedded,
+                token,
+            }),
+        )
     };
 
     let app = router(endpoints, queue, clock, admin);

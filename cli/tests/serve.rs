@@ -530,7 +530,11 @@ async fn admin_routes_need_the_token_json_and_an_explicit_selection_and_files_ar
     assert_eq!((status, v["depth"].as_u64()), (200, Some(0)));
 
     // POST: JSON only (a cross-site "simple" POST cannot be JSON)
-    for ct in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
         let (status, v) = admin(
             &s,
             Method::POST,
@@ -587,7 +591,14 @@ async fn admin_routes_need_the_token_json_and_an_explicit_selection_and_files_ar
     }
     // `storehook replay` with a wrong token is refused
     let out = Command::new(BIN)
-        .args(["replay", "--all", "--server", &s.base, "--admin-token", &wrong])
+        .args([
+            "replay",
+            "--all",
+            "--server",
+            &s.base,
+            "--admin-token",
+            &wrong,
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -595,14 +606,22 @@ async fn admin_routes_need_the_token_json_and_an_explicit_selection_and_files_ar
 
     // the token was printed once, at the first start, and not at the next
     drop(s);
-    assert!(std::fs::read_to_string(&first_log).unwrap().contains(&token));
+    assert!(
+        std::fs::read_to_string(&first_log)
+            .unwrap()
+            .contains(&token)
+    );
     let second_log = dir.path().join("second.log");
     let s = bare_serve(&data, &[], &second_log).await;
     assert_eq!(s.token, token);
     let (status, _) = admin(&s, Method::GET, "/_storehook/queue", Some(&token), None, "").await;
     assert_eq!(status, 200);
     drop(s);
-    assert!(!std::fs::read_to_string(&second_log).unwrap().contains(&token));
+    assert!(
+        !std::fs::read_to_string(&second_log)
+            .unwrap()
+            .contains(&token)
+    );
 
     // --admin-token replaces the data dir's token
     let chosen = "a-token-chosen-by-the-operator";
@@ -786,5 +805,9 @@ async fn slow_and_idle_connections_are_closed_and_connections_are_capped() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(t.elapsed() < Duration::from_millis(300), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
 }

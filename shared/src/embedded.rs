@@ -37,14 +37,15 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        if let Ok(meta) = std::fs::metadata(dir) {
-            if meta.is_dir() && meta.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(
-                    dir = %dir.display(),
-                    mode = format!("{:o}", meta.permissions().mode() & 0o777),
-                    "the data dir is open to other users; `chmod 700` it (its files are owner-only)"
-                );
-            }
+        if let Ok(meta) = std::fs::metadata(dir)
+            && meta.is_dir()
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the data dir is open to other users; `chmod 700` it (its files are owner-only)"
+            );
         }
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -710,8 +711,11 @@ mod tests {
         let old = tmp.path().join("old");
         std::fs::create_dir(&old).unwrap();
         std::fs::write(old.join("queue.redb"), b"").unwrap();
-        std::fs::set_permissions(old.join("queue.redb"), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(
+            old.join("queue.redb"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         let _q = EmbeddedQueue::open(&old).unwrap();
         assert_eq!(mode(&old.join("queue.redb")), 0o600);
     }
