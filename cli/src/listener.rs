@@ -31,8 +31,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
-/// The largest request body accepted (the same as axum's default limit).
-pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// The largest request body read: the store routes' own limit (64 KiB), so a
+/// bigger body is refused (413 `body_too_large`) without being buffered.
+pub const MAX_BODY_BYTES: usize = storehook_shared::ingest::MAX_BODY_BYTES;
 
 /// How long a connection told to close because the server stops may take to
 /// finish what it has in flight before it is dropped.

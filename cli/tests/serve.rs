@@ -741,6 +741,17 @@ async fn slow_and_idle_connections_are_closed_and_connections_are_capped() {
     assert!(text.contains(r#""code":"body_timeout""#), "{text}");
     assert!(closed.is_some(), "the slow body's connection is closed");
 
+    // a body over the limit is refused as soon as the limit is passed, not buffered to its end
+    let mut big = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    big.write_all(b"POST /appstore HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n")
+        .await
+        .unwrap();
+    big.write_all(&[b' '; 70_000]).await.unwrap();
+    let (got, _) = read_until_closed(&mut big, Duration::from_millis(400)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains(r#""code":"body_too_large""#), "{text}");
+
     // h2c (prior knowledge): a request is answered over HTTP/2, then the idle connection is closed
     let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http2::handshake(
