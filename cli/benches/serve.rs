@@ -24,7 +24,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use storehook_cli::serve::{embedded_worker, router};
+use storehook_cli::admin::AdminToken;
+use storehook_cli::listener::{self, Limits};
+use storehook_cli::serve::{Admin, StorageHealth, embedded_worker, router};
 use storehook_shared::clock::{Clock, SystemClock};
 use storehook_shared::dispatch::Dispatcher;
 use storehook_shared::embedded::EmbeddedQueue;
@@ -89,10 +91,26 @@ async fn start(pki: &TestPki) -> Server {
     }
     let app = AppStore::new(app_config(pki)).unwrap();
     let endpoints: Vec<Arc<dyn StoreEndpoint>> = vec![Arc::new(AppStoreEndpoint(app))];
-    let routes = router(endpoints, Arc::new(queue.clone()), clock, Some(queue));
+    let admin = Admin {
+        queue: queue.clone(),
+        token: AdminToken::generate().unwrap(),
+    };
+    let routes = router(
+        endpoints,
+        Arc::new(queue),
+        clock,
+        Some(admin),
+        StorageHealth::default(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/appstore", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, routes).await.unwrap() });
+    // the listener `storehook serve` runs, with its default limits
+    tokio::spawn(listener::serve(
+        listener,
+        routes,
+        Limits::default(),
+        std::future::pending(),
+    ));
     Server {
         url,
         arrivals,

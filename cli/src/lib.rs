@@ -1,6 +1,8 @@
 //! The `storehook` CLI as a library, so its tests and benchmarks drive the very
 //! code the binary runs.
 
+pub mod admin;
+pub mod listener;
 pub mod receiver;
 pub mod replay;
 pub mod serve;

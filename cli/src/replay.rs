@@ -1,14 +1,29 @@
-//! `storehook replay`: move dead letters back to the queue (all, or by event id).
+//! `storehook replay`: move dead letters back to the queue (`--all`, or by
+//! `--event-id`: an explicit selection is required).
+//!
+//! Talking to a running `storehook serve`, it sends the admin token:
+//! `--admin-token` / `STOREHOOK_ADMIN_TOKEN`, else the one `serve` generated
+//! into its data dir (`--server-data-dir`, default `./.storehook`).
 
+use crate::admin::{AdminToken, read_token, token_path};
 use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
 use std::path::PathBuf;
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
-    /// Replay only these events (repeatable). Absent: every dead letter.
-    #[arg(long = "event-id", value_name = "ID")]
+    /// Replay these events (repeatable).
+    #[arg(long = "event-id", value_name = "ID", conflicts_with = "all")]
     event_ids: Vec<String>,
+    /// Replay every dead letter.
+    #[arg(long)]
+    all: bool,
+    /// The running server's admin token (default: read from its data dir).
+    #[arg(long, env = "STOREHOOK_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// The running server's data dir, to read its admin token from.
+    #[arg(long, default_value = "./.storehook", env = "STOREHOOK_DATA_DIR")]
+    server_data_dir: PathBuf,
     /// Embedded mode: a running `storehook serve` to ask (its dead letters live in its data dir).
     #[arg(
         long,
@@ -34,7 +49,10 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let only = (!args.event_ids.is_empty()).then_some(args.event_ids.as_slice());
+    if !args.list && !args.all && args.event_ids.is_empty() {
+        bail!("say what to replay: --all, or --event-id ID (repeatable); --list shows them");
+    }
+    let only = (!args.all).then_some(args.event_ids.as_slice());
     if args.aws {
         let (Some(queue_url), Some(dlq_url)) = (&args.queue_url, &args.dlq_url) else {
             bail!("--aws needs --queue-url and --dlq-url (or QUEUE_URL, DLQ_URL)");
@@ -66,18 +84,38 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         println!("{{\"replayed\":{n}}}");
         return Ok(());
     }
+    let token = match &args.admin_token {
+        Some(t) => AdminToken::new(t).context("--admin-token / STOREHOOK_ADMIN_TOKEN")?,
+        None => {
+            let path = token_path(&args.server_data_dir);
+            read_token(&path).with_context(|| {
+                format!(
+                    "reading the admin token from {} (pass --admin-token, or --server-data-dir \
+                     with the server's --data-dir)",
+                    path.display()
+                )
+            })?
+        }
+    };
     let client = reqwest::Client::new();
     let base = args.server.trim_end_matches('/');
+    let selection = if args.all {
+        serde_json::json!({ "all": true })
+    } else {
+        serde_json::json!({ "event_ids": args.event_ids })
+    };
     let resp = if args.list {
         client
             .get(format!("{base}/_storehook/dead-letters"))
+            .bearer_auth(token.expose())
             .send()
             .await
     } else {
         client
             .post(format!("{base}/_storehook/replay"))
+            .bearer_auth(token.expose())
             .header("content-type", "application/json")
-            .body(serde_json::json!({ "event_ids": args.event_ids }).to_string())
+            .body(selection.to_string())
             .send()
             .await
     }

@@ -4,6 +4,7 @@
 //! The store routes run the same `Ingest` code as the Lambdas; the workers run
 //! the same `Dispatcher` as the dispatcher Lambda.
 
+use crate::admin::AdminToken;
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::State;
@@ -17,10 +18,13 @@ use std::time::Duration;
 use storehook_shared::clock::{Clock, SystemClock};
 use storehook_shared::config::{self, Lookup};
 use storehook_shared::dispatch::{Dispatcher, Outcome};
-use storehook_shared::embedded::{EmbeddedQueue, Lease};
+use storehook_shared::embedded::{
+    EmbeddedQueue, Lease, create_private_dir, ensure_private_file, write_private_new,
+};
 use storehook_shared::event::Event;
 use storehook_shared::ingest::{AppStoreEndpoint, Ingest, StoreEndpoint, StoreRequest};
 use storehook_shared::queue::EventQueue;
+use storehook_shared::redb_file::Health;
 use storehook_shared::retry::RetrySchedule;
 use storehook_shared::state::{RedbState, StateStore};
 use storehook_shared::stores::appstore::{AppStore, verify::parse_roots};
@@ -80,9 +84,40 @@ pub struct Args {
     /// `--aws`: the table.
     #[arg(long, env = "TABLE_NAME")]
     pub table_name: Option<String>,
+    /// Bearer token of the admin routes (`/_storehook/*`, ≥ 16 characters). Absent: one is
+    /// generated into the data dir (`admin-token`, 0600) and printed once, at that first start.
+    #[arg(long, env = "STOREHOOK_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Most HTTP connections open at once; more wait until one closes.
+    #[arg(long, default_value_t = 1024, env = "STOREHOOK_MAX_CONNECTIONS")]
+    pub max_connections: usize,
+    /// HTTP/1: a request's headers must arrive within this (milliseconds).
+    #[arg(long, default_value_t = 10_000, env = "STOREHOOK_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: u64,
+    /// A request body must arrive whole within this (milliseconds; 408 otherwise).
+    #[arg(long, default_value_t = 30_000, env = "STOREHOOK_BODY_TIMEOUT_MS")]
+    pub body_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed (milliseconds): one that
+    /// never sends a byte, an idle keep-alive or h2c connection.
+    #[arg(long, default_value_t = 30_000, env = "STOREHOOK_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: u64,
+    /// h2c: concurrent streams per connection.
+    #[arg(long, default_value_t = 100, env = "STOREHOOK_MAX_H2_STREAMS")]
+    pub max_h2_streams: u32,
 }
 
 impl Args {
+    /// The listener's limits.
+    pub fn limits(&self) -> crate::listener::Limits {
+        crate::listener::Limits {
+            max_connections: self.max_connections.max(1),
+            header_read_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
+            body_timeout: Duration::from_millis(self.body_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms.max(1)),
+            max_h2_streams: self.max_h2_streams.max(1),
+        }
+    }
+
     /// The App Store settings as the Lambda reads them, flags first.
     fn lookup(&self) -> impl Lookup + '_ {
         move |name: &str| -> Option<String> {
@@ -139,16 +174,23 @@ fn secrets(args: &Args) -> anyhow::Result<WebhookSecrets> {
     if let Some(s) = &args.webhook_secret {
         return Ok(WebhookSecrets::parse(s)?);
     }
-    std::fs::create_dir_all(&args.data_dir)?;
+    create_private_dir(&args.data_dir)?;
     let path = args.data_dir.join("webhook-secret");
     let secret = match std::fs::read_to_string(&path) {
-        Ok(s) => s.trim().to_owned(),
-        Err(_) => {
+        Ok(s) => {
+            // an older version wrote it with the default mode
+            ensure_private_file(&path)
+                .with_context(|| format!("restricting {} to its owner", path.display()))?;
+            s.trim().to_owned()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let s = WebhookSecret::generate()?;
-            std::fs::write(&path, &s).with_context(|| format!("writing {}", path.display()))?;
+            write_private_new(&path, s.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
             tracing::info!(path = %path.display(), "generated a webhook secret");
             s
         }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     Ok(WebhookSecrets::parse(&secret)?)
 }
@@ -178,6 +220,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         clock.clone(),
     )?);
     let schedule = schedule(&args)?;
+    let mut health = StorageHealth::default();
     // Play purchase-token lineages: beside the state (redb) or in the table (--aws).
     let links: Arc<dyn LinkStore> = if args.aws {
         let table = args
@@ -191,10 +234,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             ),
         )
     } else {
-        std::fs::create_dir_all(&args.data_dir)?;
-        Arc::new(
-            storehook_shared::stores::playstore::links_redb::RedbLinkStore::open(&args.data_dir)?,
-        )
+        create_private_dir(&args.data_dir)?;
+        let store =
+            storehook_shared::stores::playstore::links_redb::RedbLinkStore::open(&args.data_dir)?;
+        let watched = store.clone();
+        health.watch(move || watched.health());
+        Arc::new(store)
     };
     let endpoints = endpoints(&args, clock.clone(), links)?;
 
@@ -202,118 +247,137 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let (q, w) = aws_mode(&args, sender, schedule, clock.clone()).await?;
         (q, w, None)
     } else {
-        let (q, w, embedded) = embedded_mode(&args, sender, schedule, clock.clone())?;
-        (q, w, Some(embedded))
+        let (q, w, embedded) = embedded_mode(&args, sender, schedule, clock.clone(), &mut health)?;
+        let token = admin_token(&args)?;
+        (
+            q,
+            w,
+            Some(Admin {
+                queue: embedded,
+                token,
+            }),
+        )
     };
 
-    let app = router(endpoints, queue, clock, admin);
+    let app = router(endpoints, queue, clock, admin, health);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %args.listen, mode = if args.aws { "aws" } else { "embedded" }, "storehook serving");
     eprintln!("storehook listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    crate::listener::serve(listener, app, args.limits(), async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
     for w in workers {
         w.abort();
     }
     Ok(())
 }
 
-/// The HTTP routes: `POST /<store>` per endpoint, `GET /healthz`, and, in
-/// embedded mode, `GET /_storehook/queue` (`{"depth": n}`), the dead-letter routes `GET /_storehook/dead-letters` and
-/// `POST /_storehook/replay` (`{"event_ids": [...]}`, empty or absent = all).
+/// The admin routes' queue and token (embedded mode).
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// The embedded queue they inspect and replay.
+    pub queue: EmbeddedQueue,
+    /// Their bearer token.
+    pub token: AdminToken,
+}
+
+/// The admin token: `--admin-token` / `STOREHOOK_ADMIN_TOKEN`, else the data
+/// dir's, generated and printed (once: on the start that creates it).
+fn admin_token(args: &Args) -> anyhow::Result<AdminToken> {
+    if let Some(t) = &args.admin_token {
+        return AdminToken::new(t).context("--admin-token / STOREHOOK_ADMIN_TOKEN");
+    }
+    let (token, generated) = crate::admin::load_or_create_token(&args.data_dir)?;
+    if let Some(path) = generated {
+        // Shown this once (not through the logs); `storehook replay` reads the file.
+        eprintln!(
+            "storehook: generated the admin token for /_storehook/* (kept in {}, shown only now): {}",
+            path.display(),
+            token.expose()
+        );
+    }
+    Ok(token)
+}
+
+/// What `GET /healthz` checks: the embedded redb files (none with `--aws`).
+/// A file closed after an I/O failure (a full disk) makes it answer 503 with
+/// the failure until the file has reopened itself.
+#[derive(Clone, Default)]
+pub struct StorageHealth(Vec<Arc<dyn Fn() -> Health + Send + Sync>>);
+
+impl std::fmt::Debug for StorageHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StorageHealth({} files)", self.0.len())
+    }
+}
+
+impl StorageHealth {
+    /// Adds a file's health check.
+    pub fn watch(&mut self, check: impl Fn() -> Health + Send + Sync + 'static) {
+        self.0.push(Arc::new(check));
+    }
+
+    async fn answer(self) -> axum::response::Response {
+        let failed: Vec<serde_json::Value> = self
+            .0
+            .iter()
+            .filter_map(|check| match check() {
+                Health::Ok => None,
+                Health::Failed {
+                    path,
+                    error,
+                    attempts,
+                    for_ms,
+                } => Some(serde_json::json!({
+                    "file": path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                    "error": error,
+                    "reopen_attempts": attempts,
+                    "failing_for_ms": u64::try_from(for_ms).unwrap_or(u64::MAX),
+                })),
+            })
+            .collect();
+        if failed.is_empty() {
+            "ok".into_response()
+        } else {
+            (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({
+                    "error": {
+                        "code": "storage_unavailable",
+                        "message": "a storage file failed and is being reopened; intake answers 503 meanwhile",
+                    },
+                    "storage": failed,
+                })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The HTTP routes: `POST /<store>` per endpoint, `GET /healthz` (open), and,
+/// in embedded mode, the admin routes behind their bearer token (see
+/// [`crate::admin`]): `GET /_storehook/queue` (`{"depth": n}`),
+/// `GET /_storehook/dead-letters`, `POST /_storehook/replay`
+/// (`{"event_ids": [...]}` or `{"all": true}`).
 pub fn router(
     endpoints: Vec<Arc<dyn StoreEndpoint>>,
     queue: Arc<dyn EventQueue>,
     clock: Arc<dyn Clock>,
-    admin: Option<EmbeddedQueue>,
+    admin: Option<Admin>,
+    health: StorageHealth,
 ) -> Router {
-    let mut app = Router::new().route("/healthz", get(|| async { "ok" }));
+    let mut app = Router::new().route("/healthz", get(move || health.clone().answer()));
     for e in endpoints {
         let ingest = Arc::new(Ingest::new(e.clone(), queue.clone(), clock.clone()));
         app = app.route(&format!("/{}", e.route()), post(handle).with_state(ingest));
     }
-    if let Some(q) = admin {
-        app = app
-            .route("/_storehook/queue", get(queue_depth).with_state(q.clone()))
-            .route(
-                "/_storehook/dead-letters",
-                get(list_dead_letters).with_state(q.clone()),
-            )
-            .route(
-                "/_storehook/replay",
-                post(replay_dead_letters).with_state(q),
-            );
+    if let Some(a) = admin {
+        app = app.merge(crate::admin::routes(a.queue, a.token));
     }
     app
-}
-
-async fn queue_depth(State(q): State<EmbeddedQueue>) -> axum::response::Response {
-    axum::Json(serde_json::json!({ "depth": q.depth() })).into_response()
-}
-
-async fn list_dead_letters(State(q): State<EmbeddedQueue>) -> axum::response::Response {
-    match q.dead_letters() {
-        Ok(dead) => {
-            let items: Vec<serde_json::Value> = dead
-                .into_iter()
-                .map(|(_, s)| {
-                    serde_json::json!({
-                        "event_id": s.dedup_id,
-                        "group": s.group_id,
-                        "attempts": s.receive_count,
-                        "reason": s.dead_reason,
-                    })
-                })
-                .collect();
-            axum::Json(serde_json::json!({ "dead_letters": items })).into_response()
-        }
-        Err(e) => admin_error(&e.to_string()),
-    }
-}
-
-#[derive(Debug, serde::Deserialize, Default)]
-struct ReplayRequest {
-    #[serde(default)]
-    event_ids: Vec<String>,
-}
-
-async fn replay_dead_letters(
-    State(q): State<EmbeddedQueue>,
-    body: bytes::Bytes,
-) -> axum::response::Response {
-    let req: ReplayRequest = if body.is_empty() {
-        ReplayRequest::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                return (
-                    http::StatusCode::BAD_REQUEST,
-                    axum::Json(serde_json::json!({"error": {"code": "malformed_body", "message": e.to_string()}})),
-                )
-                    .into_response();
-            }
-        }
-    };
-    let only = (!req.event_ids.is_empty()).then_some(req.event_ids.as_slice());
-    let now = chrono::Utc::now().timestamp_millis();
-    match q.replay(only, now).await {
-        Ok(n) => axum::Json(serde_json::json!({ "replayed": n })).into_response(),
-        Err(e) => admin_error(&e.to_string()),
-    }
-}
-
-fn admin_error(message: &str) -> axum::response::Response {
-    (
-        http::StatusCode::INTERNAL_SERVER_ERROR,
-        axum::Json(serde_json::json!({"error": {"code": "internal", "message": message}})),
-    )
-        .into_response()
 }
 
 async fn handle(
@@ -349,9 +413,14 @@ fn embedded_mode(
     sender: Arc<HttpWebhookSender>,
     schedule: RetrySchedule,
     clock: Arc<dyn Clock>,
+    health: &mut StorageHealth,
 ) -> anyhow::Result<(Arc<dyn EventQueue>, Workers, EmbeddedQueue)> {
     let queue = EmbeddedQueue::open(&args.data_dir)?;
-    let state: Arc<dyn StateStore> = Arc::new(RedbState::open(&args.data_dir)?);
+    let redb = RedbState::open(&args.data_dir)?;
+    let (q, s) = (queue.clone(), redb.clone());
+    health.watch(move || q.health());
+    health.watch(move || s.health());
+    let state: Arc<dyn StateStore> = Arc::new(redb);
     let dispatcher = Arc::new(Dispatcher::new(state, sender, schedule, clock.clone()));
     let workers = (0..args.workers.max(1))
         .map(|_| {
@@ -464,4 +533,62 @@ pub fn open_queue(dir: &Path) -> anyhow::Result<EmbeddedQueue> {
             dir.display()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[tokio::test]
+    async fn healthz_reports_a_failed_storage_file_until_it_has_reopened() {
+        // GIVEN a server whose one storage file can be made to fail
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut health = StorageHealth::default();
+        let f = failed.clone();
+        health.watch(move || {
+            if f.load(Ordering::SeqCst) {
+                Health::Failed {
+                    path: PathBuf::from("/data/queue.redb"),
+                    error: "No space left on device (os error 28)".into(),
+                    attempts: 3,
+                    for_ms: 1500,
+                }
+            } else {
+                Health::Ok
+            }
+        });
+        let app = router(
+            Vec::new(),
+            Arc::new(storehook_shared::queue::MemoryQueue::new()),
+            Arc::new(SystemClock),
+            None,
+            health,
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/healthz", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = reqwest::Client::new();
+        // WHEN it is healthy THEN 200 ok
+        let ok = client.get(&url).send().await.unwrap();
+        assert_eq!(ok.status(), 200);
+        // WHEN the file failed THEN 503 with the file, the error and the attempts
+        failed.store(true, Ordering::SeqCst);
+        let bad = client.get(&url).send().await.unwrap();
+        assert_eq!(bad.status(), 503);
+        let v: serde_json::Value = serde_json::from_str(&bad.text().await.unwrap()).unwrap();
+        assert_eq!(v["error"]["code"], "storage_unavailable");
+        assert_eq!(v["storage"][0]["file"], "queue.redb");
+        assert_eq!(v["storage"][0]["reopen_attempts"], 3);
+        assert!(
+            v["storage"][0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("No space")
+        );
+        // WHEN it has reopened THEN 200 again
+        failed.store(false, Ordering::SeqCst);
+        assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    }
 }

@@ -37,6 +37,7 @@ fn free_port() -> u16 {
 struct Serve {
     child: Child,
     base: String,
+    token: String,
 }
 
 impl Drop for Serve {
@@ -53,8 +54,8 @@ async fn serve(
     secret: &str,
 ) -> Serve {
     let port = free_port();
-    let child = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(data)
         .args(["--webhook-url", hook, "--webhook-secret", secret])
@@ -66,10 +67,17 @@ async fn serve(
             "--apple-app-apple-id",
             &APP_APPLE_ID.to_string(),
         ])
-        .args(["--retry-schedule", "1s,1s,1s"])
+        .args(["--retry-schedule", "1s,1s,1s"]);
+    start(cmd, port, data, Stdio::null()).await
+}
+
+/// Starts `cmd` (a `storehook serve` listening on `port`) and waits until it answers.
+async fn start(mut cmd: Command, port: u16, data: &std::path::Path, stderr: Stdio) -> Serve {
+    let child = cmd
         .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("STOREHOOK_ADMIN_TOKEN")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
@@ -84,21 +92,30 @@ async fn serve(
         assert!(Instant::now() < deadline, "storehook serve did not come up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Serve { child, base }
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap_or_default();
+    Serve { child, base, token }
 }
 
-/// GETs `url` and parses the answer as JSON.
-async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
-    let text = client.get(url).send().await.unwrap().text().await.unwrap();
+/// GETs `url` with the admin token and parses the answer as JSON.
+async fn get_json(client: &reqwest::Client, token: &str, url: &str) -> serde_json::Value {
+    let text = client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
 /// Waits until the embedded queue is empty (every message acknowledged).
-async fn wait_drained(base: &str) {
+async fn wait_drained(s: &Serve) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let v = get_json(&client, &format!("{base}/_storehook/queue")).await;
+        let v = get_json(&client, &s.token, &format!("{}/_storehook/queue", s.base)).await;
         if v["depth"] == 0 {
             return;
         }
@@ -206,7 +223,7 @@ async fn serve_delivers_signed_ordered_events_keeps_state_and_replays_dead_lette
     );
 
     // GIVEN the server is killed once everything was acknowledged, and restarts on the same data dir
-    wait_drained(&s.base).await;
+    wait_drained(&s).await;
     drop(s);
     let s = serve(&data, &root_pem, &hook_url, &secret).await;
     // WHEN the subscription renews THEN its sequence continues: state survived
@@ -242,7 +259,12 @@ async fn serve_delivers_signed_ordered_events_keeps_state_and_replays_dead_lette
     let mut listed = serde_json::Value::Null;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        listed = get_json(&client, &format!("{}/_storehook/dead-letters", s.base)).await;
+        listed = get_json(
+            &client,
+            &s.token,
+            &format!("{}/_storehook/dead-letters", s.base),
+        )
+        .await;
         if listed["dead_letters"]
             .as_array()
             .is_some_and(|a| a.len() == 1)
@@ -257,9 +279,43 @@ async fn serve_delivers_signed_ordered_events_keeps_state_and_replays_dead_lette
         "{listed}"
     );
     assert_eq!(hook.count(), 4, "410 is not retried");
-    // WHEN it is replayed with `storehook replay` THEN it is delivered with the same id and sequence
+    // an empty selection never means "all": nothing is replayed
+    for body in ["", "{}", r#"{"event_ids":[]}"#, r#"{"all":false}"#] {
+        let r = client
+            .post(format!("{}/_storehook/replay", s.base))
+            .bearer_auth(&s.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body:?}");
+        let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        assert_eq!(v["error"]["code"], "empty_selection", "{body:?}");
+    }
     let out = Command::new(BIN)
-        .args(["replay", "--server", &s.base])
+        .args(["replay", "--server", &s.base, "--server-data-dir"])
+        .arg(&data)
+        .env_remove("STOREHOOK_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "replay without a selection");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--all"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hook.count(), 4, "nothing was replayed");
+    let listed = get_json(
+        &client,
+        &s.token,
+        &format!("{}/_storehook/dead-letters", s.base),
+    )
+    .await;
+    assert_eq!(listed["dead_letters"].as_array().unwrap().len(), 1);
+    // WHEN it is replayed with `storehook replay --all` (the token read from the server's data
+    // dir) THEN it is delivered with the same id and sequence
+    let out = Command::new(BIN)
+        .args(["replay", "--all", "--server", &s.base, "--server-data-dir"])
+        .arg(&data)
+        .env_remove("STOREHOOK_ADMIN_TOKEN")
         .output()
         .unwrap();
     assert!(
@@ -365,4 +421,404 @@ fn translate_prints_the_events_of_a_real_apple_notification_and_refuses_forgerie
     for store in ["appstore", "playstore", "huawei"] {
         assert!(help.contains(store), "{help}");
     }
+}
+
+/// A bare `storehook serve` (embedded mode, no App Store checks) with `extra` flags; its
+/// standard error goes to `<data>/../stderr-<n>.log`.
+async fn bare_serve(data: &std::path::Path, extra: &[&str], log: &std::path::Path) -> Serve {
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--webhook-url", "http://127.0.0.1:9/unused"])
+        .args(extra);
+    let stderr = std::fs::File::create(log).unwrap();
+    start(cmd, port, data, Stdio::from(stderr)).await
+}
+
+#[cfg(unix)]
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+async fn admin(
+    s: &Serve,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let mut r = reqwest::Client::new()
+        .request(method, format!("{}{path}", s.base))
+        .body(body.to_owned());
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(c) = content_type {
+        r = r.header("content-type", c);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn admin_routes_need_the_token_json_and_an_explicit_selection_and_files_are_private() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first_log = dir.path().join("first.log");
+    let s = bare_serve(&data, &[], &first_log).await;
+    let token = s.token.clone();
+    assert_eq!(token.len(), 43, "a generated token is in the data dir");
+
+    // secrets and state are owner-only
+    assert_eq!(mode(&data), 0o700);
+    for f in [
+        "admin-token",
+        "webhook-secret",
+        "queue.redb",
+        "state.redb",
+        "links.redb",
+    ] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+
+    // /healthz stays open
+    let r = reqwest::get(format!("{}/healthz", s.base)).await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // no token, a wrong one, another scheme: the same 401, nothing leaked
+    let wrong = format!("{}x", &token[..42]);
+    for (path, method) in [
+        ("/_storehook/queue", Method::GET),
+        ("/_storehook/dead-letters", Method::GET),
+        ("/_storehook/replay", Method::POST),
+    ] {
+        for t in [None, Some(wrong.as_str()), Some(&token[..42]), Some("")] {
+            let (status, v) = admin(
+                &s,
+                method.clone(),
+                path,
+                t,
+                Some("application/json"),
+                r#"{"all":true}"#,
+            )
+            .await;
+            assert_eq!(status, 401, "{path} {t:?}");
+            assert_eq!(v["error"]["code"], "unauthorized", "{path}");
+            assert!(!v.to_string().contains(&token[..8]));
+        }
+        let r = reqwest::Client::new()
+            .request(method.clone(), format!("{}{path}", s.base))
+            .header("authorization", format!("Basic {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    }
+    let (status, v) = admin(&s, Method::GET, "/_storehook/queue", Some(&token), None, "").await;
+    assert_eq!((status, v["depth"].as_u64()), (200, Some(0)));
+
+    // POST: JSON only (a cross-site "simple" POST cannot be JSON)
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let (status, v) = admin(
+            &s,
+            Method::POST,
+            "/_storehook/replay",
+            Some(&token),
+            ct,
+            r#"{"all":true}"#,
+        )
+        .await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (415, Some("unsupported_media_type")),
+            "{ct:?}"
+        );
+    }
+    // an explicit selection
+    for (body, code) in [
+        ("", "empty_selection"),
+        ("  ", "empty_selection"),
+        ("{}", "empty_selection"),
+        (r#"{"event_ids":[]}"#, "empty_selection"),
+        (r#"{"all":false}"#, "empty_selection"),
+        (r#"{"all":true,"event_ids":["a"]}"#, "ambiguous_selection"),
+        (r#"{"ids":["a"]}"#, "malformed_body"),
+        (r#"{"all":true,"all":false}"#, "malformed_body"),
+        ("all", "malformed_body"),
+    ] {
+        let (status, v) = admin(
+            &s,
+            Method::POST,
+            "/_storehook/replay",
+            Some(&token),
+            Some("application/json; charset=utf-8"),
+            body,
+        )
+        .await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{body:?}: {v}"
+        );
+    }
+    for body in [r#"{"all":true}"#, r#"{"event_ids":["nope"]}"#] {
+        let (status, v) = admin(
+            &s,
+            Method::POST,
+            "/_storehook/replay",
+            Some(&token),
+            Some("application/json"),
+            body,
+        )
+        .await;
+        assert_eq!((status, v["replayed"].as_u64()), (200, Some(0)), "{body}");
+    }
+    // `storehook replay` with a wrong token is refused
+    let out = Command::new(BIN)
+        .args([
+            "replay",
+            "--all",
+            "--server",
+            &s.base,
+            "--admin-token",
+            &wrong,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+
+    // the token was printed once, at the first start, and not at the next
+    drop(s);
+    assert!(
+        std::fs::read_to_string(&first_log)
+            .unwrap()
+            .contains(&token)
+    );
+    let second_log = dir.path().join("second.log");
+    let s = bare_serve(&data, &[], &second_log).await;
+    assert_eq!(s.token, token);
+    let (status, _) = admin(&s, Method::GET, "/_storehook/queue", Some(&token), None, "").await;
+    assert_eq!(status, 200);
+    drop(s);
+    assert!(
+        !std::fs::read_to_string(&second_log)
+            .unwrap()
+            .contains(&token)
+    );
+
+    // --admin-token replaces the data dir's token
+    let chosen = "a-token-chosen-by-the-operator";
+    let s = bare_serve(&data, &["--admin-token", chosen], &second_log).await;
+    let (status, _) = admin(&s, Method::GET, "/_storehook/queue", Some(chosen), None, "").await;
+    assert_eq!(status, 200);
+    let (status, _) = admin(&s, Method::GET, "/_storehook/queue", Some(&token), None, "").await;
+    assert_eq!(status, 401);
+    let out = Command::new(BIN)
+        .args(["replay", "--all", "--server", &s.base])
+        .env("STOREHOOK_ADMIN_TOKEN", chosen)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(s);
+    // a short one is refused at start
+    let out = Command::new(BIN)
+        .args(["serve", "--admin-token", "short", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+/// Reads from `stream` until the server closes it (or `limit` passes); returns what was read
+/// and when the connection closed (None: still open at `limit`).
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    limit: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    use tokio::io::AsyncReadExt;
+    let t = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.saturating_sub(t.elapsed());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return (got, None),
+            Ok(Ok(0) | Err(_)) => return (got, Some(t.elapsed())),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+const IDLE_MS: u64 = 800;
+
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed_and_connections_are_capped() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let idle = IDLE_MS.to_string();
+    let s = bare_serve(
+        &data,
+        &[
+            "--idle-timeout-ms",
+            &idle,
+            // longer than the idle timeout: the idle deadline is what is tested here
+            "--header-timeout-ms",
+            "1500",
+            "--body-timeout-ms",
+            "600",
+            "--max-connections",
+            "2",
+        ],
+        &dir.path().join("serve.log"),
+    )
+    .await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let limit = Duration::from_secs(4);
+    let idle = Duration::from_millis(IDLE_MS);
+    // (the readiness poll's connection was dropped with its client; let it go)
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // a client that connects and sends nothing is disconnected after the idle timeout
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (got, closed) = read_until_closed(&mut silent, limit).await;
+    let closed = closed.expect("a silent connection is closed");
+    assert!(got.is_empty());
+    assert!(
+        closed >= idle - Duration::from_millis(150),
+        "closed after {closed:?}"
+    );
+
+    // one that sends half its headers and stalls is disconnected
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"POST /appstore HTTP/1.1\r\nHost: x\r\nContent-")
+        .await
+        .unwrap();
+    let (_, closed) = read_until_closed(&mut half, limit).await;
+    let closed = closed.expect("half headers: still open");
+    assert!(closed < Duration::from_millis(1400), "{closed:?}");
+
+    // an idle HTTP/1 keep-alive connection is closed after its answer
+    let mut keep = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    keep.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (got, closed) = read_until_closed(&mut keep, limit).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let closed = closed.expect("an idle keep-alive connection is closed");
+    assert!(closed >= idle - Duration::from_millis(150), "{closed:?}");
+
+    // a body that does not arrive in time: 408 with the JSON error, and the connection closes
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /appstore HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"signed")
+        .await
+        .unwrap();
+    let (got, closed) = read_until_closed(&mut slow, limit).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains(r#""code":"body_timeout""#), "{text}");
+    assert!(closed.is_some(), "the slow body's connection is closed");
+
+    // a body over the limit is refused as soon as the limit is passed, not buffered to its end
+    let mut big = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    big.write_all(b"POST /appstore HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n")
+        .await
+        .unwrap();
+    big.write_all(&[b' '; 70_000]).await.unwrap();
+    let (got, _) = read_until_closed(&mut big, Duration::from_millis(400)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains(r#""code":"body_too_large""#), "{text}");
+
+    // h2c (prior knowledge): a request is answered over HTTP/2, then the idle connection is closed
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let resp = send
+        .send_request(
+            http::Request::get(format!("{}/healthz", s.base))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), resp.version()),
+        (200, http::Version::HTTP_2)
+    );
+    drop(resp);
+    let t = Instant::now();
+    tokio::time::timeout(limit, conn)
+        .await
+        .expect("an idle h2c connection is closed")
+        .unwrap()
+        .ok();
+    assert!(t.elapsed() >= idle - Duration::from_millis(150));
+    assert!(send.is_closed());
+
+    // the cap: with 2 connections held, a third waits until a slot frees, then is served
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = Instant::now();
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("{}/healthz", s.base))
+        .timeout(limit)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let waited = t.elapsed();
+    assert!(
+        waited >= idle - Duration::from_millis(350),
+        "the third connection was served before a slot freed: {waited:?}"
+    );
+    // the held ones were the ones let go
+    for mut h in held {
+        let (_, closed) = read_until_closed(&mut h, Duration::from_millis(100)).await;
+        assert!(closed.is_some());
+    }
+    // and once slots are free, requests are served at once
+    let t = Instant::now();
+    let r = reqwest::Client::new()
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
 }

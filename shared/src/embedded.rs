@@ -19,7 +19,7 @@ use crate::queue::{EventQueue, QueueError, QueueMessage};
 use crate::redb_file::{Health, RedbFile};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;
@@ -29,6 +29,83 @@ use std::time::Duration;
 const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
 const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Creates `dir` (and missing parents) readable by its owner only (0700 on
+/// Unix, set at creation). An existing directory open to group or others is
+/// left as it is (it may be shared, e.g. `.`) but logged as a warning: every
+/// file storehook keeps in it is created owner-only anyway.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if let Ok(meta) = std::fs::metadata(dir)
+            && meta.is_dir()
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the data dir is open to other users; `chmod 700` it (its files are owner-only)"
+            );
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
+/// Makes sure the file `path` exists and is readable and writable by its
+/// owner only (0600 on Unix): a new file is created with that mode (never
+/// chmod-ed afterwards); an existing file open to group or others (written by
+/// an older version) is tightened to it.
+pub fn ensure_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        let mut perms = file.metadata()?.permissions();
+        if perms.mode() & 0o077 != 0 {
+            perms.set_mode(0o600);
+            file.set_permissions(perms)?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        options.open(path).map(drop)
+    }
+}
+
+/// Writes `contents` to a NEW file `path`, owner-only (0600 on Unix) from
+/// its creation. Fails if the file exists (`ErrorKind::AlreadyExists`).
+pub fn write_private_new(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Opens (or creates) the redb database `path`, owner-only (see
+/// [`ensure_private_file`]).
+pub fn open_private_db(path: &Path) -> Result<Database, String> {
+    ensure_private_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Database::create(path).map_err(|e| e.to_string())
+}
 
 /// A stored message.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -393,7 +470,7 @@ impl EmbeddedQueue {
     /// Opens (or creates) `dir/queue.redb`. Messages in flight when the process
     /// stopped are visible again.
     pub fn open(dir: &Path) -> Result<Self, EmbeddedError> {
-        std::fs::create_dir_all(dir).map_err(err)?;
+        create_private_dir(dir).map_err(err)?;
         Self::open_file(|init| RedbFile::open(&dir.join("queue.redb"), init))
     }
 
@@ -646,6 +723,52 @@ pub fn ms(t: DateTime<Utc>) -> i64 {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[cfg(unix)]
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn data_dir_is_created_0700_and_every_redb_file_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a").join("data");
+        let _q = EmbeddedQueue::open(&dir).unwrap();
+        let _s = crate::state::RedbState::open(&dir).unwrap();
+        let _l = crate::stores::playstore::links_redb::RedbLinkStore::open(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&tmp.path().join("a")), 0o700);
+        for f in ["queue.redb", "state.redb", "links.redb"] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+        }
+
+        // a file left world-readable by an older version is tightened on open
+        let old = tmp.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        std::fs::write(old.join("queue.redb"), b"").unwrap();
+        std::fs::set_permissions(
+            old.join("queue.redb"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let _q = EmbeddedQueue::open(&old).unwrap();
+        assert_eq!(mode(&old.join("queue.redb")), 0o600);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn write_private_new_creates_0600_and_never_overwrites() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("secret");
+        write_private_new(&p, b"one").unwrap();
+        assert_eq!(mode(&p), 0o600);
+        let e = write_private_new(&p, b"two").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+    }
 
     fn msg(group: &str, id: &str) -> QueueMessage {
         QueueMessage {

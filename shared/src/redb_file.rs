@@ -214,9 +214,9 @@ impl RedbFile {
     }
 }
 
-/// `Database::create` of a file.
+/// `Database::create` of a file, owner-only (0600).
 fn create(path: &Path) -> Result<Database, String> {
-    Database::create(path).map_err(|e| e.to_string())
+    crate::embedded::open_private_db(path)
 }
 
 #[cfg(test)]

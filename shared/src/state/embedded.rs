@@ -67,7 +67,7 @@ impl RedbState {
     /// Opens (or creates) `<dir>/state.redb`, creating `dir` if needed.
     /// A file can be open only once at a time (redb locks it).
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        std::fs::create_dir_all(dir).map_err(db_err)?;
+        crate::embedded::create_private_dir(dir).map_err(db_err)?;
         let path = dir.join(FILE_NAME);
         let file = RedbFile::open(&path, Box::new(create_tables)).map_err(db_err)?;
         let committer = GroupCommitter::start(file.clone(), "storehook-state").map_err(db_err)?;

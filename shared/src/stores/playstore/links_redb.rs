@@ -85,7 +85,7 @@ impl RedbLinkStore {
     /// Opens (or creates) `<dir>/links.redb`, creating `dir` if needed.
     /// A file can be open only once at a time (redb locks it).
     pub fn open(dir: &Path) -> Result<Self, LinkError> {
-        std::fs::create_dir_all(dir).map_err(db_err)?;
+        crate::embedded::create_private_dir(dir).map_err(db_err)?;
         let path = dir.join(FILE_NAME);
         let file = RedbFile::open(
             &path,
