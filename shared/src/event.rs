@@ -603,6 +603,18 @@ mod tests {
     }
 
     #[test]
+    fn raw_store_floats_round_trip_exactly() {
+        // serde_json without `float_roundtrip` reads this 1 ulp off, so an
+        // event's `raw` changed between the queue and the webhook.
+        let text = r#"{"recentSubscriptionStartDate":1.7536538888888888e+89,"x":0.1}"#;
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        let back: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(serde_json::to_string(&v).unwrap(), text);
+    }
+
+    #[test]
     fn ids_are_deterministic_and_distinct() {
         let a = EventId::derive(&["APP_STORE", "uuid-1"]);
         assert_eq!(a, EventId::derive(&["APP_STORE", "uuid-1"]));
