@@ -26,12 +26,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storehook_shared::stores::appstore::testing::{TestPki, payloads as apple};
 use storehook_shared::stores::huawei::testing::{
-    CLIENT_ID, CLIENT_SECRET, FakeHuaweiApi, FakeReply, HuaweiTestKey, SignAs,
-    payloads as hw, v2_subscription_body,
+    CLIENT_ID, CLIENT_SECRET, FakeHuaweiApi, FakeReply, HuaweiTestKey, SignAs, payloads as hw,
+    v2_subscription_body,
 };
 use storehook_shared::stores::playstore::testing::{
-    PlayTestEnv, RsaTestKey, hs256_token, id_token, payloads as play, push_claims,
-    unsigned_token,
+    PlayTestEnv, RsaTestKey, hs256_token, id_token, payloads as play, push_claims, unsigned_token,
 };
 use storehook_shared::testing::TestReceiver;
 
@@ -243,7 +242,10 @@ impl Serve {
             .collect();
         assert!(!events.is_empty());
         for e in &events {
-            assert_eq!(e["store"], store, "only the genuine notification's events: {e}");
+            assert_eq!(
+                e["store"], store,
+                "only the genuine notification's events: {e}"
+            );
         }
     }
 }
@@ -270,7 +272,14 @@ fn apple_parts(signed: i64, env: &str) -> (Value, Value, Value) {
         env,
         Some(1),
     );
-    let t = apple::transaction("777", &format!("777-{signed}"), "pro.monthly", signed, 30, env);
+    let t = apple::transaction(
+        "777",
+        &format!("777-{signed}"),
+        "pro.monthly",
+        signed,
+        30,
+        env,
+    );
     let r = apple::renewal("777", "pro.monthly", true, signed, env);
     (p, t, r)
 }
@@ -298,17 +307,26 @@ async fn forged_app_store_requests_are_refused_over_http_and_nothing_is_queued_o
     .await;
     s.refused(
         "PUT",
-        s.http.put(format!("{}/appstore", s.base)).body(good.clone()),
+        s.http
+            .put(format!("{}/appstore", s.base))
+            .body(good.clone()),
         405,
         "method_not_allowed",
     )
     .await;
     let mut big = good.clone();
     big.resize(64 * 1024 + 1, b' ');
-    s.refused("65 KiB body", post(big), 413, "body_too_large").await;
+    s.refused("65 KiB body", post(big), 413, "body_too_large")
+        .await;
 
     // 400: not a notification.
-    s.refused("not JSON", post(b"not json".to_vec()), 400, "malformed_body").await;
+    s.refused(
+        "not JSON",
+        post(b"not json".to_vec()),
+        400,
+        "malformed_body",
+    )
+    .await;
     s.refused(
         "no signedPayload",
         post(br#"{"signed_payload":"x"}"#.to_vec()),
@@ -316,7 +334,13 @@ async fn forged_app_store_requests_are_refused_over_http_and_nothing_is_queued_o
         "malformed_body",
     )
     .await;
-    s.refused("not a JWS", post(signed_payload("a.b")), 400, "malformed_jws").await;
+    s.refused(
+        "not a JWS",
+        post(signed_payload("a.b")),
+        400,
+        "malformed_jws",
+    )
+    .await;
     s.refused(
         "payload not base64url",
         post(signed_payload("eyJhbGciOiJFUzI1NiJ9.!!!.c2ln")),
@@ -422,6 +446,9 @@ async fn forged_app_store_requests_are_refused_over_http_and_nothing_is_queued_o
 
 // -------------------------------------------------------------- Google Play
 
+/// (case, how the claims are changed, status, code).
+type ClaimCase<'a> = (&'a str, &'a dyn Fn(&mut Value), u16, &'a str);
+
 fn play_push(package: &str, ntype: i64, token: &str) -> Vec<u8> {
     let mut n = play::subscription_notification(ntype, token, now_ms());
     n["packageName"] = json!(package);
@@ -461,23 +488,42 @@ async fn forged_play_pushes_are_refused_over_http_and_nothing_is_queued_or_deliv
     .await;
     let mut big = body.clone();
     big.resize(64 * 1024 + 1, b' ');
-    s.refused("65 KiB body", post(Some(&valid), Some(&q), big), 413, "body_too_large")
-        .await;
+    s.refused(
+        "65 KiB body",
+        post(Some(&valid), Some(&q), big),
+        413,
+        "body_too_large",
+    )
+    .await;
 
     // The URL token.
-    s.refused("no ?token=", post(Some(&valid), None, body.clone()), 401, "missing_push_token")
-        .await;
+    s.refused(
+        "no ?token=",
+        post(Some(&valid), None, body.clone()),
+        401,
+        "missing_push_token",
+    )
+    .await;
     s.refused(
         "wrong ?token=",
-        post(Some(&valid), Some("token=guessed-token-0123456789"), body.clone()),
+        post(
+            Some(&valid),
+            Some("token=guessed-token-0123456789"),
+            body.clone(),
+        ),
         401,
         "invalid_push_token",
     )
     .await;
 
     // The OIDC token.
-    s.refused("no bearer", post(None, Some(&q), body.clone()), 401, "missing_token")
-        .await;
+    s.refused(
+        "no bearer",
+        post(None, Some(&q), body.clone()),
+        401,
+        "missing_token",
+    )
+    .await;
     s.refused(
         "three segments expected",
         post(Some("not-a-jwt"), Some(&q), body.clone()),
@@ -487,7 +533,11 @@ async fn forged_play_pushes_are_refused_over_http_and_nothing_is_queued_or_deliv
     .await;
     s.refused(
         "alg none",
-        post(Some(&unsigned_token(&google_key.kid, &claims)), Some(&q), body.clone()),
+        post(
+            Some(&unsigned_token(&google_key.kid, &claims)),
+            Some(&q),
+            body.clone(),
+        ),
         401,
         "unsupported_algorithm",
     )
@@ -495,7 +545,11 @@ async fn forged_play_pushes_are_refused_over_http_and_nothing_is_queued_or_deliv
     s.refused(
         "HS256 keyed with the public key",
         post(
-            Some(&hs256_token(google_key.public_pem().as_bytes(), &google_key.kid, &claims)),
+            Some(&hs256_token(
+                google_key.public_pem().as_bytes(),
+                &google_key.kid,
+                &claims,
+            )),
             Some(&q),
             body.clone(),
         ),
@@ -522,7 +576,7 @@ async fn forged_play_pushes_are_refused_over_http_and_nothing_is_queued_or_deliv
         "invalid_signature",
     )
     .await;
-    let cases: [(&str, &dyn Fn(&mut Value), u16, &str); 6] = [
+    let cases: [ClaimCase; 6] = [
         (
             "expired",
             &|c| {
@@ -564,8 +618,13 @@ async fn forged_play_pushes_are_refused_over_http_and_nothing_is_queued_or_deliv
         ),
     ];
     for (case, f, status, code) in cases {
-        s.refused(case, post(Some(&with(f)), Some(&q), body.clone()), status, code)
-            .await;
+        s.refused(
+            case,
+            post(Some(&with(f)), Some(&q), body.clone()),
+            status,
+            code,
+        )
+        .await;
     }
 
     // Authentic pushes this deployment must not take.
@@ -578,7 +637,11 @@ async fn forged_play_pushes_are_refused_over_http_and_nothing_is_queued_or_deliv
     .await;
     s.refused(
         "another package",
-        post(Some(&valid), Some(&q), play_push("com.attacker.app", 2, "t")),
+        post(
+            Some(&valid),
+            Some(&q),
+            play_push("com.attacker.app", 2, "t"),
+        ),
         403,
         "wrong_app",
     )
@@ -617,10 +680,16 @@ fn huawei_vars(key: &HuaweiTestKey, api: Option<&FakeHuaweiApi>) -> Vec<(String,
         v.extend([
             ("HUAWEI_CLIENT_ID".to_owned(), CLIENT_ID.to_owned()),
             ("HUAWEI_CLIENT_SECRET".to_owned(), CLIENT_SECRET.to_owned()),
-            ("HUAWEI_OAUTH_URL".to_owned(), format!("{url}/oauth2/v3/token")),
+            (
+                "HUAWEI_OAUTH_URL".to_owned(),
+                format!("{url}/oauth2/v3/token"),
+            ),
             ("HUAWEI_API_URL".to_owned(), url.clone()),
             ("HUAWEI_ORDER_API_URL".to_owned(), url.clone()),
-            ("HUAWEI_APPTOUCH_API_URL".to_owned(), format!("{url}/apptouch")),
+            (
+                "HUAWEI_APPTOUCH_API_URL".to_owned(),
+                format!("{url}/apptouch"),
+            ),
         ]);
     }
     v
@@ -651,10 +720,18 @@ async fn forged_huawei_notifications_are_refused_over_http_and_nothing_is_queued
     .await;
     let mut big = good.clone();
     big.resize(64 * 1024 + 1, b' ');
-    s.refused("65 KiB body", post(big), 413, "body_too_large").await;
+    s.refused("65 KiB body", post(big), 413, "body_too_large")
+        .await;
 
-    s.refused("not JSON", post(b"<xml/>".to_vec()), 400, "malformed_body").await;
-    s.refused("neither v1 nor v2", post(b"{}".to_vec()), 400, "malformed_body").await;
+    s.refused("not JSON", post(b"<xml/>".to_vec()), 400, "malformed_body")
+        .await;
+    s.refused(
+        "neither v1 nor v2",
+        post(b"{}".to_vec()),
+        400,
+        "malformed_body",
+    )
+    .await;
     s.refused(
         "unknown eventType",
         post(br#"{"version":"v2","eventType":"PAYOUT","applicationId":"101234567"}"#.to_vec()),
@@ -676,7 +753,12 @@ async fn forged_huawei_notifications_are_refused_over_http_and_nothing_is_queued
     .await;
     s.refused(
         "signature not base64",
-        post(v2_subscription_body(&signed, "!!not base64!!", Some("SHA256WithRSA"), now_ms())),
+        post(v2_subscription_body(
+            &signed,
+            "!!not base64!!",
+            Some("SHA256WithRSA"),
+            now_ms(),
+        )),
         400,
         "malformed_signature",
     )
@@ -749,7 +831,11 @@ async fn forged_huawei_notifications_are_refused_over_http_and_nothing_is_queued
 
     // The store API answers (enrichment of an authentic notification).
     let api_cases: [(&str, FakeReply, &str); 4] = [
-        ("API HTTP 500", FakeReply::Status(500), "store_api_unavailable"),
+        (
+            "API HTTP 500",
+            FakeReply::Status(500),
+            "store_api_unavailable",
+        ),
         (
             "API refuses",
             FakeReply::Json(json!({"responseCode": "5", "responseMessage": "no"})),
@@ -782,7 +868,8 @@ async fn forged_huawei_notifications_are_refused_over_http_and_nothing_is_queued
     .await;
 
     api.set_subscription(receipt);
-    s.accepted_and_delivered(post(good), "HUAWEI_APPGALLERY").await;
+    s.accepted_and_delivered(post(good), "HUAWEI_APPGALLERY")
+        .await;
 }
 
 /// Settings that make a store path unable to complete now: Huawei without API
@@ -812,7 +899,11 @@ async fn unavailable_dependencies_answer_503_over_http_and_nothing_is_queued() {
 
     let token = id_token(
         &env.keys.google,
-        &push_claims(play::AUDIENCE, play::PUSH_ACCOUNT, chrono::Utc::now().timestamp()),
+        &push_claims(
+            play::AUDIENCE,
+            play::PUSH_ACCOUNT,
+            chrono::Utc::now().timestamp(),
+        ),
     );
     s.refused(
         "JWKS fetch fails",

@@ -48,13 +48,20 @@ fn setup() -> &'static Setup {
 fn run(store: &AppStore, body: &[u8]) {
     match store.process(body, NOW_MS) {
         Ok(events) => {
-            assert!(!events.is_empty(), "an accepted notification produced no event");
+            assert!(
+                !events.is_empty(),
+                "an accepted notification produced no event"
+            );
             check_events(&events);
         }
         Err(e) => {
             let r = e.rejection();
             check_rejection(&r);
-            assert!(matches!(r.status, 400 | 401 | 403), "App Store refusal {}", r.status);
+            assert!(
+                matches!(r.status, 400 | 401 | 403),
+                "App Store refusal {}",
+                r.status
+            );
         }
     }
 }

@@ -34,8 +34,10 @@ fn setup() -> &'static Setup {
     S.get_or_init(|| {
         let key = HuaweiTestKey::generate();
         let fixture = IapPublicKey::from_base64(FIXTURE_KEY.trim()).expect("fixture key");
-        let mut config =
-            HuaweiConfig::new(vec![payloads::APP_ID.to_owned()], vec![fixture, key.public_key()]);
+        let mut config = HuaweiConfig::new(
+            vec![payloads::APP_ID.to_owned()],
+            vec![fixture, key.public_key()],
+        );
         config.include_raw = true;
         Setup {
             huawei: Huawei::new(config, clock()).expect("huawei"),
@@ -48,7 +50,11 @@ fuzz_target!(|data: &[u8]| {
     let s = setup();
     let body = match data.split_first() {
         Some((b'S' | b'P', rest)) => {
-            let how = if data[0] == b'S' { SignAs::Pkcs1 } else { SignAs::Pss };
+            let how = if data[0] == b'S' {
+                SignAs::Pkcs1
+            } else {
+                SignAs::Pss
+            };
             let signed = String::from_utf8_lossy(rest);
             let sig = s.key.sign(how, &signed);
             v2_subscription_body(&signed, &sig, Some(how.algorithm()), NOW_MS)
@@ -65,7 +71,10 @@ fuzz_target!(|data: &[u8]| {
     };
     match runtime().block_on(s.huawei.process(&body, NOW_MS)) {
         Ok(events) => {
-            assert!(!events.is_empty(), "an accepted notification produced no event");
+            assert!(
+                !events.is_empty(),
+                "an accepted notification produced no event"
+            );
             check_events(&events);
         }
         Err(e) => check_rejection(&e.rejection()),

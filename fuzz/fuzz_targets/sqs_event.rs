@@ -65,7 +65,11 @@ fuzz_target!(|data: &[u8]| {
         batch.records.push(m);
     }
     let n = batch.records.len();
-    let bodies: Vec<String> = batch.records.iter().filter_map(|m| m.body.clone()).collect();
+    let bodies: Vec<String> = batch
+        .records
+        .iter()
+        .filter_map(|m| m.body.clone())
+        .collect();
     let sender = Arc::new(Recorder {
         status,
         posts: Mutex::new(Vec::new()),
@@ -79,14 +83,20 @@ fuzz_target!(|data: &[u8]| {
     ));
     let resp = runtime().block_on(handle_sqs_batch(batch, dispatcher, control.clone(), None));
 
-    assert!(resp.batch_item_failures.len() <= n, "more failures than messages");
+    assert!(
+        resp.batch_item_failures.len() <= n,
+        "more failures than messages"
+    );
     let posts = sender.posts.lock().expect("lock").clone();
     let mut delivered = HashSet::new();
     for (id, body) in &posts {
         let e: Event = serde_json::from_slice(body).expect("a delivered body is an event");
         assert_eq!(e.id.as_str(), id, "webhook-id is the event id");
         if (200..300).contains(&status) {
-            assert!(delivered.insert(id.clone()), "one event delivered twice in a batch");
+            assert!(
+                delivered.insert(id.clone()),
+                "one event delivered twice in a batch"
+            );
         }
     }
     // A dead letter carries its message's body unchanged.

@@ -17,7 +17,10 @@ use storehook_shared::webhook::{
     WebhookSecrets, verify,
 };
 
-const KEYS: [&[u8]; 2] = [b"fuzz-webhook-key-0123456789abcdef", b"an-older-rotated-key-0123456789"];
+const KEYS: [&[u8]; 2] = [
+    b"fuzz-webhook-key-0123456789abcdef",
+    b"an-older-rotated-key-0123456789",
+];
 
 fn secrets() -> WebhookSecrets {
     WebhookSecrets::new(KEYS.iter().map(|k| WebhookSecret::from_key(k)).collect()).expect("secrets")
@@ -31,7 +34,11 @@ fuzz_target!(|data: &[u8]| {
     let (sig, body) = split_once(rest, b'\n');
 
     let mut headers = http::HeaderMap::new();
-    for (name, value) in [(HEADER_ID, id), (HEADER_TIMESTAMP, ts), (HEADER_SIGNATURE, sig)] {
+    for (name, value) in [
+        (HEADER_ID, id),
+        (HEADER_TIMESTAMP, ts),
+        (HEADER_SIGNATURE, sig),
+    ] {
         if let Ok(v) = http::HeaderValue::from_bytes(value) {
             headers.insert(name, v);
         }
@@ -68,7 +75,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let ts = now.timestamp();
     let signed = secrets.headers(id, ts, body);
-    let ok = verify(&signed, body, &secrets, now, DEFAULT_TOLERANCE).expect("own signature verifies");
+    let ok =
+        verify(&signed, body, &secrets, now, DEFAULT_TOLERANCE).expect("own signature verifies");
     assert_eq!((ok.id.as_str(), ok.timestamp), (id, ts));
     let mut tampered = body.to_vec();
     match tampered.first_mut() {

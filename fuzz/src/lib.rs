@@ -64,7 +64,12 @@ pub fn check_events(events: &[Event]) {
 /// Compact JWS over the exact `payload` bytes (not re-serialized, so the
 /// fuzzer's duplicate keys, odd numbers and escapes reach the verifier as
 /// they are), signed with `key` under `header`.
-pub fn sign_raw(header: &serde_json::Value, payload: &[u8], key: &EncodingKey, alg: Algorithm) -> String {
+pub fn sign_raw(
+    header: &serde_json::Value,
+    payload: &[u8],
+    key: &EncodingKey,
+    alg: Algorithm,
+) -> String {
     let msg = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).expect("header")),
@@ -110,9 +115,12 @@ pub fn check_rejection(r: &storehook_shared::error::Rejection) {
         r.status
     );
     assert!(!r.code.is_empty(), "refusal without a code");
-    let body: serde_json::Value =
-        serde_json::from_str(&r.body()).expect("a refusal body is JSON");
-    assert_eq!(body["error"]["code"].as_str(), Some(r.code), "refusal body code");
+    let body: serde_json::Value = serde_json::from_str(&r.body()).expect("a refusal body is JSON");
+    assert_eq!(
+        body["error"]["code"].as_str(),
+        Some(r.code),
+        "refusal body code"
+    );
     assert!(body["error"]["message"].is_string(), "refusal body message");
 }
 
