@@ -46,7 +46,13 @@ fn setup() -> &'static Setup {
 }
 
 fn run(store: &AppStore, body: &[u8]) {
-    match store.process(body, NOW_MS) {
+    let result = store.process(body, NOW_MS);
+    storehook_fuzz::debug(&result.as_ref().map(|e| {
+        e.iter()
+            .map(|e| e.kind.as_str().to_owned())
+            .collect::<Vec<_>>()
+    }));
+    match result {
         Ok(events) => {
             assert!(
                 !events.is_empty(),

@@ -69,7 +69,13 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => data.to_vec(),
     };
-    match runtime().block_on(s.huawei.process(&body, NOW_MS)) {
+    let result = runtime().block_on(s.huawei.process(&body, NOW_MS));
+    storehook_fuzz::debug(&result.as_ref().map(|e| {
+        e.iter()
+            .map(|e| e.kind.as_str().to_owned())
+            .collect::<Vec<_>>()
+    }));
+    match result {
         Ok(events) => {
             assert!(
                 !events.is_empty(),

@@ -73,7 +73,13 @@ fuzz_target!(|data: &[u8]| {
         headers,
         body: bytes::Bytes::copy_from_slice(body),
     };
-    match runtime().block_on(s.endpoint.process(&req, NOW_MS)) {
+    let result = runtime().block_on(s.endpoint.process(&req, NOW_MS));
+    storehook_fuzz::debug(&result.as_ref().map(|e| {
+        e.iter()
+            .map(|e| e.kind.as_str().to_owned())
+            .collect::<Vec<_>>()
+    }));
+    match result {
         Ok(events) => {
             assert!(!events.is_empty(), "an accepted push produced no event");
             check_events(&events);

@@ -139,3 +139,12 @@ pub fn replace(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// With `STOREHOOK_FUZZ_DEBUG=1`, prints each input's outcome to stderr (to
+/// check that seeds reach where they should: `cargo fuzz run <t> <seed>`).
+pub fn debug(outcome: &dyn std::fmt::Debug) {
+    static ON: OnceLock<bool> = OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("STOREHOOK_FUZZ_DEBUG").is_some()) {
+        eprintln!("outcome: {outcome:?}");
+    }
+}
