@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use clap::Args as ClapArgs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -372,7 +372,9 @@ pub fn router(
     let mut app = Router::new().route("/healthz", get(move || health.clone().answer()));
     for e in endpoints {
         let ingest = Arc::new(Ingest::new(e.clone(), queue.clone(), clock.clone()));
-        app = app.route(&format!("/{}", e.route()), post(handle).with_state(ingest));
+        // Every method reaches `Ingest`, which answers anything but POST with
+        // 405 `method_not_allowed` as JSON (axum's own 405 has an empty body).
+        app = app.route(&format!("/{}", e.route()), any(handle).with_state(ingest));
     }
     if let Some(a) = admin {
         app = app.merge(crate::admin::routes(a.queue, a.token));

@@ -8,7 +8,7 @@
 //! into an `Other(String)` variant instead of failing, and the JSON Schema
 //! documents the known values without forbidding new ones.
 
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, TimeZone, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Cow;
@@ -220,14 +220,27 @@ string_enum! {
 }
 
 /// A point in time, serialized as RFC 3339 UTC with milliseconds
-/// (`2025-07-28T08:05:12.307Z`).
+/// (`2025-07-28T08:05:12.307Z`). Built through [`Timestamp::from_millis`] or
+/// parsed, it holds whole milliseconds of a year 0000..=9999, so what is
+/// serialized always parses back equal (found by the `event_roundtrip` and
+/// store fuzz targets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub DateTime<Utc>);
 
 impl Timestamp {
-    /// From UNIX epoch milliseconds; `None` when out of chrono's range.
+    /// From UNIX epoch milliseconds; `None` outside the years 0000..=9999
+    /// that RFC 3339 can write (a later store date would serialize as
+    /// `+10000-…`, which no reader, storehook's included, parses back).
     pub fn from_millis(ms: i64) -> Option<Self> {
-        Utc.timestamp_millis_opt(ms).single().map(Self)
+        Utc.timestamp_millis_opt(ms)
+            .single()
+            .filter(|t| (0..=9999).contains(&t.year()))
+            .map(Self)
+    }
+
+    /// From a time, truncated to whole milliseconds; `None` outside 0000..=9999.
+    pub fn from_datetime(t: DateTime<Utc>) -> Option<Self> {
+        Self::from_millis(t.timestamp_millis())
     }
 
     /// UNIX epoch milliseconds.
@@ -256,9 +269,10 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = Cow::<'de, str>::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&s)
-            .map(|t| Self(t.with_timezone(&Utc)))
-            .map_err(serde::de::Error::custom)
+        let t = DateTime::parse_from_rfc3339(&s).map_err(serde::de::Error::custom)?;
+        // Sub-millisecond digits are dropped, as serialization drops them.
+        Self::from_datetime(t.with_timezone(&Utc))
+            .ok_or_else(|| serde::de::Error::custom("timestamp out of range"))
     }
 }
 
@@ -576,6 +590,33 @@ mod tests {
         );
         let back: Timestamp = serde_json::from_str("\"2025-07-28T08:05:12.307Z\"").unwrap();
         assert_eq!(back, t);
+    }
+
+    #[test]
+    fn timestamps_round_trip_exactly() {
+        // Sub-millisecond digits (Pub/Sub publish times have nanoseconds) are
+        // truncated on parse, so a parsed timestamp serializes to what it was read as.
+        let t: Timestamp = serde_json::from_str("\"2025-07-28T09:05:33.0002Z\"").unwrap();
+        assert_eq!(t, Timestamp::from_millis(1_753_693_533_000).unwrap());
+        let again: Timestamp = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(again, t);
+        // Years RFC 3339 cannot write are not timestamps.
+        assert!(Timestamp::from_millis(253_402_300_799_999).is_some()); // 9999-12-31T23:59:59.999Z
+        assert!(Timestamp::from_millis(253_402_300_800_000).is_none()); // year 10000
+        assert!(Timestamp::from_millis(-62_167_219_200_001).is_none()); // before year 0
+        assert!(Timestamp::from_millis(i64::MAX).is_none());
+    }
+
+    #[test]
+    fn raw_store_floats_round_trip_exactly() {
+        // serde_json without `float_roundtrip` reads this 1 ulp off, so an
+        // event's `raw` changed between the queue and the webhook.
+        let text = r#"{"recentSubscriptionStartDate":1.7536538888888888e+89,"x":0.1}"#;
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        let back: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(serde_json::to_string(&v).unwrap(), text);
     }
 
     #[test]

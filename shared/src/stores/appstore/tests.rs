@@ -1329,3 +1329,49 @@ fn extra_trusted_roots_are_announced_loudly() {
     assert!(logged.contains("WARN"), "{logged}");
     assert!(logged.contains("TRUSTING EXTRA ROOT"), "{logged}");
 }
+
+// ------------------------------------------------- found by fuzz/ (appstore)
+
+/// A compact ES256 JWS over the exact `payload` bytes, under `pki`'s chain.
+fn sign_raw_payload(pki: &TestPki, payload: &[u8]) -> String {
+    let header = serde_json::to_vec(&json!({"alg": "ES256", "x5c": pki.x5c()})).unwrap();
+    let msg = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pki.leaf_key_pem.as_bytes()).unwrap();
+    let sig =
+        jsonwebtoken::crypto::sign(msg.as_bytes(), &key, jsonwebtoken::Algorithm::ES256).unwrap();
+    format!("{msg}.{sig}")
+}
+
+#[test]
+fn signed_payloads_are_read_strictly_even_in_ignored_fields() {
+    let pki = TestPki::new();
+    let endpoint = strict(&pki);
+    let good = serde_json::to_vec(&notification(
+        "TEST",
+        None,
+        "uuid-strict",
+        T0,
+        "Production",
+        None,
+    ))
+    .unwrap();
+    assert!(
+        endpoint
+            .process(&jws_body(&sign_raw_payload(&pki, &good)), NOW)
+            .is_ok()
+    );
+    // Invalid UTF-8 inside a field the model does not read.
+    let mut bad_utf8 = b"{\"unknownField\":\"\xce\xcc\",".to_vec();
+    bad_utf8.extend_from_slice(&good[1..]);
+    // The same unknown key twice.
+    let mut repeated = b"{\"unknownField\":1,\"unknownField\":2,".to_vec();
+    repeated.extend_from_slice(&good[1..]);
+    for payload in [bad_utf8, repeated] {
+        let body = jws_body(&sign_raw_payload(&pki, &payload));
+        assert_eq!(rejected(&endpoint, &body), (400, "malformed_jws"));
+    }
+}

@@ -280,7 +280,11 @@ impl JwsVerifier {
         let payload_bytes = B64URL
             .decode(p64)
             .map_err(|_| VerifyError::MalformedJws("payload is not base64url".into()))?;
-        let payload: T = serde_json::from_slice(&payload_bytes).map_err(|e| {
+        // The strict reader: a repeated key or invalid UTF-8 anywhere (even in
+        // a field the model ignores) is refused, so `raw` and the model always
+        // read the same document (fuzz: appstore found a payload whose unknown
+        // field held invalid UTF-8 verified, while its `raw` became null).
+        let payload: T = crate::json::from_slice(&payload_bytes).map_err(|e| {
             VerifyError::MalformedJws(format!(
                 "payload is not a JSON object of the expected shape: {e}"
             ))

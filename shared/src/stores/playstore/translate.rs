@@ -105,7 +105,7 @@ fn ts(ms: i64) -> Option<Timestamp> {
 pub fn rfc3339(s: Option<&str>) -> Option<Timestamp> {
     DateTime::parse_from_rfc3339(s?)
         .ok()
-        .map(|t| Timestamp(t.with_timezone(&Utc)))
+        .and_then(|t| Timestamp::from_datetime(t.with_timezone(&Utc)))
 }
 
 /// Google `Money` → micros.
