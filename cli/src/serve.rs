@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get};
 use clap::Args as ClapArgs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

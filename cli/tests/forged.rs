@@ -919,6 +919,39 @@ async fn unavailable_dependencies_answer_503_over_http_and_nothing_is_queued() {
     .await;
 }
 
+/// A deployment that takes Play pushes but has no service account cannot read
+/// the subscription's state: the push is refused with 503 (Google retries),
+/// never translated without the authoritative state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_play_push_without_api_credentials_is_503_play_api_not_configured() {
+    let env = PlayTestEnv::start().await;
+    let mut vars: Vec<(String, String)> = env
+        .env_vars()
+        .into_iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "PLAY_SERVICE_ACCOUNT_JSON" | "PLAY_PUSH_AUDIENCE" | "PLAY_PUSH_SERVICE_ACCOUNT"
+            )
+        })
+        .collect();
+    vars.push(("PLAY_PUSH_TOKEN".into(), PUSH_TOKEN.into()));
+    let s = serve(&TestPki::new(), &vars).await;
+    let q = format!("token={PUSH_TOKEN}");
+    s.refused(
+        "no service account for the Play Developer API",
+        s.post(
+            "playstore",
+            Some(&q),
+            &[],
+            play_push(play::PACKAGE, 2, "purchase-token-1"),
+        ),
+        503,
+        "play_api_not_configured",
+    )
+    .await;
+}
+
 /// `queue_unavailable` cannot be provoked through `serve` (its embedded redb
 /// queue does not fail on demand): the same `Ingest` serve runs, over a queue
 /// that refuses sends, answers 503 and reports nothing queued.
