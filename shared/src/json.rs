@@ -15,6 +15,23 @@ use std::fmt;
 /// Nesting limit of the duplicate-key check (serde_json's own limit is 128).
 const MAX_DEPTH: usize = 128;
 
+/// How this module's refusals begin (their text names at most 40 characters
+/// of a key, never a value, so it may be logged).
+const REPEATED_KEY: &str = "duplicate object key";
+const TOO_DEEP: &str = "JSON nested too deeply";
+
+/// Whether `e` is this module's own refusal — a repeated key or nesting
+/// beyond the check's limit — rather than ordinary malformed JSON. Its text is
+/// safe to log (no values).
+pub fn is_strict_refusal(e: &serde_json::Error) -> bool {
+    is_repeated_key(e) || e.to_string().starts_with(TOO_DEEP)
+}
+
+/// Whether `e` is this module's refusal of a repeated key.
+pub fn is_repeated_key(e: &serde_json::Error) -> bool {
+    e.to_string().starts_with(REPEATED_KEY)
+}
+
 /// Reads `bytes` as `T`, refusing a document in which any object repeats a key.
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
     check_unique_keys(bytes)?;
@@ -85,7 +102,7 @@ impl<'de> Visitor<'de> for UniqueKeys {
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if seen.contains(key.as_ref()) {
                 return Err(de::Error::custom(format_args!(
-                    "duplicate object key {:?}",
+                    "{REPEATED_KEY} {:?}",
                     truncate(&key)
                 )));
             }
@@ -99,7 +116,7 @@ impl<'de> Visitor<'de> for UniqueKeys {
 impl UniqueKeys {
     fn nested<E: de::Error>(&self) -> Result<usize, E> {
         if self.depth >= MAX_DEPTH {
-            return Err(E::custom("JSON nested too deeply"));
+            return Err(E::custom(TOO_DEEP));
         }
         Ok(self.depth + 1)
     }
@@ -126,6 +143,7 @@ mod tests {
         ] {
             let e = from_str::<Value>(doc).unwrap_err();
             assert!(e.to_string().contains("duplicate object key"), "{doc}: {e}");
+            assert!(is_repeated_key(&e) && is_strict_refusal(&e));
         }
     }
 
@@ -139,13 +157,18 @@ mod tests {
     #[test]
     fn trailing_data_and_bad_json_are_refused() {
         assert!(from_str::<Value>(r#"{"a":1} {"a":2}"#).is_err());
-        assert!(from_str::<Value>(r#"{"a":"#).is_err());
+        let e = from_str::<Value>(r#"{"a":"#).unwrap_err();
+        assert!(
+            !is_strict_refusal(&e),
+            "plain malformed JSON is not a strict refusal"
+        );
         assert!(check_unique_keys(b"").is_err());
     }
 
     #[test]
     fn deep_nesting_is_refused_not_overflowed() {
         let doc = "[".repeat(10_000) + &"]".repeat(10_000);
-        assert!(check_unique_keys(doc.as_bytes()).is_err());
+        let e = check_unique_keys(doc.as_bytes()).unwrap_err();
+        assert!(!is_repeated_key(&e));
     }
 }

@@ -406,9 +406,8 @@ pub(crate) struct TokenAnswer {
 pub fn describe_json_error(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     // Our own strict reading's refusal names the key (at most 40 characters), never a value.
-    let text = e.to_string();
-    if text.starts_with("duplicate object key") || text.starts_with("JSON nested too deeply") {
-        return text;
+    if crate::json::is_strict_refusal(e) {
+        return e.to_string();
     }
     let what = match e.classify() {
         Category::Io => "I/O error",

@@ -460,7 +460,7 @@ const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// Why an answer could not be read, without its content (a repeated key says so).
 fn json_error(e: &serde_json::Error) -> String {
-    if e.to_string().starts_with("duplicate object key") {
+    if crate::json::is_repeated_key(e) {
         format!(
             "a key is repeated (line {} column {}): refused",
             e.line(),

@@ -235,7 +235,7 @@ struct JwkDoc {
 /// Parses a JWKS document into its RS256 signature keys (others are skipped).
 fn parse_jwks(bytes: &[u8]) -> Result<HashMap<String, Arc<JwksKey>>, String> {
     let doc: JwksDoc = crate::json::from_slice(bytes).map_err(|e| {
-        if e.to_string().starts_with("duplicate object key") {
+        if crate::json::is_repeated_key(&e) {
             format!(
                 "JWKS repeats a key (line {} column {})",
                 e.line(),

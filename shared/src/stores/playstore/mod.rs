@@ -567,9 +567,8 @@ fn decode_data(
     if let Err(e) = crate::json::check_unique_keys(&bytes)
         && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok()
     {
-        let text = e.to_string();
-        let why = if text.starts_with("duplicate object key") || text.starts_with("JSON nested") {
-            text
+        let why = if crate::json::is_strict_refusal(&e) {
+            e.to_string()
         } else {
             json_error(&e)
         };
