@@ -32,32 +32,11 @@ use storehook_shared::stores::huawei::testing::{
 use storehook_shared::stores::playstore::testing::{
     PlayTestEnv, RsaTestKey, hs256_token, id_token, payloads as play, push_claims, unsigned_token,
 };
-use storehook_shared::testing::TestReceiver;
+use storehook_shared::testing::{TestReceiver, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_storehook");
 const PUSH_TOKEN: &str = "forged-matrix-push-token-0123456789";
 const SECRET: &str = "whsec_Zm9yZ2VkLW1hdHJpeC13ZWJob29rLWtleQ==";
-
-fn pem(der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        lines.join("\n")
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A running `storehook serve` (killed on drop) and what it delivers to.
 struct Serve {
@@ -82,7 +61,7 @@ async fn serve(pki: &TestPki, env: &[(String, String)]) -> Serve {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let root = dir.path().join("root.pem");
-    std::fs::write(&root, pem(&pki.root_der)).unwrap();
+    std::fs::write(&root, pki.root_pem()).unwrap();
     let rx = TestReceiver::start().await.unwrap();
     let port = free_port();
     let mut cmd = Command::new(BIN);

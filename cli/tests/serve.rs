@@ -4,35 +4,13 @@
 //! receiver, state kept across a restart, a dead letter replayed with
 //! `storehook replay`, and `storehook translate` on a real Apple notification.
 
-use base64::Engine;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use storehook_shared::stores::appstore::testing::{TestPki, payloads::*};
-use storehook_shared::testing::{Reply, TestReceiver};
+use storehook_shared::testing::{Reply, TestReceiver, free_port};
 use storehook_shared::webhook::{WebhookSecret, WebhookSecrets, verify};
 
 const BIN: &str = env!("CARGO_BIN_EXE_storehook");
-
-fn pem(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        lines.join("\n")
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Serve {
     child: Child,
@@ -166,7 +144,7 @@ async fn serve_delivers_signed_ordered_events_keeps_state_and_replays_dead_lette
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new();
     let root_pem = dir.path().join("root.pem");
-    std::fs::write(&root_pem, pem(&pki.root_der)).unwrap();
+    std::fs::write(&root_pem, pki.root_pem()).unwrap();
     let data = dir.path().join("data");
     let secret = WebhookSecret::generate().unwrap();
     let secrets = WebhookSecrets::parse(&secret).unwrap();
@@ -399,7 +377,7 @@ fn translate_prints_the_events_of_a_real_apple_notification_and_refuses_forgerie
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("untrusted_chain"));
     let root = dir.path().join("root.pem");
-    std::fs::write(&root, pem(&pki.root_der)).unwrap();
+    std::fs::write(&root, pki.root_pem()).unwrap();
     let out = Command::new(BIN)
         .args(["translate", "--store", "appstore", "--trust-root"])
         .arg(&root)

@@ -93,6 +93,21 @@ impl TestPki {
         Self::with(PkiOptions::default())
     }
 
+    /// The root certificate as PEM (for `--trust-root`).
+    pub fn root_pem(&self) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.root_der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .filter_map(|c| std::str::from_utf8(c).ok())
+            .collect();
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            lines.join("\n")
+        )
+    }
+
     /// A chain built as `o` says.
     pub fn with(o: PkiOptions) -> Self {
         let root_key = KeyPair::generate_for(o.curve.alg()).unwrap();
