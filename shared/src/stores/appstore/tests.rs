@@ -1375,3 +1375,34 @@ fn signed_payloads_are_read_strictly_even_in_ignored_fields() {
         assert_eq!(rejected(&endpoint, &body), (400, "malformed_jws"));
     }
 }
+
+/// Apple signs more than notifications with the same chain: a StoreKit 2
+/// transaction or renewal JWS reaches the user's own device. Posted as a
+/// notification it must be refused (nothing queued), whichever app settings
+/// the deployment has.
+#[test]
+fn signed_transactions_and_renewals_posted_as_notifications_are_refused() {
+    let pki = TestPki::new();
+    let tx = pki.sign(&transaction(
+        "77",
+        "78",
+        "pro.monthly",
+        T0,
+        30,
+        "Production",
+    ));
+    let rn = pki.sign(&renewal("77", "pro.monthly", true, T0, "Production"));
+    let any_app = endpoint_for(
+        &pki,
+        None,
+        None,
+        &[AppleEnvironment::Production, AppleEnvironment::Sandbox],
+    );
+    for jws in [&tx, &rn] {
+        assert_eq!(rejected(&strict(&pki), &jws_body(jws)), (403, "wrong_app"));
+        assert_eq!(
+            rejected(&any_app, &jws_body(jws)),
+            (403, "wrong_environment")
+        );
+    }
+}
