@@ -61,6 +61,38 @@ pub fn check_events(events: &[Event]) {
     }
 }
 
+/// The judgement of a store endpoint's answer, common to the store targets:
+/// printed with `STOREHOOK_FUZZ_DEBUG=1`; an accepted input yields at least one
+/// event and every event round-trips ([`check_events`]); a refusal is a
+/// well-formed JSON refusal ([`check_rejection`]) and, when `statuses` is not
+/// empty, has one of them.
+pub fn check_outcome<E: std::fmt::Debug>(
+    result: Result<Vec<Event>, E>,
+    rejection: impl Fn(&E) -> storehook_shared::error::Rejection,
+    statuses: &[u16],
+) {
+    debug(&result.as_ref().map(|e| {
+        e.iter()
+            .map(|e| e.kind.as_str().to_owned())
+            .collect::<Vec<_>>()
+    }));
+    match result {
+        Ok(events) => {
+            assert!(!events.is_empty(), "an accepted input produced no event");
+            check_events(&events);
+        }
+        Err(e) => {
+            let r = rejection(&e);
+            check_rejection(&r);
+            assert!(
+                statuses.is_empty() || statuses.contains(&r.status),
+                "unexpected refusal status {}",
+                r.status
+            );
+        }
+    }
+}
+
 /// Compact JWS over the exact `payload` bytes (not re-serialized, so the
 /// fuzzer's duplicate keys, odd numbers and escapes reach the verifier as
 /// they are), signed with `key` under `header`.
