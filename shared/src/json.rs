@@ -32,6 +32,18 @@ pub fn is_repeated_key(e: &serde_json::Error) -> bool {
     e.to_string().starts_with(REPEATED_KEY)
 }
 
+/// For a repeated-key refusal, the text API clients report (position only,
+/// no content); `None` for any other error.
+pub fn repeated_key_refusal(e: &serde_json::Error) -> Option<String> {
+    is_repeated_key(e).then(|| {
+        format!(
+            "a key is repeated (line {} column {}): refused",
+            e.line(),
+            e.column()
+        )
+    })
+}
+
 /// Reads `bytes` as `T`, refusing a document in which any object repeats a key.
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
     check_unique_keys(bytes)?;

@@ -399,15 +399,7 @@ async fn read_limited(resp: reqwest::Response) -> Result<Vec<u8>, ApiError> {
 /// Why an answer could not be read, without its content. A repeated key is
 /// refused like any malformed answer (503: Huawei resends), never read twice.
 fn json_error(e: &serde_json::Error) -> String {
-    if crate::json::is_repeated_key(e) {
-        format!(
-            "a key is repeated (line {} column {}): refused",
-            e.line(),
-            e.column()
-        )
-    } else {
-        super::model::describe_json_error(e)
-    }
+    crate::json::repeated_key_refusal(e).unwrap_or_else(|| super::model::describe_json_error(e))
 }
 
 /// A transport error as a short, URL-free description (the shared sanitizer).

@@ -460,12 +460,8 @@ const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// Why an answer could not be read, without its content (a repeated key says so).
 fn json_error(e: &serde_json::Error) -> String {
-    if crate::json::is_repeated_key(e) {
-        format!(
-            "a key is repeated (line {} column {}): refused",
-            e.line(),
-            e.column()
-        )
+    if let Some(refusal) = crate::json::repeated_key_refusal(e) {
+        refusal
     } else if e.is_data() {
         format!("unexpected shape (line {} column {})", e.line(), e.column())
     } else {
