@@ -29,8 +29,8 @@ use storehook_cli::listener::{self, Limits};
 use storehook_cli::serve::{Admin, StorageHealth, embedded_worker, router};
 use storehook_shared::clock::{Clock, SystemClock};
 use storehook_shared::dispatch::Dispatcher;
-use storehook_shared::embedded::EmbeddedQueue;
 use storehook_shared::ingest::{AppStoreEndpoint, StoreEndpoint};
+use storehook_shared::queue::redb::RedbQueue;
 use storehook_shared::retry::RetrySchedule;
 use storehook_shared::state::{RedbState, StateStore};
 use storehook_shared::stores::appstore::testing::{TestPki, payloads::*};
@@ -70,7 +70,7 @@ async fn start(pki: &TestPki) -> Server {
     let sender = Arc::new(
         HttpWebhookSender::new(&hook, secrets, Duration::from_secs(10), clock.clone()).unwrap(),
     );
-    let queue = EmbeddedQueue::open(dir.path()).unwrap();
+    let queue = RedbQueue::open(dir.path()).unwrap();
     let state: Arc<dyn StateStore> = Arc::new(RedbState::open(dir.path()).unwrap());
     let dispatcher = Arc::new(Dispatcher::new(
         state,

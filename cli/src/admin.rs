@@ -19,7 +19,7 @@ use http::{HeaderMap, StatusCode, header};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use storehook_shared::embedded::EmbeddedQueue;
+use storehook_shared::queue::redb::RedbQueue;
 
 /// The admin token's file in the data dir.
 pub const TOKEN_FILE: &str = "admin-token";
@@ -89,7 +89,7 @@ pub fn load_or_create_token(dir: &Path) -> anyhow::Result<(AdminToken, Option<Pa
         Err(e) => return Err(e),
     }
     let token = AdminToken::generate()?;
-    match storehook_shared::embedded::write_private_new(&path, token.expose().as_bytes()) {
+    match storehook_shared::redb_file::write_private_new(&path, token.expose().as_bytes()) {
         Ok(()) => Ok((token, Some(path))),
         // another process created it meanwhile: use that one
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok((read_token(&path)?, None)),
@@ -106,7 +106,7 @@ fn is_not_found(e: &anyhow::Error) -> bool {
 /// older version left it open).
 pub fn read_token(path: &Path) -> anyhow::Result<AdminToken> {
     let text = std::fs::read_to_string(path).map_err(anyhow::Error::from)?;
-    storehook_shared::embedded::ensure_private_file(path)
+    storehook_shared::redb_file::ensure_private_file(path)
         .with_context(|| format!("restricting {} to its owner", path.display()))?;
     AdminToken::new(&text).with_context(|| format!("reading {}", path.display()))
 }
@@ -121,7 +121,7 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// The admin routes over `queue`, all behind `token`.
-pub fn routes(queue: EmbeddedQueue, token: AdminToken) -> Router {
+pub fn routes(queue: RedbQueue, token: AdminToken) -> Router {
     Router::new()
         .route("/_storehook/queue", get(queue_depth))
         .route("/_storehook/dead-letters", get(list_dead_letters))
@@ -167,11 +167,11 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
-async fn queue_depth(State(q): State<EmbeddedQueue>) -> Response {
+async fn queue_depth(State(q): State<RedbQueue>) -> Response {
     axum::Json(serde_json::json!({ "depth": q.depth() })).into_response()
 }
 
-async fn list_dead_letters(State(q): State<EmbeddedQueue>) -> Response {
+async fn list_dead_letters(State(q): State<RedbQueue>) -> Response {
     match q.dead_letters() {
         Ok(dead) => {
             let items: Vec<serde_json::Value> = dead
@@ -205,7 +205,7 @@ const SELECT: &str =
     "say which dead letters to replay: {\"event_ids\": [\"…\"]} or {\"all\": true}";
 
 async fn replay_dead_letters(
-    State(q): State<EmbeddedQueue>,
+    State(q): State<RedbQueue>,
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {

@@ -60,10 +60,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         if args.list {
             bail!("--list is for the embedded queue; use the SQS console or CLI for the DLQ");
         }
-        let sdk = storehook_shared::aws::sdk_config().await;
+        let sdk = storehook_shared::aws_sdk::sdk_config().await;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let n =
-            storehook_shared::poller::replay_dead_letters(&sqs, dlq_url, queue_url, only).await?;
+        let n = storehook_shared::dispatch::sqs_poller::replay_dead_letters(
+            &sqs, dlq_url, queue_url, only,
+        )
+        .await?;
         println!("{{\"replayed\":{n}}}");
         return Ok(());
     }

@@ -18,13 +18,12 @@ use std::time::Duration;
 use storehook_shared::clock::{Clock, SystemClock};
 use storehook_shared::config::{self, Lookup};
 use storehook_shared::dispatch::{Dispatcher, Outcome};
-use storehook_shared::embedded::{
-    EmbeddedQueue, Lease, create_private_dir, ensure_private_file, write_private_new,
-};
 use storehook_shared::event::Event;
 use storehook_shared::ingest::{AppStoreEndpoint, Ingest, StoreEndpoint, StoreRequest};
 use storehook_shared::queue::EventQueue;
+use storehook_shared::queue::redb::{Lease, RedbQueue};
 use storehook_shared::redb_file::Health;
+use storehook_shared::redb_file::{create_private_dir, ensure_private_file, write_private_new};
 use storehook_shared::retry::RetrySchedule;
 use storehook_shared::state::{RedbState, StateStore};
 use storehook_shared::stores::appstore::{AppStore, verify::parse_roots};
@@ -227,16 +226,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .table_name
             .clone()
             .context("--aws needs --table-name (or TABLE_NAME)")?;
-        let sdk = storehook_shared::aws::sdk_config().await;
+        let sdk = storehook_shared::aws_sdk::sdk_config().await;
         Arc::new(
-            storehook_shared::stores::playstore::links_dynamo::DynamoLinkStore::from_sdk(
+            storehook_shared::stores::playstore::links::dynamo::DynamoLinkStore::from_sdk(
                 &sdk, table,
             ),
         )
     } else {
         create_private_dir(&args.data_dir)?;
         let store =
-            storehook_shared::stores::playstore::links_redb::RedbLinkStore::open(&args.data_dir)?;
+            storehook_shared::stores::playstore::links::redb::RedbLinkStore::open(&args.data_dir)?;
         let watched = store.clone();
         health.watch(move || watched.health());
         Arc::new(store)
@@ -279,7 +278,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 #[derive(Debug, Clone)]
 pub struct Admin {
     /// The embedded queue they inspect and replay.
-    pub queue: EmbeddedQueue,
+    pub queue: RedbQueue,
     /// Their bearer token.
     pub token: AdminToken,
 }
@@ -416,8 +415,8 @@ fn embedded_mode(
     schedule: RetrySchedule,
     clock: Arc<dyn Clock>,
     health: &mut StorageHealth,
-) -> anyhow::Result<(Arc<dyn EventQueue>, Workers, EmbeddedQueue)> {
-    let queue = EmbeddedQueue::open(&args.data_dir)?;
+) -> anyhow::Result<(Arc<dyn EventQueue>, Workers, RedbQueue)> {
+    let queue = RedbQueue::open(&args.data_dir)?;
     let redb = RedbState::open(&args.data_dir)?;
     let (q, s) = (queue.clone(), redb.clone());
     health.watch(move || q.health());
@@ -438,11 +437,7 @@ fn embedded_mode(
 }
 
 /// Takes messages off the embedded queue, in per-group order, forever.
-pub async fn embedded_worker(
-    queue: EmbeddedQueue,
-    dispatcher: Arc<Dispatcher>,
-    clock: Arc<dyn Clock>,
-) {
+pub async fn embedded_worker(queue: RedbQueue, dispatcher: Arc<Dispatcher>, clock: Arc<dyn Clock>) {
     loop {
         let lease = match queue.next(clock.as_ref(), Duration::from_secs(1)).await {
             Ok(Some(l)) => l,
@@ -461,7 +456,7 @@ pub async fn embedded_worker(
 }
 
 async fn settle(
-    queue: &EmbeddedQueue,
+    queue: &RedbQueue,
     dispatcher: &Dispatcher,
     lease: &Lease,
     clock: &dyn Clock,
@@ -490,7 +485,8 @@ async fn aws_mode(
     schedule: RetrySchedule,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Mode> {
-    use storehook_shared::aws::{SqsMessageControl, SqsQueue, sdk_config};
+    use storehook_shared::aws_sdk::sdk_config;
+    use storehook_shared::queue::sqs::{SqsMessageControl, SqsQueue};
     use storehook_shared::state::DynamoState;
     let (Some(queue_url), Some(dlq_url), Some(table)) =
         (&args.queue_url, &args.dlq_url, &args.table_name)
@@ -507,7 +503,7 @@ async fn aws_mode(
     let poll_url = queue_url.clone();
     let worker = tokio::spawn(async move {
         loop {
-            if let Err(e) = storehook_shared::poller::poll_once(
+            if let Err(e) = storehook_shared::dispatch::sqs_poller::poll_once(
                 &sqs,
                 &poll_url,
                 Duration::from_secs(10),
@@ -528,8 +524,8 @@ async fn aws_mode(
 }
 
 /// Opens the embedded queue of `dir` (for `replay`).
-pub fn open_queue(dir: &Path) -> anyhow::Result<EmbeddedQueue> {
-    EmbeddedQueue::open(dir).with_context(|| {
+pub fn open_queue(dir: &Path) -> anyhow::Result<RedbQueue> {
+    RedbQueue::open(dir).with_context(|| {
         format!(
             "opening the embedded queue in {} (is `storehook serve` running on it? stop it first)",
             dir.display()

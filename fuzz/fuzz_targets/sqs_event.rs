@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storehook_fuzz::{clock, runtime};
 use storehook_shared::dispatch::Dispatcher;
-use storehook_shared::dispatch::sqs::{
+use storehook_shared::dispatch::sqs_batch::{
     ATTR_GROUP_ID, ATTR_RECEIVE_COUNT, MemoryMessageControl, handle_sqs_batch,
 };
 use storehook_shared::event::{Event, EventId};

@@ -15,7 +15,7 @@
 //!
 //! The SQS adapter sets at most 11 h 45 min of visibility for a 12 h step:
 //! SQS counts its 12 h limit from the message's receive
-//! (`aws::MAX_VISIBILITY`). The guaranteed span is unaffected (the shortest
+//! (`queue::sqs::MAX_VISIBILITY`). The guaranteed span is unaffected (the shortest
 //! jittered 12 h step is 9 h 36 min).
 
 use std::fmt;

@@ -7,8 +7,8 @@
 //! Each test provisions its own queue, dead-letter queue and table.
 
 use std::time::Duration;
+use storehook_shared::dispatch::sqs_poller::replay_dead_letters;
 use storehook_shared::event::{EventId, EventType, SubscriptionStatus};
-use storehook_shared::poller::replay_dead_letters;
 use storehook_shared::stores::appstore::testing::TestPki;
 use storehook_shared::stores::appstore::testing::payloads::{BUNDLE_ID, DAY, T0};
 use storehook_shared::webhook::{DEFAULT_TOLERANCE, WebhookSecret, WebhookSecrets, verify};

@@ -18,14 +18,15 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use storehook_shared::aws::{SqsMessageControl, SqsQueue, TEST_ENDPOINT_ENV, test_sdk_config};
+use storehook_shared::aws_sdk::{TEST_ENDPOINT_ENV, test_sdk_config};
 use storehook_shared::clock::{Clock, SystemClock};
 use storehook_shared::dispatch::Dispatcher;
-use storehook_shared::dispatch::sqs::MessageControl;
+use storehook_shared::dispatch::sqs_batch::MessageControl;
+use storehook_shared::dispatch::sqs_poller::poll_once;
 use storehook_shared::event::{Event, EventId, Store, SubscriptionId};
 use storehook_shared::ingest::{AppStoreEndpoint, Ingest, StoreRequest, StoreResponse};
-use storehook_shared::poller::poll_once;
 use storehook_shared::provision::{self, Provisioned};
+use storehook_shared::queue::sqs::{SqsMessageControl, SqsQueue};
 use storehook_shared::retry::RetrySchedule;
 use storehook_shared::state::{
     DeliveryRecord, DynamoState, GroupState, Recorded, StateError, StateStore,

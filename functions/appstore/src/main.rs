@@ -8,10 +8,11 @@
 //! verify, translate, queue, answer.
 
 use std::sync::Arc;
-use storehook_shared::aws::{SqsQueue, sdk_config};
+use storehook_shared::aws_sdk::sdk_config;
 use storehook_shared::clock::SystemClock;
 use storehook_shared::config::{Env, appstore, required};
 use storehook_shared::ingest::{AppStoreEndpoint, Ingest, run_lambda};
+use storehook_shared::queue::sqs::SqsQueue;
 use storehook_shared::stores::appstore::AppStore;
 
 #[tokio::main]

@@ -9,10 +9,11 @@
 
 use anyhow::Context as _;
 use std::sync::Arc;
-use storehook_shared::aws::{SqsQueue, sdk_config};
+use storehook_shared::aws_sdk::sdk_config;
 use storehook_shared::clock::SystemClock;
 use storehook_shared::config::{Env, Lookup, required};
 use storehook_shared::ingest::{Ingest, run_lambda};
+use storehook_shared::queue::sqs::SqsQueue;
 use storehook_shared::stores::huawei::{HuaweiEndpoint, huawei_config};
 
 #[tokio::main]
@@ -24,7 +25,7 @@ async fn cold_start() -> anyhow::Result<Ingest> {
     let sdk = sdk_config().await;
     let secret = match Env.get("HUAWEI_CLIENT_SECRET_ARN") {
         Some(id) => Some(
-            storehook_shared::aws::secret_string(&sdk, &id)
+            storehook_shared::secrets::secret_string(&sdk, &id)
                 .await
                 .with_context(|| "reading HUAWEI_CLIENT_SECRET_ARN")?,
         ),

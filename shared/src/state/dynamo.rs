@@ -536,7 +536,7 @@ mod tests {
     /// A store on a fresh, uniquely named table of the emulator at
     /// `STOREHOOK_TEST_AWS_ENDPOINT`; None (with a skip line) when unset.
     async fn store(test: &str) -> Option<DynamoState> {
-        let Some(sdk) = crate::aws::test_sdk_config().await else {
+        let Some(sdk) = crate::aws_sdk::test_sdk_config().await else {
             eprintln!(
                 "SKIP {test}: STOREHOOK_TEST_AWS_ENDPOINT is not set (start moto_server and set it to run DynamoDB tests)"
             );

@@ -181,7 +181,7 @@ impl HuaweiApi {
             &config.apptouch_subscription_url,
         )?;
         check_url("order_url", &config.order_url)?;
-        let client = crate::http_client::client(crate::http_client::Timeouts::both(config.timeout))
+        let client = crate::http::client(crate::http::Timeouts::both(config.timeout))
             .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Self {
             client,
@@ -277,7 +277,7 @@ impl HuaweiApi {
                 continue;
             }
             if status != reqwest::StatusCode::OK {
-                return Err(ApiError::Unavailable(crate::http_client::status_text(
+                return Err(ApiError::Unavailable(crate::http::status_text(
                     status.as_u16(),
                 )));
             }
@@ -338,7 +338,7 @@ impl HuaweiApi {
         if status != reqwest::StatusCode::OK {
             return Err(ApiError::Unavailable(format!(
                 "OAuth token request answered {} (check HUAWEI_CLIENT_ID/HUAWEI_CLIENT_SECRET)",
-                crate::http_client::status_text(status.as_u16())
+                crate::http::status_text(status.as_u16())
             )));
         }
         let bytes = read_limited(resp).await?;
@@ -383,15 +383,12 @@ fn signed(
 /// Huawei's `responseMessage` through the shared sanitizer (anything URL- or
 /// token-like blanked), at most 200 characters: it is logged and returned.
 fn scrub(message: &str) -> String {
-    crate::http_client::sanitize(message)
-        .chars()
-        .take(200)
-        .collect()
+    crate::http::sanitize(message).chars().take(200).collect()
 }
 
 /// Reads an answer of at most [`MAX_ANSWER_BYTES`].
 async fn read_limited(resp: reqwest::Response) -> Result<Vec<u8>, ApiError> {
-    crate::http_client::read_limited(resp, MAX_ANSWER_BYTES)
+    crate::http::read_limited(resp, MAX_ANSWER_BYTES)
         .await
         .map_err(ApiError::Unavailable)
 }
@@ -404,7 +401,7 @@ fn json_error(e: &serde_json::Error) -> String {
 
 /// A transport error as a short, URL-free description (the shared sanitizer).
 fn describe(e: &reqwest::Error) -> String {
-    crate::http_client::describe(e)
+    crate::http::describe(e)
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value (WHATWG URL
@@ -428,7 +425,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::clock::ManualClock;
-    use crate::http_client::loopback::{Seen, Server, response};
+    use crate::http::loopback::{Seen, Server, response};
 
     /// A Huawei API on loopback: OAuth issues `tok`, the IAP APIs answer `iap`.
     async fn huawei(

@@ -6,13 +6,13 @@
 //! Purchase tokens travel only in request paths, each identifier percent-encoded
 //! as exactly one path segment ([`path_segment`] refuses empty, `.`, `..` and
 //! anything with a `/`); errors are rendered by the shared
-//! [`crate::http_client::describe`] (never the URL) and without Google's
+//! [`crate::http::describe`] (never the URL) and without Google's
 //! free-text messages, so no token can reach a log line. Answers are read with
 //! [`crate::json::from_slice`]: a repeated key is an API failure (503).
 
 use super::model::{ProductPurchase, PurchaseToken, SubscriptionPurchaseV2};
 use crate::clock::Clock;
-use crate::http_client::{describe, status_text};
+use crate::http::{describe, status_text};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine;
@@ -304,7 +304,7 @@ impl PlayApi {
                 .await
                 .map_err(|e| ApiError(format!("{what}: {}", describe(&e))))?;
             let status = resp.status().as_u16();
-            let body = crate::http_client::read_limited(resp, MAX_ANSWER_BYTES)
+            let body = crate::http::read_limited(resp, MAX_ANSWER_BYTES)
                 .await
                 .map_err(|e| ApiError(format!("{what} body: {e}")))?;
             match status {
@@ -387,7 +387,7 @@ impl PlayApi {
             .await
             .map_err(|e| ApiError(format!("OAuth token request: {}", describe(&e))))?;
         let status = resp.status().as_u16();
-        let bytes = crate::http_client::read_limited(resp, MAX_ANSWER_BYTES)
+        let bytes = crate::http::read_limited(resp, MAX_ANSWER_BYTES)
             .await
             .map_err(|e| ApiError(format!("OAuth token body: {e}")))?;
         if !(200..300).contains(&status) {

@@ -403,15 +403,17 @@ impl JwksCache {
         previous_generation: u64,
     ) -> Result<Arc<KeySet>, String> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let resp =
-            self.http.get(&self.url).send().await.map_err(|e| {
-                format!("JWKS request failed: {}", crate::http_client::describe(&e))
-            })?;
+        let resp = self
+            .http
+            .get(&self.url)
+            .send()
+            .await
+            .map_err(|e| format!("JWKS request failed: {}", crate::http::describe(&e)))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(format!(
                 "JWKS endpoint answered {}",
-                crate::http_client::status_text(status.as_u16())
+                crate::http::status_text(status.as_u16())
             ));
         }
         let ttl = max_age(
@@ -421,7 +423,7 @@ impl JwksCache {
         )
         .unwrap_or(DEFAULT_JWKS_TTL_SECS)
         .clamp(JWKS_TTL_BOUNDS_SECS.0, JWKS_TTL_BOUNDS_SECS.1);
-        let body = crate::http_client::read_limited(resp, MAX_JWKS_BYTES)
+        let body = crate::http::read_limited(resp, MAX_JWKS_BYTES)
             .await
             .map_err(|e| format!("JWKS body: {e}"))?;
         let keys = parse_jwks(&body)?;

@@ -23,9 +23,6 @@
 pub mod api;
 pub mod auth;
 pub mod links;
-#[cfg(feature = "aws")]
-pub mod links_dynamo;
-pub mod links_redb;
 pub mod model;
 pub mod translate;
 
@@ -302,7 +299,7 @@ impl PlayStoreEndpoint {
         links: Arc<dyn LinkStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, PlayStoreSetupError> {
-        let http = crate::http_client::client(crate::http_client::Timeouts::new(
+        let http = crate::http::client(crate::http::Timeouts::new(
             HTTP_CONNECT_TIMEOUT,
             HTTP_TIMEOUT,
         ))

@@ -1999,7 +1999,7 @@ async fn endpoint_against(
 
 #[tokio::test]
 async fn redirects_from_google_are_not_followed() {
-    use crate::http_client::loopback::{Server, response};
+    use crate::http::loopback::{Server, response};
     let env = PlayTestEnv::start().await;
     // another loopback server, where the redirects point
     let elsewhere = Server::start(|_| Some(response(200, &[], "{}"))).await;
@@ -2033,7 +2033,7 @@ async fn redirects_from_google_are_not_followed() {
 
 #[tokio::test]
 async fn identifiers_are_encoded_as_exactly_one_path_segment() {
-    use crate::http_client::loopback::{Server, response};
+    use crate::http::loopback::{Server, response};
     let env = PlayTestEnv::start().await;
     let api = Server::start(|_| {
         Some(response(
@@ -2104,7 +2104,7 @@ async fn dot_segments_and_slashes_are_refused_before_any_api_call() {
 
 #[tokio::test]
 async fn a_repeated_key_in_a_play_api_answer_is_a_503() {
-    use crate::http_client::loopback::{Server, response};
+    use crate::http::loopback::{Server, response};
     let env = PlayTestEnv::start().await;
     // subscriptionsv2 answers with subscriptionState twice
     let dup = Sub::active().json().to_string().replacen(

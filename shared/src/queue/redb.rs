@@ -1,4 +1,4 @@
-//! The embedded queue of `storehook serve`: a durable, per-group FIFO queue in
+//! The redb queue of `storehook serve`: a durable, per-group FIFO queue in
 //! one redb file, with SQS FIFO semantics where they matter —
 //!
 //! - a message is written to disk before `send` returns (the store's 2xx means
@@ -14,12 +14,12 @@
 //! (SQS FIFO keeps ids for 5 minutes; the dispatcher's own idempotency on the
 //! event id covers the rest).
 
-use crate::group_commit::{GroupCommitter, Job};
 use crate::queue::{EventQueue, QueueError, QueueMessage};
-use crate::redb_file::{Health, RedbFile};
+use crate::redb_file::group_commit::{GroupCommitter, Job};
+use crate::redb_file::{Health, RedbFile, create_private_dir};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;
@@ -29,83 +29,6 @@ use std::time::Duration;
 const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
 const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-
-/// Creates `dir` (and missing parents) readable by its owner only (0700 on
-/// Unix, set at creation). An existing directory open to group or others is
-/// left as it is (it may be shared, e.g. `.`) but logged as a warning: every
-/// file storehook keeps in it is created owner-only anyway.
-pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        if let Ok(meta) = std::fs::metadata(dir)
-            && meta.is_dir()
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(
-                dir = %dir.display(),
-                mode = format!("{:o}", meta.permissions().mode() & 0o777),
-                "the data dir is open to other users; `chmod 700` it (its files are owner-only)"
-            );
-        }
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::create_dir_all(dir)
-    }
-}
-
-/// Makes sure the file `path` exists and is readable and writable by its
-/// owner only (0600 on Unix): a new file is created with that mode (never
-/// chmod-ed afterwards); an existing file open to group or others (written by
-/// an older version) is tightened to it.
-pub fn ensure_private_file(path: &Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        let file = options.open(path)?;
-        let mut perms = file.metadata()?.permissions();
-        if perms.mode() & 0o077 != 0 {
-            perms.set_mode(0o600);
-            file.set_permissions(perms)?;
-        }
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    {
-        options.open(path).map(drop)
-    }
-}
-
-/// Writes `contents` to a NEW file `path`, owner-only (0600 on Unix) from
-/// its creation. Fails if the file exists (`ErrorKind::AlreadyExists`).
-pub fn write_private_new(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
-}
-
-/// Opens (or creates) the redb database `path`, owner-only (see
-/// [`ensure_private_file`]).
-pub fn open_private_db(path: &Path) -> Result<Database, String> {
-    ensure_private_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Database::create(path).map_err(|e| e.to_string())
-}
 
 /// A stored message.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -137,10 +60,10 @@ pub struct Lease {
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
 #[error("embedded queue: {0}")]
-pub struct EmbeddedError(pub String);
+pub struct RedbQueueError(pub String);
 
-fn err(e: impl std::fmt::Display) -> EmbeddedError {
-    EmbeddedError(e.to_string())
+fn err(e: impl std::fmt::Display) -> RedbQueueError {
+    RedbQueueError(e.to_string())
 }
 
 /// The in-memory scheduling index (rebuilt from the file at open).
@@ -193,7 +116,7 @@ impl Index {
     }
 }
 
-type Reply<T> = tokio::sync::oneshot::Sender<Result<T, EmbeddedError>>;
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T, RedbQueueError>>;
 
 /// What every queue job needs after its commit: the index and the waiters.
 #[derive(Clone)]
@@ -280,7 +203,7 @@ impl Job for AppendJob {
         }
         drop(idx);
         self.shared.wake.notify_waiters();
-        let _ = self.reply.send(committed.map_err(EmbeddedError));
+        let _ = self.reply.send(committed.map_err(RedbQueueError));
     }
 }
 
@@ -331,7 +254,7 @@ impl Job for LeaseJob {
         if result.is_err() {
             self.shared.release(&self.group);
         }
-        let _ = self.reply.send(result.map_err(EmbeddedError));
+        let _ = self.reply.send(result.map_err(RedbQueueError));
     }
 }
 
@@ -395,7 +318,7 @@ impl Job for SettleJob {
                 self.shared.wake.notify_waiters();
             }
         }
-        let _ = self.reply.send(committed.map_err(EmbeddedError));
+        let _ = self.reply.send(committed.map_err(RedbQueueError));
     }
 }
 
@@ -449,7 +372,7 @@ impl Job for ReplayJob {
         }
         let _ = self
             .reply
-            .send(committed.map(|()| n).map_err(EmbeddedError));
+            .send(committed.map(|()| n).map_err(RedbQueueError));
     }
 }
 
@@ -459,24 +382,24 @@ impl Job for ReplayJob {
 /// one group committer: concurrent writes share one redb transaction and one
 /// fsync, and each caller is answered only once its write is durable.
 #[derive(Debug, Clone)]
-pub struct EmbeddedQueue {
+pub struct RedbQueue {
     file: Arc<RedbFile>,
     index: Arc<Mutex<Index>>,
     wake: Arc<tokio::sync::Notify>,
     committer: GroupCommitter,
 }
 
-impl EmbeddedQueue {
+impl RedbQueue {
     /// Opens (or creates) `dir/queue.redb`. Messages in flight when the process
     /// stopped are visible again.
-    pub fn open(dir: &Path) -> Result<Self, EmbeddedError> {
+    pub fn open(dir: &Path) -> Result<Self, RedbQueueError> {
         create_private_dir(dir).map_err(err)?;
         Self::open_file(|init| RedbFile::open(&dir.join("queue.redb"), init))
     }
 
     fn open_file(
         open: impl FnOnce(crate::redb_file::Init) -> Result<Arc<RedbFile>, String>,
-    ) -> Result<Self, EmbeddedError> {
+    ) -> Result<Self, RedbQueueError> {
         let index = Arc::new(Mutex::new(Index::default()));
         let for_init = index.clone();
         // Runs at the first open and after every reopen: a commit whose I/O
@@ -505,7 +428,7 @@ impl EmbeddedQueue {
             *for_init.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
             Ok(())
         });
-        let file = open(init).map_err(EmbeddedError)?;
+        let file = open(init).map_err(RedbQueueError)?;
         let committer = GroupCommitter::start(file.clone(), "storehook-queue").map_err(err)?;
         Ok(Self {
             file,
@@ -532,12 +455,15 @@ impl EmbeddedQueue {
         }
     }
 
-    async fn run<T>(&self, job: impl FnOnce(Reply<T>) -> Box<dyn Job>) -> Result<T, EmbeddedError> {
+    async fn run<T>(
+        &self,
+        job: impl FnOnce(Reply<T>) -> Box<dyn Job>,
+    ) -> Result<T, RedbQueueError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.committer.submit(job(reply));
         answer
             .await
-            .map_err(|_| EmbeddedError("the commit thread dropped a write".into()))?
+            .map_err(|_| RedbQueueError("the commit thread dropped a write".into()))?
     }
 
     /// Appends messages durably (one transaction); duplicates of queued ids are dropped.
@@ -545,7 +471,7 @@ impl EmbeddedQueue {
         &self,
         messages: &[QueueMessage],
         now_ms: i64,
-    ) -> Result<(), EmbeddedError> {
+    ) -> Result<(), RedbQueueError> {
         let (messages, shared) = (messages.to_vec(), self.shared());
         self.run(|reply| {
             Box::new(AppendJob {
@@ -562,7 +488,7 @@ impl EmbeddedQueue {
     /// The oldest visible message of a group with nothing in flight, leased to
     /// the caller (its receive count incremented, durably), or the instant the
     /// next one becomes visible.
-    pub async fn lease(&self, now_ms: i64) -> Result<Result<Lease, Option<i64>>, EmbeddedError> {
+    pub async fn lease(&self, now_ms: i64) -> Result<Result<Lease, Option<i64>>, RedbQueueError> {
         let (id, group) = {
             let mut idx = self.lock();
             let mut earliest: Option<i64> = None;
@@ -606,7 +532,7 @@ impl EmbeddedQueue {
         &self,
         clock: &dyn crate::clock::Clock,
         max_wait: Duration,
-    ) -> Result<Option<Lease>, EmbeddedError> {
+    ) -> Result<Option<Lease>, RedbQueueError> {
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
             let notified = self.wake.notified();
@@ -627,7 +553,7 @@ impl EmbeddedQueue {
         }
     }
 
-    async fn settle(&self, lease: &Lease, settle: Settle) -> Result<(), EmbeddedError> {
+    async fn settle(&self, lease: &Lease, settle: Settle) -> Result<(), RedbQueueError> {
         let (lease, shared) = (lease.clone(), self.shared());
         self.run(|reply| {
             Box::new(SettleJob {
@@ -643,7 +569,7 @@ impl EmbeddedQueue {
     /// Removes a processed message (durably: once acknowledged, a message is
     /// never handed out again, even after a crash). If the removal cannot be
     /// written, the message is handed out again (at least once).
-    pub async fn ack(&self, lease: &Lease) -> Result<(), EmbeddedError> {
+    pub async fn ack(&self, lease: &Lease) -> Result<(), RedbQueueError> {
         self.settle(lease, Settle::Ack).await
     }
 
@@ -653,21 +579,21 @@ impl EmbeddedQueue {
         lease: &Lease,
         delay: Duration,
         now_ms: i64,
-    ) -> Result<(), EmbeddedError> {
+    ) -> Result<(), RedbQueueError> {
         let not_before_ms =
             now_ms.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
         self.settle(lease, Settle::Retry { not_before_ms }).await
     }
 
     /// Moves a message to the dead letters (its group proceeds).
-    pub async fn dead_letter(&self, lease: &Lease, reason: &str) -> Result<(), EmbeddedError> {
+    pub async fn dead_letter(&self, lease: &Lease, reason: &str) -> Result<(), RedbQueueError> {
         let reason = reason.to_owned();
         self.settle(lease, Settle::Dead { reason }).await
     }
 
     /// Every dead letter, oldest first.
-    pub fn dead_letters(&self) -> Result<Vec<(u64, Stored)>, EmbeddedError> {
-        let db = self.file.db().map_err(EmbeddedError)?;
+    pub fn dead_letters(&self) -> Result<Vec<(u64, Stored)>, RedbQueueError> {
+        let db = self.file.db().map_err(RedbQueueError)?;
         let r = db.begin_read().map_err(err)?;
         let d = r.open_table(DEAD).map_err(err)?;
         let mut out = Vec::new();
@@ -690,7 +616,7 @@ impl EmbeddedQueue {
         &self,
         only: Option<&[String]>,
         now_ms: i64,
-    ) -> Result<usize, EmbeddedError> {
+    ) -> Result<usize, RedbQueueError> {
         let (only, shared) = (only.map(<[String]>::to_vec), self.shared());
         self.run(|reply| {
             Box::new(ReplayJob {
@@ -706,7 +632,7 @@ impl EmbeddedQueue {
 }
 
 #[async_trait]
-impl EventQueue for EmbeddedQueue {
+impl EventQueue for RedbQueue {
     async fn send(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
         self.append(messages, Utc::now().timestamp_millis())
             .await
@@ -723,6 +649,7 @@ pub fn ms(t: DateTime<Utc>) -> i64 {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use crate::redb_file::write_private_new;
 
     #[cfg(unix)]
     fn mode(p: &Path) -> u32 {
@@ -736,9 +663,9 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("a").join("data");
-        let _q = EmbeddedQueue::open(&dir).unwrap();
+        let _q = RedbQueue::open(&dir).unwrap();
         let _s = crate::state::RedbState::open(&dir).unwrap();
-        let _l = crate::stores::playstore::links_redb::RedbLinkStore::open(&dir).unwrap();
+        let _l = crate::stores::playstore::links::redb::RedbLinkStore::open(&dir).unwrap();
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&tmp.path().join("a")), 0o700);
         for f in ["queue.redb", "state.redb", "links.redb"] {
@@ -754,7 +681,7 @@ mod tests {
             std::fs::Permissions::from_mode(0o644),
         )
         .unwrap();
-        let _q = EmbeddedQueue::open(&old).unwrap();
+        let _q = RedbQueue::open(&old).unwrap();
         assert_eq!(mode(&old.join("queue.redb")), 0o600);
     }
 
@@ -778,14 +705,14 @@ mod tests {
         }
     }
 
-    async fn lease_id(q: &EmbeddedQueue, now: i64) -> Option<String> {
+    async fn lease_id(q: &RedbQueue, now: i64) -> Option<String> {
         q.lease(now).await.unwrap().ok().map(|l| l.message.dedup_id)
     }
 
     #[tokio::test]
     async fn groups_are_fifo_and_block_while_in_flight() {
         let dir = tempfile::tempdir().unwrap();
-        let q = EmbeddedQueue::open(dir.path()).unwrap();
+        let q = RedbQueue::open(dir.path()).unwrap();
         q.append(&[msg("a", "a1"), msg("a", "a2"), msg("b", "b1")], 0)
             .await
             .unwrap();
@@ -812,7 +739,7 @@ mod tests {
     async fn messages_survive_a_restart_and_duplicates_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let q = EmbeddedQueue::open(dir.path()).unwrap();
+            let q = RedbQueue::open(dir.path()).unwrap();
             q.append(&[msg("a", "a1"), msg("a", "a1")], 0)
                 .await
                 .unwrap();
@@ -824,7 +751,7 @@ mod tests {
             assert_eq!(l.message.dedup_id, "a1");
             // process "crashes" with a1 in flight
         }
-        let q = EmbeddedQueue::open(dir.path()).unwrap();
+        let q = RedbQueue::open(dir.path()).unwrap();
         assert_eq!(q.depth(), 2);
         let l = q.lease(0).await.unwrap().unwrap();
         assert_eq!(l.message.dedup_id, "a1");
@@ -834,7 +761,7 @@ mod tests {
     #[tokio::test]
     async fn dead_letters_unblock_the_group_and_replay_requeues_them() {
         let dir = tempfile::tempdir().unwrap();
-        let q = EmbeddedQueue::open(dir.path()).unwrap();
+        let q = RedbQueue::open(dir.path()).unwrap();
         q.append(&[msg("a", "a1"), msg("a", "a2"), msg("c", "c1")], 0)
             .await
             .unwrap();
@@ -864,7 +791,7 @@ mod tests {
     async fn concurrent_appends_share_commits_and_keep_each_id_once() {
         // GIVEN 40 tasks appending at once, every id sent by two of them
         let dir = tempfile::tempdir().unwrap();
-        let q = EmbeddedQueue::open(dir.path()).unwrap();
+        let q = RedbQueue::open(dir.path()).unwrap();
         let mut tasks = Vec::new();
         for t in 0..40 {
             let q = q.clone();
@@ -890,7 +817,7 @@ mod tests {
         assert_eq!(seen.len(), 20);
         // AND everything is durable once answered: the file reopens at once with nothing left
         drop(q);
-        assert_eq!(EmbeddedQueue::open(dir.path()).unwrap().depth(), 0);
+        assert_eq!(RedbQueue::open(dir.path()).unwrap().depth(), 0);
     }
 
     /// A write that fails: the storage failure of a batch.
@@ -905,7 +832,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_ack_hands_the_message_out_again_instead_of_blocking_its_group() {
         let dir = tempfile::tempdir().unwrap();
-        let q = EmbeddedQueue::open(dir.path()).unwrap();
+        let q = RedbQueue::open(dir.path()).unwrap();
         q.append(&[msg("a", "a1"), msg("a", "a2")], 0)
             .await
             .unwrap();
@@ -940,7 +867,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("queue.redb");
         let full = testing::DiskFull::default();
-        let q = EmbeddedQueue::open_file(|init| {
+        let q = RedbQueue::open_file(|init| {
             RedbFile::open_with(&path, testing::opener(&path, &full), init)
         })
         .unwrap();
@@ -975,7 +902,7 @@ mod tests {
         // GIVEN the index and the file disagree (a commit reported failed that
         // became durable): a1 is no longer in the file
         let dir = tempfile::tempdir().unwrap();
-        let q = EmbeddedQueue::open(dir.path()).unwrap();
+        let q = RedbQueue::open(dir.path()).unwrap();
         q.append(&[msg("a", "a1"), msg("a", "a2")], 0)
             .await
             .unwrap();

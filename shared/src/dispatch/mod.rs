@@ -31,8 +31,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub mod config;
-pub mod sqs;
+pub mod sqs_batch;
+#[cfg(feature = "aws")]
+pub mod sqs_poller;
 
 /// What to do with the queue message after [`Dispatcher::process`].
 #[derive(Debug, Clone, PartialEq, Eq)]

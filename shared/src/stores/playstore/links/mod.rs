@@ -8,12 +8,10 @@
 //! in-memory twin; in AWS the adapter keeps `LINK#GOOGLE_PLAY#<token>` items
 //! (see [`LinkStore`]).
 
-use super::model::PurchaseToken;
 use crate::event::{Store, SubscriptionId};
+use crate::stores::playstore::model::PurchaseToken;
 use async_trait::async_trait;
-use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::Mutex;
 
 /// The subscription a purchase token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,86 +64,6 @@ pub trait LinkStore: Send + Sync + Debug {
     ) -> Result<Lineage, LinkError>;
 }
 
-/// In-memory [`LinkStore`] (tests, the local server, the CLI; a Lambda
-/// instance until the DynamoDB adapter is wired).
-#[derive(Debug, Default)]
-pub struct MemoryLinkStore {
-    links: Mutex<HashMap<PurchaseToken, Lineage>>,
-    fail: Mutex<Option<LinkError>>,
-    capacity: Option<usize>,
-}
-
-impl MemoryLinkStore {
-    /// An empty, unbounded store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// An empty store that forgets everything once it holds `capacity` tokens
-    /// (bounded memory in long-lived processes; a forgotten token is re-linked
-    /// from its `linkedPurchaseToken` on its next notification).
-    pub fn bounded(capacity: usize) -> Self {
-        Self {
-            capacity: Some(capacity.max(1)),
-            ..Self::default()
-        }
-    }
-
-    /// Number of tokens linked.
-    pub fn len(&self) -> usize {
-        self.links.lock().map(|l| l.len()).unwrap_or(0)
-    }
-
-    /// Whether nothing is linked.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Makes every following call fail with `err` (None: succeed again).
-    pub fn fail_with(&self, err: Option<LinkError>) {
-        *self.fail.lock().unwrap_or_else(|e| e.into_inner()) = err;
-    }
-
-    fn check(&self) -> Result<(), LinkError> {
-        match self.fail.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
-#[async_trait]
-impl LinkStore for MemoryLinkStore {
-    async fn resolve(&self, purchase_token: &PurchaseToken) -> Result<Option<Lineage>, LinkError> {
-        self.check()?;
-        Ok(self
-            .links
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(purchase_token)
-            .cloned())
-    }
-
-    async fn link(
-        &self,
-        purchase_token: &PurchaseToken,
-        lineage: &Lineage,
-    ) -> Result<Lineage, LinkError> {
-        self.check()?;
-        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(capacity) = self.capacity
-            && links.len() >= capacity
-            && !links.contains_key(purchase_token)
-        {
-            links.clear();
-        }
-        Ok(links
-            .entry(purchase_token.clone())
-            .or_insert_with(|| lineage.clone())
-            .clone())
-    }
-}
-
 /// The lineage of `token`, linking it (and its `linked` predecessor when that one
 /// is new too) so that later notifications resolve to the same subscription.
 ///
@@ -170,6 +88,12 @@ pub async fn lineage_of(
     };
     links.link(token, &candidate).await
 }
+
+mod memory;
+pub use memory::MemoryLinkStore;
+#[cfg(feature = "aws")]
+pub mod dynamo;
+pub mod redb;
 
 #[cfg(test)]
 mod tests {

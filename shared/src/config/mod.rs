@@ -135,6 +135,8 @@ fn parse_environments(list: &str) -> Result<Vec<AppleEnvironment>, ConfigError> 
     Ok(out)
 }
 
+pub mod dispatcher;
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -20,10 +20,10 @@
 //! redelivers). Error messages and logs carry the token's
 //! [`PurchaseToken::fingerprint`], never the token.
 
-use super::links::{Lineage, LinkError, LinkStore};
-use super::model::PurchaseToken;
+use super::{Lineage, LinkError, LinkStore};
 use crate::event::SubscriptionId;
 use crate::provision::{TABLE_PARTITION_KEY, TABLE_SORT_KEY};
+use crate::stores::playstore::model::PurchaseToken;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -239,7 +239,7 @@ impl LinkStore for DynamoLinkStore {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::aws::{TEST_ENDPOINT_ENV, emulator_sdk_config, test_sdk_config};
+    use crate::aws_sdk::{TEST_ENDPOINT_ENV, emulator_sdk_config, test_sdk_config};
     use crate::stores::playstore::links::lineage_of;
 
     /// A purchase token shaped like Google's, unique per call.

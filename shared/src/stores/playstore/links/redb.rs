@@ -4,10 +4,10 @@
 //! insert if absent (first writer wins, in one write transaction), never
 //! updated or deleted, survives restarts.
 
-use super::links::{Lineage, LinkError, LinkStore};
-use super::model::PurchaseToken;
+use super::{Lineage, LinkError, LinkStore};
 use crate::event::SubscriptionId;
 use crate::redb_file::{Health, RedbFile};
+use crate::stores::playstore::model::PurchaseToken;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -85,7 +85,7 @@ impl RedbLinkStore {
     /// Opens (or creates) `<dir>/links.redb`, creating `dir` if needed.
     /// A file can be open only once at a time (redb locks it).
     pub fn open(dir: &Path) -> Result<Self, LinkError> {
-        crate::embedded::create_private_dir(dir).map_err(db_err)?;
+        crate::redb_file::create_private_dir(dir).map_err(db_err)?;
         let path = dir.join(FILE_NAME);
         let file = RedbFile::open(
             &path,

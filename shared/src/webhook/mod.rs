@@ -38,7 +38,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Shortest accepted key (bytes). Standard Webhooks recommends 24 to 64.
 pub const MIN_KEY_LEN: usize = 16;
 /// `user-agent` sent with every delivery.
-pub const USER_AGENT: &str = crate::http_client::USER_AGENT;
+pub const USER_AGENT: &str = crate::http::USER_AGENT;
 
 /// Why a secret list could not be parsed or a sender not built.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -340,7 +340,7 @@ pub fn redact_url(url: &str) -> String {
 const MAX_DRAIN: usize = 64 * 1024;
 
 /// [`WebhookSender`] over HTTPS with the shared outbound client
-/// ([`crate::http_client`]): signs with every secret, no redirects followed (a
+/// ([`crate::http`]): signs with every secret, no redirects followed (a
 /// 3xx is a failed attempt), one timeout per attempt, errors without the URL.
 pub struct HttpWebhookSender {
     client: reqwest::Client,
@@ -363,7 +363,7 @@ impl HttpWebhookSender {
                 "must be an absolute http(s) URL".into(),
             ));
         }
-        let client = crate::http_client::client(crate::http_client::Timeouts::both(timeout))
+        let client = crate::http::client(crate::http::Timeouts::both(timeout))
             .map_err(WebhookError::Client)?;
         Ok(Self {
             client,
@@ -410,7 +410,7 @@ impl WebhookSender for HttpWebhookSender {
                     status: None,
                     retry_after: None,
                     latency: started.elapsed(),
-                    error: Some(crate::http_client::describe(&e)),
+                    error: Some(crate::http::describe(&e)),
                 };
             }
         };

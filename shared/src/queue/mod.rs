@@ -4,10 +4,15 @@
 //! deduplication id = event id). Locally it is the in-process queue of
 //! `storehook serve`. [`MemoryQueue`] records what was sent (tests).
 
+mod memory;
+pub use memory::MemoryQueue;
+pub mod redb;
+#[cfg(feature = "aws")]
+pub mod sqs;
+
 use crate::event::Event;
 use async_trait::async_trait;
 use std::fmt::Debug;
-use std::sync::Mutex;
 
 /// SQS allows at most 10 messages per `SendMessageBatch`.
 pub const MAX_BATCH: usize = 10;
@@ -52,42 +57,4 @@ pub trait EventQueue: Send + Sync + Debug {
     /// Sends all messages, in order, or fails as a whole (a partial send is
     /// retried whole by the store; the dispatcher deduplicates on event id).
     async fn send(&self, messages: &[QueueMessage]) -> Result<(), QueueError>;
-}
-
-/// In-memory queue that records messages; can be told to fail (tests).
-#[derive(Debug, Default)]
-pub struct MemoryQueue {
-    sent: Mutex<Vec<QueueMessage>>,
-    fail: Mutex<Option<QueueError>>,
-}
-
-impl MemoryQueue {
-    /// An empty queue.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Everything sent so far.
-    pub fn sent(&self) -> Vec<QueueMessage> {
-        self.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Makes every following send fail with `err` (None: succeed again).
-    pub fn fail_with(&self, err: Option<QueueError>) {
-        *self.fail.lock().unwrap_or_else(|e| e.into_inner()) = err;
-    }
-}
-
-#[async_trait]
-impl EventQueue for MemoryQueue {
-    async fn send(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
-        if let Some(e) = self.fail.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-            return Err(e);
-        }
-        self.sent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(messages);
-        Ok(())
-    }
 }

@@ -1,4 +1,6 @@
-//! One redb file of `storehook serve`, opened once and REOPENED after an I/O
+//! The one way storehook opens a redb file: owner-only directory and file
+//! ([`create_private_dir`], [`open_private_db`]), and [`RedbFile`], one redb
+//! file of `storehook serve`, opened once and REOPENED after an I/O
 //! failure.
 //!
 //! redb poisons a database after its first I/O error (a full disk, say): every
@@ -93,7 +95,7 @@ impl RedbFile {
     /// succeed: a server that cannot open its files does not start.
     pub(crate) fn open(path: &Path, init: Init) -> Result<Arc<Self>, String> {
         let owned = path.to_path_buf();
-        let opener: Opener = Box::new(move || create(&owned));
+        let opener: Opener = Box::new(move || open_private_db(&owned));
         Self::open_with(path, opener, init)
     }
 
@@ -214,10 +216,84 @@ impl RedbFile {
     }
 }
 
-/// `Database::create` of a file, owner-only (0600).
-fn create(path: &Path) -> Result<Database, String> {
-    crate::embedded::open_private_db(path)
+/// Creates `dir` (and missing parents) readable by its owner only (0700 on
+/// Unix, set at creation). An existing directory open to group or others is
+/// left as it is (it may be shared, e.g. `.`) but logged as a warning: every
+/// file storehook keeps in it is created owner-only anyway.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if let Ok(meta) = std::fs::metadata(dir)
+            && meta.is_dir()
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the data dir is open to other users; `chmod 700` it (its files are owner-only)"
+            );
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
 }
+
+/// Makes sure the file `path` exists and is readable and writable by its
+/// owner only (0600 on Unix): a new file is created with that mode (never
+/// chmod-ed afterwards); an existing file open to group or others (written by
+/// an older version) is tightened to it.
+pub fn ensure_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        let mut perms = file.metadata()?.permissions();
+        if perms.mode() & 0o077 != 0 {
+            perms.set_mode(0o600);
+            file.set_permissions(perms)?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        options.open(path).map(drop)
+    }
+}
+
+/// Writes `contents` to a NEW file `path`, owner-only (0600 on Unix) from
+/// its creation. Fails if the file exists (`ErrorKind::AlreadyExists`).
+pub fn write_private_new(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Opens (or creates) the redb database `path`, owner-only (see
+/// [`ensure_private_file`]).
+pub fn open_private_db(path: &Path) -> Result<Database, String> {
+    ensure_private_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Database::create(path).map_err(|e| e.to_string())
+}
+
+pub(crate) mod group_commit;
 
 #[cfg(test)]
 pub(crate) mod testing {

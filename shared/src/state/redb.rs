@@ -6,7 +6,7 @@
 
 use super::{Claim, DeliveryRecord, GroupState, Recorded, StateError, StateStore, transition};
 use crate::event::{Event, EventId};
-use crate::group_commit::{GroupCommitter, Job};
+use crate::redb_file::group_commit::{GroupCommitter, Job};
 use crate::redb_file::{Health, RedbFile, Reopen};
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -67,7 +67,7 @@ impl RedbState {
     /// Opens (or creates) `<dir>/state.redb`, creating `dir` if needed.
     /// A file can be open only once at a time (redb locks it).
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        crate::embedded::create_private_dir(dir).map_err(db_err)?;
+        crate::redb_file::create_private_dir(dir).map_err(db_err)?;
         let path = dir.join(FILE_NAME);
         let file = RedbFile::open(&path, Box::new(create_tables)).map_err(db_err)?;
         let committer = GroupCommitter::start(file.clone(), "storehook-state").map_err(db_err)?;

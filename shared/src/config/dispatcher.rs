@@ -14,18 +14,10 @@
 //! | `HISTORY_TTL_DAYS` | lifetime of history items, claims and delivery records (DynamoDB TTL) | 90 |
 
 use crate::retry::{DEFAULT_RETRY_SCHEDULE, RetrySchedule};
+use crate::secrets::SecretSource;
 use crate::webhook::{DEFAULT_TIMEOUT, WebhookSecrets};
 use std::fmt;
 use std::time::Duration;
-
-/// Where the signing secrets come from.
-#[derive(Debug, Clone)]
-pub enum SecretSource {
-    /// A Secrets Manager secret id (ARN or name), resolved once at cold start.
-    SecretsManager(String),
-    /// Given inline (already parsed).
-    Inline(WebhookSecrets),
-}
 
 /// Why the configuration is unusable (never contains secret values).
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
