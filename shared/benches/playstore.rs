@@ -74,7 +74,12 @@ fn bench(c: &mut Criterion) {
                 lineage: lineage.clone(),
                 previous: None,
             }));
-            black_box(translate(&push, &state, &config, NOW))
+            black_box(translate(
+                &push,
+                &state,
+                &config,
+                storehook_shared::event::Timestamp::from_millis_clamped(NOW),
+            ))
         })
     });
     g.bench_function("cpu_per_notification", |b| {
@@ -90,7 +95,12 @@ fn bench(c: &mut Criterion) {
                 lineage: lineage.clone(),
                 previous: None,
             }));
-            let events = translate(&push, &state, &config, NOW);
+            let events = translate(
+                &push,
+                &state,
+                &config,
+                storehook_shared::event::Timestamp::from_millis_clamped(NOW),
+            );
             black_box(QueueMessage::for_event(&events[0]).unwrap())
         })
     });

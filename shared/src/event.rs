@@ -224,6 +224,11 @@ string_enum! {
 /// parsed, it holds whole milliseconds of a year 0000..=9999, so what is
 /// serialized always parses back equal (found by the `event_roundtrip` and
 /// store fuzz targets).
+/// 0000-01-01T00:00:00Z, the first instant RFC 3339 can write.
+const MIN_MILLIS: i64 = -62_167_219_200_000;
+/// 9999-12-31T23:59:59.999Z, the last.
+const MAX_MILLIS: i64 = 253_402_300_799_999;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub DateTime<Utc>);
 
@@ -236,6 +241,17 @@ impl Timestamp {
             .single()
             .filter(|t| (0..=9999).contains(&t.year()))
             .map(Self)
+    }
+
+    /// From UNIX epoch milliseconds, clamped into the years 0000..=9999: the
+    /// receipt time the stores' translators are given (storehook's own clock,
+    /// never a store's date, so clamping cannot hide a store's bad date).
+    pub fn from_millis_clamped(ms: i64) -> Self {
+        Self(
+            Utc.timestamp_millis_opt(ms.clamp(MIN_MILLIS, MAX_MILLIS))
+                .single()
+                .unwrap_or_default(),
+        )
     }
 
     /// From a time, truncated to whole milliseconds; `None` outside 0000..=9999.
@@ -566,6 +582,34 @@ pub fn json_schema() -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receipt_times_are_clamped_to_the_writable_years_and_kept_inside_them() {
+        // GIVEN the first and last writable instants THEN they are exactly the bounds
+        assert_eq!(
+            Timestamp::from_millis(MIN_MILLIS).map(|t| t.millis()),
+            Some(MIN_MILLIS)
+        );
+        assert_eq!(
+            Timestamp::from_millis(MAX_MILLIS).map(|t| t.millis()),
+            Some(MAX_MILLIS)
+        );
+        assert_eq!(Timestamp::from_millis(MAX_MILLIS + 1), None);
+        assert_eq!(Timestamp::from_millis(MIN_MILLIS - 1), None);
+        // AND a receipt time inside is kept, outside is clamped (no wall clock involved)
+        assert_eq!(
+            Timestamp::from_millis_clamped(1_700_000_000_123).millis(),
+            1_700_000_000_123
+        );
+        assert_eq!(
+            Timestamp::from_millis_clamped(i64::MAX).millis(),
+            MAX_MILLIS
+        );
+        assert_eq!(
+            Timestamp::from_millis_clamped(i64::MIN).millis(),
+            MIN_MILLIS
+        );
+    }
 
     #[test]
     fn unknown_enum_values_are_kept() {

@@ -250,7 +250,11 @@ impl AppStore {
     /// Verify then translate.
     pub fn process(&self, body: &[u8], received_at_ms: i64) -> Result<Vec<Event>, AppStoreError> {
         let v = self.verify(body, received_at_ms)?;
-        Ok(translate::translate(&v, &self.config, received_at_ms))
+        Ok(translate::translate(
+            &v,
+            &self.config,
+            crate::event::Timestamp::from_millis_clamped(received_at_ms),
+        ))
     }
 
     /// Identifier check first, then environment (Apple's order). Returns the environment.

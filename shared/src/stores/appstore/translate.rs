@@ -19,7 +19,7 @@ pub const CONSUMPTION_RESPONSE_WINDOW_HOURS: i64 = 12;
 pub fn translate(
     v: &VerifiedNotification,
     config: &AppStoreConfig,
-    received_at_ms: i64,
+    received_at: Timestamp,
 ) -> Vec<Event> {
     let p = &v.payload;
     let tx = v.transaction.as_ref();
@@ -27,8 +27,10 @@ pub fn translate(
     let ntype = p.notification_type.as_deref().unwrap_or("UNKNOWN");
     let subtype = p.subtype.as_deref();
 
-    let received_at = ts(received_at_ms).unwrap_or(Timestamp(chrono::Utc::now()));
-    let occurred_at = p.signed_date.and_then(ts).unwrap_or(received_at);
+    let occurred_at = p
+        .signed_date
+        .and_then(Timestamp::from_millis)
+        .unwrap_or(received_at);
     let notification_id = p
         .notification_uuid
         .clone()
@@ -61,7 +63,7 @@ pub fn translate(
         t.transaction_id.clone().map(|id| Transaction {
             id,
             original_id: t.original_transaction_id.clone(),
-            purchased_at: t.purchase_date.and_then(ts),
+            purchased_at: t.purchase_date.and_then(Timestamp::from_millis),
             price: money(t.price, t.currency.as_deref()),
         })
     });
@@ -92,10 +94,6 @@ pub fn translate(
         raw: config.include_raw.then(|| v.raw.clone()),
     };
     vec![event]
-}
-
-fn ts(ms: i64) -> Option<Timestamp> {
-    Timestamp::from_millis(ms)
 }
 
 fn fallback_id(v: &VerifiedNotification) -> String {
@@ -166,10 +164,12 @@ fn subscription(
         .and_then(|t| t.original_transaction_id.clone())
         .or_else(|| renewal.and_then(|r| r.original_transaction_id.clone()))?;
     let auto_renew = renewal.is_some_and(|r| r.auto_renew_status == Some(1));
-    let expires_at = tx.and_then(|t| t.expires_date).and_then(ts);
+    let expires_at = tx
+        .and_then(|t| t.expires_date)
+        .and_then(Timestamp::from_millis);
     let grace = renewal
         .and_then(|r| r.grace_period_expires_date)
-        .and_then(ts);
+        .and_then(Timestamp::from_millis);
     let status = status(p, tx, renewal, auto_renew, expires_at, grace, occurred_at);
     Some(Subscription {
         id: SubscriptionId::derive(&[Store::AppStore.as_str(), &original]),
@@ -177,8 +177,12 @@ fn subscription(
         status,
         auto_renew,
         period_type: period_type(tx),
-        started_at: tx.and_then(|t| t.original_purchase_date).and_then(ts),
-        current_period_started_at: tx.and_then(|t| t.purchase_date).and_then(ts),
+        started_at: tx
+            .and_then(|t| t.original_purchase_date)
+            .and_then(Timestamp::from_millis),
+        current_period_started_at: tx
+            .and_then(|t| t.purchase_date)
+            .and_then(Timestamp::from_millis),
         expires_at,
         grace_period_expires_at: grace,
         renewal_product_id: renewal.and_then(|r| r.auto_renew_product_id.clone()),
@@ -286,7 +290,9 @@ fn one_time_entitlement(
     at: Timestamp,
 ) -> Entitlement {
     let revoked = tx.is_some_and(|t| t.revocation_date.is_some());
-    let expires_at = tx.and_then(|t| t.expires_date).and_then(ts);
+    let expires_at = tx
+        .and_then(|t| t.expires_date)
+        .and_then(Timestamp::from_millis);
     match kind {
         ProductKind::NonConsumable | ProductKind::NonRenewing if tx.is_some() => Entitlement {
             active: !revoked && expires_at.is_none_or(|e| e > at),
@@ -368,7 +374,7 @@ fn map_type(
         ("DID_FAIL_TO_RENEW", Some("GRACE_PERIOD")) => {
             d.grace_period_expires_at = renewal
                 .and_then(|r| r.grace_period_expires_date)
-                .and_then(ts);
+                .and_then(Timestamp::from_millis);
             T::GracePeriodStarted
         }
         ("DID_FAIL_TO_RENEW", None) | ("GRACE_PERIOD_EXPIRED", None) => T::BillingRetryStarted,
@@ -409,7 +415,7 @@ fn map_type(
         ("CONSUMPTION_REQUEST", None) => {
             d.respond_by = p
                 .signed_date
-                .and_then(ts)
+                .and_then(Timestamp::from_millis)
                 .map(|t| t.plus(Duration::hours(CONSUMPTION_RESPONSE_WINDOW_HOURS)));
             d.reason = p
                 .data
@@ -418,7 +424,9 @@ fn map_type(
             T::RefundRequested
         }
         ("RENEWAL_EXTENDED", None) | ("RENEWAL_EXTENSION", Some("FAILURE")) => {
-            d.new_expires_at = tx.and_then(|t| t.expires_date).and_then(ts);
+            d.new_expires_at = tx
+                .and_then(|t| t.expires_date)
+                .and_then(Timestamp::from_millis);
             if subtype == Some("FAILURE") {
                 d.reason = Some("EXTENSION_FAILED".to_owned());
             }
@@ -431,7 +439,9 @@ fn map_type(
             d.refund = Some(Refund {
                 kind: Some(RefundKind::Full),
                 reason: Some("FAMILY_SHARING_REVOKED".to_owned()),
-                refunded_at: tx.and_then(|t| t.revocation_date).and_then(ts),
+                refunded_at: tx
+                    .and_then(|t| t.revocation_date)
+                    .and_then(Timestamp::from_millis),
                 ..Refund::default()
             });
             T::OneTimePurchaseRefunded
@@ -478,7 +488,7 @@ fn refund_details(d: &mut Details, tx: Option<&TransactionInfo>, config: &AppSto
             .to_owned()
         }),
         amount,
-        refunded_at: t.revocation_date.and_then(ts),
+        refunded_at: t.revocation_date.and_then(Timestamp::from_millis),
         days_since_purchase,
     });
     d.suspicious_refund = Some(

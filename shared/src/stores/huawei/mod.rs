@@ -468,7 +468,11 @@ impl Huawei {
                 if let Some(api) = &self.api {
                     self.enrich(api, &mut v).await?;
                 }
-                Ok(translate::subscription(&v, &self.config, received_at_ms))
+                Ok(translate::subscription(
+                    &v,
+                    &self.config,
+                    crate::event::Timestamp::from_millis_clamped(received_at_ms),
+                ))
             }
             Notice::Order(notice) => {
                 let api = self
@@ -476,7 +480,11 @@ impl Huawei {
                     .as_ref()
                     .ok_or(HuaweiError::OrderVerificationUnavailable)?;
                 let v = self.confirm_order(api, notice).await?;
-                Ok(translate::order(&v, &self.config, received_at_ms))
+                Ok(translate::order(
+                    &v,
+                    &self.config,
+                    crate::event::Timestamp::from_millis_clamped(received_at_ms),
+                ))
             }
         }
     }

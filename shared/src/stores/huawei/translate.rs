@@ -138,14 +138,6 @@ pub fn signed_time(
     }
 }
 
-fn ts(ms: i64) -> Option<Timestamp> {
-    Timestamp::from_millis(ms)
-}
-
-fn now_or(ms: i64) -> Timestamp {
-    ts(ms).unwrap_or(Timestamp(chrono::Utc::now()))
-}
-
 /// SHA-256 of the parts, first 16 bytes hex: the notification id Huawei does not send.
 fn digest_hex(parts: &[&str]) -> String {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
@@ -192,21 +184,22 @@ fn product_kind(kind: Option<i64>) -> ProductKind {
 pub fn subscription(
     v: &VerifiedSubscription,
     config: &HuaweiConfig,
-    received_at_ms: i64,
+    received_at: Timestamp,
 ) -> Vec<Event> {
     let n = &v.notification;
     let r = v.receipt.as_ref();
     let ntype = n.notification_type;
     let from_api = v.receipt_source == Some(ReceiptSource::StoreApi);
 
-    let received_at = now_or(received_at_ms);
     // Only authenticated data orders (the outer notifyTime is not signed): the
     // API's answer is the state when storehook asked, i.e. at reception; the
     // notification's own receipt is as old as its signed time, if it has one.
     let occurred_at = if from_api {
         received_at
     } else {
-        signed_time(ntype, n, r).and_then(ts).unwrap_or(received_at)
+        signed_time(ntype, n, r)
+            .and_then(Timestamp::from_millis)
+            .unwrap_or(received_at)
     };
     // Expiry is judged when storehook learns the state (a renewal processed
     // after its period ended is expired, whatever its signed time).
@@ -248,7 +241,9 @@ pub fn subscription(
             .map(|id| Transaction {
                 id,
                 original_id: Some(s.store_subscription_id.clone()),
-                purchased_at: r.and_then(InAppPurchaseData::purchased_at_ms).and_then(ts),
+                purchased_at: r
+                    .and_then(InAppPurchaseData::purchased_at_ms)
+                    .and_then(Timestamp::from_millis),
                 price: r.and_then(|r| money(r.price, r.currency.as_ref())),
             })
     });
@@ -308,8 +303,12 @@ fn snapshot(
         implied.or(from_receipt).or(from_notification)
     }
     .unwrap_or(false);
-    let expires_at = r.and_then(|r| r.expiration_date).and_then(ts);
-    let grace = r.and_then(|r| r.grace_expiration_time).and_then(ts);
+    let expires_at = r
+        .and_then(|r| r.expiration_date)
+        .and_then(Timestamp::from_millis);
+    let grace = r
+        .and_then(|r| r.grace_expiration_time)
+        .and_then(Timestamp::from_millis);
     let product_id = r
         .and_then(|r| non_empty(r.product_id.as_ref()))
         .or_else(|| non_empty(n.product_id.as_ref()));
@@ -319,8 +318,12 @@ fn snapshot(
         status: status(ntype, r, auto_renew, expires_at, grace, at),
         auto_renew,
         period_type: period_type(r),
-        started_at: r.and_then(|r| r.ori_purchase_time).and_then(ts),
-        current_period_started_at: r.and_then(InAppPurchaseData::purchased_at_ms).and_then(ts),
+        started_at: r
+            .and_then(|r| r.ori_purchase_time)
+            .and_then(Timestamp::from_millis),
+        current_period_started_at: r
+            .and_then(InAppPurchaseData::purchased_at_ms)
+            .and_then(Timestamp::from_millis),
         expires_at,
         grace_period_expires_at: grace,
         renewal_product_id: if ntype == Some(4) {
@@ -433,7 +436,7 @@ fn details(
                     "CUSTOMER_SERVICE",
                 )),
                 amount: r.and_then(|r| money(r.price, r.currency.as_ref())),
-                refunded_at: refunded_ms.and_then(ts),
+                refunded_at: refunded_ms.and_then(Timestamp::from_millis),
                 days_since_purchase,
             });
             d.suspicious_refund = Some(
@@ -462,13 +465,25 @@ fn details(
                 .to_owned(),
             );
         }
-        Some(8) => d.grace_period_expires_at = r.and_then(|r| r.grace_expiration_time).and_then(ts),
-        Some(10 | 11) => d.resumes_at = r.and_then(|r| r.resume_time).and_then(ts),
+        Some(8) => {
+            d.grace_period_expires_at = r
+                .and_then(|r| r.grace_expiration_time)
+                .and_then(Timestamp::from_millis)
+        }
+        Some(10 | 11) => {
+            d.resumes_at = r
+                .and_then(|r| r.resume_time)
+                .and_then(Timestamp::from_millis)
+        }
         Some(12) => {
             d.status = Some(PriceIncreaseStatus::Accepted);
             d.new_price = r.and_then(|r| money(r.renew_price, r.currency.as_ref()));
         }
-        Some(13) => d.new_expires_at = r.and_then(|r| r.expiration_date).and_then(ts),
+        Some(13) => {
+            d.new_expires_at = r
+                .and_then(|r| r.expiration_date)
+                .and_then(Timestamp::from_millis)
+        }
         _ => {}
     }
     d
@@ -494,11 +509,10 @@ fn refund_reason(cancel_reason: Option<i64>, default: &str) -> String {
 /// Translates an ORDER notification confirmed by the order API. Everything
 /// that decides (type, time, entitlement, id) comes from the API's signed
 /// receipt; the notification only said which purchase to ask about.
-pub fn order(v: &VerifiedOrder, config: &HuaweiConfig, received_at_ms: i64) -> Vec<Event> {
+pub fn order(v: &VerifiedOrder, config: &HuaweiConfig, received_at: Timestamp) -> Vec<Event> {
     let r = &v.receipt;
     let n = &v.notice.notification;
     let state = OrderState::of(r);
-    let received_at = now_or(received_at_ms);
     let refunded_ms = r.cancel_time.or(r.cancellation_time);
     let purchase_ms = r.purchased_at_ms();
     let signed_at = match state {
@@ -506,10 +520,12 @@ pub fn order(v: &VerifiedOrder, config: &HuaweiConfig, received_at_ms: i64) -> V
         OrderState::Refunded => refunded_ms,
         OrderState::Other(_) => None,
     };
-    let occurred_at = signed_at.and_then(ts).unwrap_or(received_at);
+    let occurred_at = signed_at
+        .and_then(Timestamp::from_millis)
+        .unwrap_or(received_at);
     let kind = product_kind(r.kind);
     let product_id = non_empty(r.product_id.as_ref()).or_else(|| non_empty(n.product_id.as_ref()));
-    let expires_at = r.expiration_date.and_then(ts);
+    let expires_at = r.expiration_date.and_then(Timestamp::from_millis);
     // The receipt is the state when storehook asked: entitlement as of then.
     let entitlement = match kind {
         ProductKind::NonConsumable | ProductKind::NonRenewing => Entitlement {
@@ -531,7 +547,11 @@ pub fn order(v: &VerifiedOrder, config: &HuaweiConfig, received_at_ms: i64) -> V
             kind: None,
             reason: r.cancel_reason.map(|c| refund_reason(Some(c), "UNKNOWN")),
             amount: price.clone(),
-            refunded_at: Some(refunded_ms.and_then(ts).unwrap_or(occurred_at)),
+            refunded_at: Some(
+                refunded_ms
+                    .and_then(Timestamp::from_millis)
+                    .unwrap_or(occurred_at),
+            ),
             days_since_purchase,
         });
         details.suspicious_refund = Some(
@@ -549,7 +569,7 @@ pub fn order(v: &VerifiedOrder, config: &HuaweiConfig, received_at_ms: i64) -> V
             .map(|id| Transaction {
                 id,
                 original_id: None,
-                purchased_at: purchase_ms.and_then(ts),
+                purchased_at: purchase_ms.and_then(Timestamp::from_millis),
                 price,
             }),
     };

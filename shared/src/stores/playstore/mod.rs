@@ -364,7 +364,12 @@ impl PlayStoreEndpoint {
         self.check_app(&push)?;
         check_identifiers(&push)?;
         let state = self.state(&push).await?;
-        Ok(translate(&push, &state, &self.config, received_at_ms))
+        Ok(translate(
+            &push,
+            &state,
+            &self.config,
+            crate::event::Timestamp::from_millis_clamped(received_at_ms),
+        ))
     }
 
     /// Parses a Pub/Sub push body and decodes `message.data`. A body that is

@@ -97,10 +97,6 @@ pub enum Previous {
     NotFound,
 }
 
-fn ts(ms: i64) -> Option<Timestamp> {
-    Timestamp::from_millis(ms)
-}
-
 /// Parses an RFC 3339 time of the API.
 pub fn rfc3339(s: Option<&str>) -> Option<Timestamp> {
     DateTime::parse_from_rfc3339(s?)
@@ -130,10 +126,9 @@ pub fn translate(
     push: &Push,
     state: &PlayState,
     config: &PlayStoreConfig,
-    received_at_ms: i64,
+    received_at: Timestamp,
 ) -> Vec<Event> {
-    let received_at = ts(received_at_ms).unwrap_or(Timestamp(DateTime::UNIX_EPOCH));
-    let publish = push.publish_time_ms.and_then(ts);
+    let publish = push.publish_time_ms.and_then(Timestamp::from_millis);
     let decoded = match &push.notification {
         Ok(d) => d,
         Err(error) => {
@@ -154,7 +149,7 @@ pub fn translate(
     let n = &decoded.notification;
     let occurred_at = n
         .event_time_millis
-        .and_then(ts)
+        .and_then(Timestamp::from_millis)
         .or(publish)
         .unwrap_or(received_at);
     let mut e = base_event(
@@ -773,7 +768,9 @@ fn one_time_event(e: &mut Event, o: &OneTimeProductNotification, state: &PlaySta
     e.transaction = purchase.order_id.as_ref().map(|id| Transaction {
         id: id.clone(),
         original_id: None,
-        purchased_at: purchase.purchase_time_millis.and_then(ts),
+        purchased_at: purchase
+            .purchase_time_millis
+            .and_then(Timestamp::from_millis),
         price: None,
     });
     e.entitlement = Entitlement {
