@@ -12,6 +12,8 @@
 //!   carries the URL (paths and queries hold purchase tokens and webhook
 //!   tokens) and blanks anything URL- or token-like in the underlying causes.
 
+pub mod oauth;
+
 use std::time::Duration;
 
 /// `user-agent` of every outbound request.

@@ -11,9 +11,9 @@
 
 use super::model::{ApiAnswer, Opaque, OrderQuery, SubscriptionQuery, TokenAnswer};
 use crate::clock::Clock;
+use crate::http::oauth::{Issued, TokenCache};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +36,6 @@ pub const SUBSCRIPTION_PATH: &str = "/sub/applications/v2/purchases/get";
 /// Path of the order status query under the order site root.
 pub const ORDER_PATH: &str = "/applications/purchases/tokens/verify";
 
-/// A token is refreshed this long before it expires (or at half its life if shorter).
-const REFRESH_MARGIN_SECS: i64 = 300;
 /// Largest API answer read.
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
@@ -150,17 +148,11 @@ pub struct SignedReceipt {
     pub algorithm: Option<String>,
 }
 
-struct CachedToken {
-    value: Opaque,
-    refresh_at: DateTime<Utc>,
-}
-
 /// The API client: one per process, built at cold start.
 pub struct HuaweiApi {
     client: reqwest::Client,
     config: ApiConfig,
-    clock: Arc<dyn Clock>,
-    token: tokio::sync::Mutex<Option<CachedToken>>,
+    token: TokenCache<Opaque>,
 }
 
 impl fmt::Debug for HuaweiApi {
@@ -186,8 +178,7 @@ impl HuaweiApi {
         Ok(Self {
             client,
             config,
-            clock,
-            token: tokio::sync::Mutex::new(None),
+            token: TokenCache::new(clock),
         })
     }
 
@@ -252,8 +243,12 @@ impl HuaweiApi {
     /// POSTs to an IAP API with the app token; on 401 the token is renewed
     /// once and the call repeated.
     async fn post_iap(&self, url: &str, body: Vec<u8>) -> Result<ApiAnswer, ApiError> {
+        let mut rejected: Option<Opaque> = None;
         for attempt in 0..2 {
-            let token = self.token().await?;
+            let token = self
+                .token
+                .get(rejected.as_ref(), |_| self.fetch_token())
+                .await?;
             let auth = format!(
                 "Basic {}",
                 STANDARD.encode(format!("APPAT:{}", token.expose()))
@@ -273,7 +268,7 @@ impl HuaweiApi {
             let status = resp.status();
             if status == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
                 tracing::info!("Huawei API refused the cached token; renewing it");
-                self.forget_token().await;
+                rejected = Some(token);
                 continue;
             }
             if status != reqwest::StatusCode::OK {
@@ -297,27 +292,8 @@ impl HuaweiApi {
         ))
     }
 
-    /// A valid app-level access token: the cached one, or a new one.
-    async fn token(&self) -> Result<Opaque, ApiError> {
-        let mut cached = self.token.lock().await;
-        let now = self.clock.now();
-        if let Some(t) = cached.as_ref()
-            && now < t.refresh_at
-        {
-            return Ok(t.value.clone());
-        }
-        let fresh = self.fetch_token(now).await?;
-        let value = fresh.value.clone();
-        *cached = Some(fresh);
-        Ok(value)
-    }
-
-    async fn forget_token(&self) {
-        *self.token.lock().await = None;
-    }
-
     #[tracing::instrument(skip_all, fields(api = "oauth"))]
-    async fn fetch_token(&self, now: DateTime<Utc>) -> Result<CachedToken, ApiError> {
+    async fn fetch_token(&self) -> Result<Issued<Opaque>, ApiError> {
         let form = format!(
             "grant_type=client_credentials&client_id={}&client_secret={}",
             form_encode(&self.config.client_id),
@@ -348,15 +324,13 @@ impl HuaweiApi {
             .access_token
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::Malformed("OAuth answer without access_token".into()))?;
-        // Huawei issues tokens for 3600 s; never trust more than a day.
-        let lifetime = answer.expires_in.unwrap_or(3600).clamp(0, 86_400);
-        let margin = REFRESH_MARGIN_SECS.min(lifetime / 2);
-        tracing::debug!(expires_in = lifetime, "Huawei app access token issued");
-        Ok(CachedToken {
+        tracing::debug!(
+            expires_in = answer.expires_in,
+            "Huawei app access token issued"
+        );
+        Ok(Issued {
             value,
-            refresh_at: now
-                .checked_add_signed(ChronoDuration::seconds(lifetime - margin))
-                .unwrap_or(now),
+            expires_in: answer.expires_in,
         })
     }
 }
@@ -442,7 +416,7 @@ mod tests {
         .await;
         let mut config = ApiConfig::new("104", "s3cr3t-client").with_base_url(&server.url);
         config.timeout = Duration::from_millis(500);
-        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
         let api = HuaweiApi::new(config, clock).unwrap();
         (server, api)
     }

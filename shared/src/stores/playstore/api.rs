@@ -12,17 +12,17 @@
 
 use super::model::{ProductPurchase, PurchaseToken, SubscriptionPurchaseV2};
 use crate::clock::Clock;
+use crate::http::oauth::{Issued, TokenCache};
 use crate::http::{describe, status_text};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The OAuth scope of the Play Developer API.
 pub const ANDROIDPUBLISHER_SCOPE: &str = "https://www.googleapis.com/auth/androidpublisher";
@@ -32,8 +32,6 @@ pub const DEFAULT_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 pub const DEFAULT_API_BASE_URL: &str = "https://androidpublisher.googleapis.com";
 /// Lifetime asked for in the assertion (Google's maximum).
 const ASSERTION_LIFETIME_SECS: i64 = 3600;
-/// An access token is replaced this long before it expires.
-const TOKEN_REFRESH_MARGIN_SECS: i64 = 300;
 
 /// A service-account key (the JSON key file). `Debug` shows the account only.
 #[derive(Clone)]
@@ -164,11 +162,6 @@ pub enum Fetched<T> {
     NotFound(String),
 }
 
-struct AccessToken {
-    value: String,
-    refresh_at: DateTime<Utc>,
-}
-
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: Option<String>,
@@ -181,10 +174,8 @@ pub struct PlayApi {
     key: ServiceAccountKey,
     token_url: String,
     base: reqwest::Url,
-    clock: Arc<dyn Clock>,
     keep_json: bool,
-    token: tokio::sync::Mutex<Option<AccessToken>>,
-    token_fetches: AtomicU64,
+    token: TokenCache<String>,
 }
 
 impl fmt::Debug for PlayApi {
@@ -223,16 +214,14 @@ impl PlayApi {
             key,
             token_url,
             base,
-            clock,
             keep_json,
-            token: tokio::sync::Mutex::new(None),
-            token_fetches: AtomicU64::new(0),
+            token: TokenCache::new(clock),
         })
     }
 
     /// How many access tokens were requested.
     pub fn token_fetches(&self) -> u64 {
-        self.token_fetches.load(Ordering::Relaxed)
+        self.token.fetches()
     }
 
     /// `<base>/androidpublisher/v3/applications/<segments…>`, each segment
@@ -294,7 +283,10 @@ impl PlayApi {
     ) -> Result<Fetched<T>, ApiError> {
         let mut rejected: Option<String> = None;
         loop {
-            let token = self.access_token(rejected.as_deref()).await?;
+            let token = self
+                .token
+                .get(rejected.as_ref(), |now| self.fetch_token(now))
+                .await?;
             let resp = self
                 .http
                 .get(url.clone())
@@ -351,26 +343,8 @@ impl PlayApi {
         }
     }
 
-    /// A valid access token: the cached one unless it is `rejected` or due for
-    /// refresh. Concurrent callers wait for one refresh.
-    async fn access_token(&self, rejected: Option<&str>) -> Result<String, ApiError> {
-        let mut cached = self.token.lock().await;
-        let now = self.clock.now();
-        if let Some(t) = cached.as_ref()
-            && now < t.refresh_at
-            && rejected != Some(t.value.as_str())
-        {
-            return Ok(t.value.clone());
-        }
-        let fresh = self.fetch_token(now).await?;
-        let value = fresh.value.clone();
-        *cached = Some(fresh);
-        Ok(value)
-    }
-
     #[tracing::instrument(skip_all, fields(account = %self.key.client_email))]
-    async fn fetch_token(&self, now: DateTime<Utc>) -> Result<AccessToken, ApiError> {
-        self.token_fetches.fetch_add(1, Ordering::Relaxed);
+    async fn fetch_token(&self, now: DateTime<Utc>) -> Result<Issued<String>, ApiError> {
         let assertion = self.key.assertion(&self.token_url, now).map_err(ApiError)?;
         let body = format!(
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
@@ -410,15 +384,9 @@ impl PlayApi {
             .access_token
             .filter(|v| !v.is_empty())
             .ok_or_else(|| ApiError("OAuth token response has no access_token".into()))?;
-        let lifetime = t.expires_in.unwrap_or(3600).max(0);
-        let usable = if lifetime > 2 * TOKEN_REFRESH_MARGIN_SECS {
-            lifetime - TOKEN_REFRESH_MARGIN_SECS
-        } else {
-            lifetime / 2
-        };
-        Ok(AccessToken {
+        Ok(Issued {
             value,
-            refresh_at: now + Duration::seconds(usable),
+            expires_in: t.expires_in,
         })
     }
 }
