@@ -76,14 +76,17 @@ struct Index {
     /// Heads of the groups with nothing in flight: the only candidates for a lease.
     ready: BTreeSet<u64>,
     in_flight: HashSet<String>,
-    dedup: HashMap<String, u64>,
+    /// The queued positions carrying each deduplication id. Usually one, but a
+    /// replayed dead letter may share its id with a message appended after it
+    /// was dead-lettered: the id stays "queued" until the last of them leaves.
+    dedup: HashMap<String, BTreeSet<u64>>,
     /// Deduplication ids written by the transaction being built (not committed yet).
     uncommitted: HashSet<String>,
 }
 
 impl Index {
     fn push(&mut self, id: u64, group: String, not_before: i64, dedup: String) {
-        self.dedup.insert(dedup, id);
+        self.dedup.entry(dedup).or_default().insert(id);
         self.pending.insert(id, (group.clone(), not_before));
         let q = self.groups.entry(group.clone()).or_default();
         q.push_back(id);
@@ -94,7 +97,12 @@ impl Index {
 
     /// Removes a finished message (the head of its in-flight group) and frees the group.
     fn remove(&mut self, id: u64, dedup: &str) {
-        self.dedup.remove(dedup);
+        if let Some(ids) = self.dedup.get_mut(dedup) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.dedup.remove(dedup);
+            }
+        }
         if let Some((group, _)) = self.pending.remove(&id) {
             self.ready.remove(&id);
             if let Some(q) = self.groups.get_mut(&group) {
@@ -245,7 +253,7 @@ impl Job for LeaseJob {
             let dedup = idx
                 .dedup
                 .iter()
-                .find_map(|(d, id)| (*id == self.id).then(|| d.clone()));
+                .find_map(|(d, ids)| ids.contains(&self.id).then(|| d.clone()));
             idx.remove(self.id, dedup.as_deref().unwrap_or_default());
         }
         let result = committed
