@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `storehook serve` under chaos (issue #10 §1), driving the real binary.
 //!
-//! Genuine App Store notifications (generated PKI, `--trust-root`) of many
-//! subscriptions, each a full lifecycle (start, renewals, auto-renew off/on,
+//! Genuine App Store notifications (generated PKI, `--trust-root`), Huawei
+//! notifications (a generated IAP key) and Google Play pushes (push token; the
+//! state from a fake Play Developer API) of many subscriptions, each a full lifecycle (start, renewals, auto-renew off/on,
 //! grace period, recovery, billing retry, expiry, resubscribe, refund), are
 //! shuffled across and within subscriptions, 20 % posted twice, by 16
 //! concurrent "stores" that retry every non-2xx answer later, as the stores
@@ -41,6 +42,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use storehook_shared::event::Event;
 use storehook_shared::stores::appstore::testing::{TestPki, payloads::*};
+use storehook_shared::stores::huawei::testing::{HuaweiTestKey, SignAs, payloads as hw};
+use storehook_shared::stores::playstore::testing::{
+    PlayTestEnv, TestKeys, id_token, payloads as play, push_claims,
+};
 use storehook_shared::testing::free_port;
 use storehook_shared::webhook::{DEFAULT_TOLERANCE, WebhookSecret, WebhookSecrets, verify};
 
@@ -84,12 +89,15 @@ const LIFECYCLE: [Step; 12] = [
 ];
 
 struct Notification {
-    uuid: String,
+    /// A label unique per notification (not the store's id).
+    label: String,
+    /// The route it is posted to (`appstore`, `huawei`, `playstore?token=…`).
+    route: String,
     body: Vec<u8>,
 }
 
-/// `per` notifications of subscription `k`, one day apart, in store order.
-fn lifecycle(pki: &TestPki, k: usize, per: usize) -> Vec<Notification> {
+/// `per` App Store notifications of subscription `k`, one day apart, in store order.
+fn apple_lifecycle(pki: &TestPki, k: usize, per: usize) -> Vec<Notification> {
     let original = format!("chaos-{k}");
     (0..per)
         .map(|i| {
@@ -116,8 +124,74 @@ fn lifecycle(pki: &TestPki, k: usize, per: usize) -> Vec<Notification> {
             }
             let r = renewal(&original, "pro.monthly", auto, signed, "Production");
             Notification {
-                uuid,
+                label: uuid,
+                route: "appstore".into(),
                 body: pki.notification_body(p, Some(&t), Some(&r)),
+            }
+        })
+        .collect()
+}
+
+/// Huawei notification types with a signed time of their own (an unsigned
+/// `notifyTime` never orders, so types without one are ordered by arrival):
+/// INITIAL_BUY, RENEWAL, RENEWAL_RECURRING, CANCEL (refund, with its signed
+/// `cancellationDate`), INTERACTIVE_RENEWAL (resubscribe).
+const HUAWEI_LIFECYCLE: [i64; 9] = [0, 7, 7, 2, 7, 1, 3, 7, 7];
+
+/// `per` Huawei notifications of subscription `k`, signed with `key`.
+fn huawei_lifecycle(key: &HuaweiTestKey, k: usize, per: usize) -> Vec<Notification> {
+    let (sub, token) = (format!("hw-sub-{k}"), format!("hw-token-{k}"));
+    (0..per)
+        .map(|i| {
+            let ntype = HUAWEI_LIFECYCLE.get(i).copied().unwrap_or(7);
+            let time = hw::T0 + (i as i64) * hw::DAY + (k as i64) * 1_000;
+            let mut r = hw::receipt("pro.monthly", time, time + 30 * hw::DAY);
+            r["subscriptionId"] = serde_json::json!(sub);
+            r["purchaseToken"] = serde_json::json!(token);
+            r["orderId"] = serde_json::json!(format!("hw-order-{k}-{i}"));
+            if ntype == 1 {
+                r["cancelTime"] = serde_json::json!(time);
+                r["subIsvalid"] = serde_json::json!(false);
+            }
+            let mut n = hw::status_update(ntype, Some(&r));
+            n["subscriptionId"] = serde_json::json!(sub);
+            n["purchaseToken"] = serde_json::json!(token);
+            n["latestReceipt"] = serde_json::json!(token);
+            if ntype == 1 {
+                n["cancellationDate"] = serde_json::json!(time);
+            }
+            Notification {
+                label: format!("hw-{k}-{i}"),
+                route: "huawei".into(),
+                body: key.v2_body(&n, SignAs::Pkcs1, time),
+            }
+        })
+        .collect()
+}
+
+/// The Pub/Sub push token `storehook serve` is given (`PLAY_PUSH_TOKEN`).
+const PLAY_PUSH_TOKEN: &str = "chaos-push-token-0123456789abcdef";
+
+/// Google Play RTDN types of a lifecycle: PURCHASED, RENEWED, CANCELED,
+/// RESTARTED, RENEWED, IN_GRACE_PERIOD, RECOVERED, ON_HOLD, RECOVERED.
+const PLAY_LIFECYCLE: [i64; 9] = [4, 2, 3, 7, 2, 6, 1, 5, 1];
+
+/// `per` Play pushes of subscription `k`. Play notifications carry no state:
+/// serve reads it from the (fake) Play Developer API, which `google` answers
+/// for this token.
+fn play_lifecycle(google: &PlayTestEnv, k: usize, per: usize) -> Vec<Notification> {
+    let token = format!("play-token-{k}");
+    let state = play::Sub::active().order(&format!("GPA.{k}")).json();
+    google.google.set_subscription(play::PACKAGE, &token, state);
+    (0..per)
+        .map(|i| {
+            let ntype = PLAY_LIFECYCLE.get(i).copied().unwrap_or(2);
+            let time = play::T0 + (i as i64) * play::DAY + (k as i64) * 1_000;
+            let n = play::subscription_notification(ntype, &token, time);
+            Notification {
+                label: format!("play-{k}-{i}"),
+                route: format!("playstore?token={PLAY_PUSH_TOKEN}"),
+                body: play::push_body(&format!("msg-{k}-{i}"), &n, time),
             }
         })
         .collect()
@@ -191,6 +265,8 @@ struct Server {
     root_pem: PathBuf,
     hook: String,
     secret: String,
+    /// Store settings passed in the environment (Huawei).
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -214,6 +290,7 @@ impl Server {
             .env_remove("AWS_ENDPOINT_URL")
             .env_remove("STOREHOOK_ADMIN_TOKEN")
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -337,10 +414,16 @@ async fn serve_loses_nothing_and_keeps_order_under_kills_outages_and_a_full_disk
 
     // The notifications: every subscription's lifecycle, shuffled, 20 % twice.
     let mut posts: Vec<Arc<Notification>> = Vec::new();
-    let mut newest: HashMap<usize, String> = HashMap::new();
+    // A third of the subscriptions each: App Store, Huawei, Google Play.
+    let huawei_key = HuaweiTestKey::generate();
+    let google = PlayTestEnv::start().await;
     for k in 0..subs {
-        for n in lifecycle(&pki, k, per) {
-            newest.insert(k, n.uuid.clone());
+        let lifecycle = match k % 3 {
+            0 => apple_lifecycle(&pki, k, per),
+            1 => huawei_lifecycle(&huawei_key, k, per),
+            _ => play_lifecycle(&google, k, per),
+        };
+        for n in lifecycle {
             let n = Arc::new(n);
             if fastrand::u8(..100) < 20 {
                 posts.push(n.clone());
@@ -350,10 +433,14 @@ async fn serve_loses_nothing_and_keeps_order_under_kills_outages_and_a_full_disk
     }
     fastrand::shuffle(&mut posts);
     let total_posts = posts.len();
-    let uuids: HashSet<String> = posts.iter().map(|n| n.uuid.clone()).collect();
+    let notifications = posts
+        .iter()
+        .map(|n| n.label.as_str())
+        .collect::<HashSet<_>>()
+        .len();
     eprintln!(
         "chaos: {} notifications ({total_posts} posts) of {subs} subscriptions, {kills} kills, disk full: {}",
-        uuids.len(),
+        notifications,
         tmpfs.is_some()
     );
 
@@ -364,6 +451,17 @@ async fn serve_loses_nothing_and_keeps_order_under_kills_outages_and_a_full_disk
         root_pem,
         hook,
         secret,
+        env: [
+            ("HUAWEI_APP_IDS".to_owned(), hw::APP_ID.to_owned()),
+            (
+                "HUAWEI_PUBLIC_KEY".to_owned(),
+                huawei_key.public_key_base64(),
+            ),
+            ("PLAY_PUSH_TOKEN".to_owned(), PLAY_PUSH_TOKEN.to_owned()),
+        ]
+        .into_iter()
+        .chain(google.env_vars())
+        .collect(),
     }));
     server.lock().await.spawn();
     let base = server.lock().await.base();
@@ -389,15 +487,36 @@ async fn serve_loses_nothing_and_keeps_order_under_kills_outages_and_a_full_disk
                 let Some(n) = queue.lock().unwrap().pop() else {
                     return;
                 };
+                // A store gives up after days; the harness after 2 minutes.
+                let give_up = Instant::now() + Duration::from_secs(120);
                 loop {
-                    let r = http
-                        .post(format!("{base}/appstore"))
-                        .body(n.body.clone())
-                        .send()
-                        .await;
-                    if r.is_ok_and(|r| r.status().is_success()) {
-                        answered.fetch_add(1, Ordering::Relaxed);
-                        break;
+                    assert!(Instant::now() < give_up, "{} never answered 2xx", n.route);
+                    let mut req = http
+                        .post(format!("{base}/{}", n.route))
+                        .body(n.body.clone());
+                    if n.route.starts_with("playstore") {
+                        // Pub/Sub's OIDC token, minted per push like Google does.
+                        let claims = push_claims(
+                            play::AUDIENCE,
+                            play::PUSH_ACCOUNT,
+                            chrono::Utc::now().timestamp(),
+                        );
+                        req = req.bearer_auth(id_token(&TestKeys::shared().google, &claims));
+                    }
+                    let r = req.send().await;
+                    match r {
+                        Ok(r) if r.status().is_success() => {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        // A refusal (4xx) is never retried by a store: it is a harness bug.
+                        Ok(r) if r.status().is_client_error() => panic!(
+                            "{} answered {}: {}",
+                            n.route,
+                            r.status(),
+                            r.text().await.unwrap_or_default()
+                        ),
+                        _ => {}
                     }
                     non_2xx.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(fastrand::u64(50..400))).await;
@@ -478,27 +597,29 @@ async fn serve_loses_nothing_and_keeps_order_under_kills_outages_and_a_full_disk
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let delivered: HashSet<String> = rx
+        // A notification's own event (not a derived ACCESS_* one), by event id.
+        let delivered = rx
             .lock()
             .acked
             .iter()
             .filter(|(_, e, _)| e.details.cause_event_id.is_none())
-            .map(|(_, e, _)| e.store_notification.id.clone())
-            .collect();
+            .map(|(_, e, _)| e.id.clone())
+            .collect::<HashSet<_>>()
+            .len();
         let depth = server
             .lock()
             .await
             .admin(&client, "/_storehook/queue")
             .await
             .map(|v| v["depth"].as_u64().unwrap_or(u64::MAX));
-        if delivered.is_superset(&uuids) && depth == Some(0) {
+        if delivered >= notifications && depth == Some(0) {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "not drained: {} of {} notifications delivered, queue depth {depth:?}",
-            delivered.intersection(&uuids).count(),
-            uuids.len()
+            delivered,
+            notifications
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -550,24 +671,27 @@ async fn serve_loses_nothing_and_keeps_order_under_kills_outages_and_a_full_disk
     assert!(violations.is_empty(), "order violations: {violations:?}");
     assert_eq!(groups.len(), subs, "one group per subscription");
 
-    // Newest state: the last event of each subscription carries the snapshot
-    // its newest notification's own event carried.
-    for events in groups.values() {
-        let last = events.last().unwrap();
-        let k: usize = last
-            .store_notification
-            .id
-            .split('-')
-            .nth(1)
-            .and_then(|k| k.parse().ok())
-            .unwrap();
-        let newest_uuid = &newest[&k];
+    // 0 lost: each subscription's notifications each delivered their own event.
+    for (g, events) in &groups {
         let own = events
             .iter()
-            .find(|e| e.details.cause_event_id.is_none() && &e.store_notification.id == newest_uuid)
+            .filter(|e| e.details.cause_event_id.is_none())
+            .count();
+        assert_eq!(own, per, "{g}: events of its {per} notifications");
+    }
+
+    // Newest state: the last event of each subscription carries the snapshot
+    // its newest notification's own event carried (the newest has the latest
+    // signed store time; every lifecycle step is a day apart).
+    for (g, events) in &groups {
+        let last = events.last().unwrap();
+        let own = events
+            .iter()
+            .filter(|e| e.details.cause_event_id.is_none())
+            .max_by_key(|e| e.occurred_at)
             .unwrap();
-        assert_eq!(last.subscription, own.subscription, "subscription {k}");
-        assert_eq!(last.entitlement, own.entitlement, "subscription {k}");
+        assert_eq!(last.subscription, own.subscription, "{g}");
+        assert_eq!(last.entitlement, own.entitlement, "{g}");
         assert_ne!(
             own.details.out_of_order,
             Some(true),
@@ -578,7 +702,7 @@ async fn serve_loses_nothing_and_keeps_order_under_kills_outages_and_a_full_disk
         "chaos: RESULT notifications={} posts={total_posts} subscriptions={subs} kills={kills} \
          disk_full={} unhealthy_seen={unhealthy_seen} receiver_503={} acked={} duplicates={duplicates} \
          lost=0 order_violations=0 dead_letters=0 bad_signatures=0 time={:.1}s",
-        uuids.len(),
+        notifications,
         tmpfs.is_some(),
         r.refused,
         r.acked.len(),
