@@ -8,7 +8,8 @@
 use crate::admin::{AdminToken, read_token, token_path};
 use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use storehook_shared::queue::redb::RedbQueue;
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
@@ -70,7 +71,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some(dir) = &args.data_dir {
-        let q = crate::serve::open_queue(dir)?;
+        let q = open_queue(dir)?;
         if args.list {
             for (_, s) in q.dead_letters()? {
                 println!(
@@ -129,4 +130,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     println!("{text}");
     Ok(())
+}
+
+/// Opens the embedded queue of `dir`, which no running server may hold.
+fn open_queue(dir: &Path) -> anyhow::Result<RedbQueue> {
+    RedbQueue::open(dir).with_context(|| {
+        format!(
+            "opening the embedded queue in {} (is `storehook serve` running on it? stop it first)",
+            dir.display()
+        )
+    })
 }

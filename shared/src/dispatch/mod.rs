@@ -5,7 +5,8 @@
 //! ([`settle`]) is the one rule turning a received queue message (an SQS
 //! message, a redb lease) and its [`Outcome`] into `ack`, `retry` or
 //! `dead_letter`. Around it: [`sqs_batch`], the SQS-batch logic of the
-//! dispatcher Lambda (FIFO partial batch failures).
+//! dispatcher Lambda (FIFO partial batch failures); [`worker`], the consuming
+//! loops of `storehook serve` (redb queue, or SQS through `sqs_poller`).
 //!
 //! Guarantees:
 //! - the state is applied before anything is sent, exactly once per event id;
@@ -37,6 +38,7 @@ pub mod settle;
 pub mod sqs_batch;
 #[cfg(feature = "aws")]
 pub mod sqs_poller;
+pub mod worker;
 
 /// What to do with the queue message after [`Dispatcher::process`].
 #[derive(Debug, Clone, PartialEq, Eq)]
