@@ -219,7 +219,7 @@ async fn process_group(
 }
 
 /// An SQS message of a batch as a [`Received`] message. Lambda (and
-/// [`super::sqs_poller`]) deletes every message the batch response does not
+/// `sqs_poller`) deletes every message the batch response does not
 /// report as failed, so: `ack` does nothing here (the message is not
 /// reported); `retry` sets its visibility timeout (it is reported failed);
 /// `dead_letter` sends it to the DLQ (then it is not reported either).

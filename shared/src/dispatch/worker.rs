@@ -5,7 +5,7 @@
 //!   queue hands out one message per group at once, so different
 //!   subscriptions are delivered concurrently, one subscription in order);
 //! - SQS (feature `aws`): one loop long-polling batches like Lambda's event
-//!   source mapping ([`super::sqs_poller::poll_once`], the dispatcher Lambda's
+//!   source mapping (`sqs_poller::poll_once`, the dispatcher Lambda's
 //!   batch handler).
 
 use super::Dispatcher;
