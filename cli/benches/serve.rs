@@ -26,9 +26,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use storehook_cli::admin::AdminToken;
 use storehook_cli::listener::{self, Limits};
-use storehook_cli::serve::{Admin, StorageHealth, embedded_worker, router};
+use storehook_cli::serve::{Admin, StorageHealth, router};
 use storehook_shared::clock::{Clock, SystemClock};
 use storehook_shared::dispatch::Dispatcher;
+use storehook_shared::dispatch::worker::Consumer;
 use storehook_shared::ingest::{AppStoreEndpoint, StoreEndpoint};
 use storehook_shared::queue::redb::RedbQueue;
 use storehook_shared::retry::RetrySchedule;
@@ -82,13 +83,11 @@ async fn start(pki: &TestPki) -> Server {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(32); // `storehook serve --workers` default
-    for _ in 0..workers {
-        tokio::spawn(embedded_worker(
-            queue.clone(),
-            dispatcher.clone(),
-            clock.clone(),
-        ));
+    Consumer::Redb {
+        queue: queue.clone(),
+        workers,
     }
+    .spawn(dispatcher, clock.clone());
     let app = AppStore::new(app_config(pki)).unwrap();
     let endpoints: Vec<Arc<dyn StoreEndpoint>> = vec![Arc::new(AppStoreEndpoint(app))];
     let admin = Admin {

@@ -8,7 +8,8 @@
 use crate::admin::{AdminToken, read_token, token_path};
 use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use storehook_shared::queue::redb::RedbQueue;
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
@@ -48,59 +49,103 @@ pub struct Args {
     dlq_url: Option<String>,
 }
 
+/// Where the dead letters are: chosen once, from the flags.
+#[derive(Debug)]
+enum Target {
+    /// The SQS dead-letter queue (`--aws`), replayed into `queue_url`.
+    Sqs { queue_url: String, dlq_url: String },
+    /// The embedded queue of a stopped server (`--data-dir`).
+    DataDir(PathBuf),
+    /// A running `storehook serve`, through its admin routes.
+    Server { base: String, token: AdminToken },
+}
+
+impl Target {
+    fn from_args(args: &Args) -> anyhow::Result<Self> {
+        if args.aws {
+            let (Some(queue_url), Some(dlq_url)) = (&args.queue_url, &args.dlq_url) else {
+                bail!("--aws needs --queue-url and --dlq-url (or QUEUE_URL, DLQ_URL)");
+            };
+            if args.list {
+                bail!("--list is for the embedded queue; use the SQS console or CLI for the DLQ");
+            }
+            return Ok(Target::Sqs {
+                queue_url: queue_url.clone(),
+                dlq_url: dlq_url.clone(),
+            });
+        }
+        if let Some(dir) = &args.data_dir {
+            return Ok(Target::DataDir(dir.clone()));
+        }
+        let token = match &args.admin_token {
+            Some(t) => AdminToken::new(t).context("--admin-token / STOREHOOK_ADMIN_TOKEN")?,
+            None => {
+                let path = token_path(&args.server_data_dir);
+                read_token(&path).with_context(|| {
+                    format!(
+                        "reading the admin token from {} (pass --admin-token, or --server-data-dir \
+                         with the server's --data-dir)",
+                        path.display()
+                    )
+                })?
+            }
+        };
+        Ok(Target::Server {
+            base: args.server.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     if !args.list && !args.all && args.event_ids.is_empty() {
         bail!("say what to replay: --all, or --event-id ID (repeatable); --list shows them");
     }
     let only = (!args.all).then_some(args.event_ids.as_slice());
-    if args.aws {
-        let (Some(queue_url), Some(dlq_url)) = (&args.queue_url, &args.dlq_url) else {
-            bail!("--aws needs --queue-url and --dlq-url (or QUEUE_URL, DLQ_URL)");
-        };
-        if args.list {
-            bail!("--list is for the embedded queue; use the SQS console or CLI for the DLQ");
-        }
-        let sdk = storehook_shared::aws_sdk::sdk_config().await;
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let n = storehook_shared::dispatch::sqs_poller::replay_dead_letters(
-            &sqs, dlq_url, queue_url, only,
-        )
-        .await?;
-        println!("{{\"replayed\":{n}}}");
-        return Ok(());
-    }
-    if let Some(dir) = &args.data_dir {
-        let q = crate::serve::open_queue(dir)?;
-        if args.list {
-            for (_, s) in q.dead_letters()? {
-                println!(
-                    "{}",
-                    serde_json::json!({"event_id": s.dedup_id, "group": s.group_id, "attempts": s.receive_count, "reason": s.dead_reason})
-                );
-            }
-            return Ok(());
-        }
-        let n = q
-            .replay(only, chrono::Utc::now().timestamp_millis())
+    match Target::from_args(&args)? {
+        Target::Sqs { queue_url, dlq_url } => {
+            let sdk = storehook_shared::aws_sdk::sdk_config().await;
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
+            let n = storehook_shared::dispatch::sqs_poller::replay_dead_letters(
+                &sqs, &dlq_url, &queue_url, only,
+            )
             .await?;
-        println!("{{\"replayed\":{n}}}");
-        return Ok(());
-    }
-    let token = match &args.admin_token {
-        Some(t) => AdminToken::new(t).context("--admin-token / STOREHOOK_ADMIN_TOKEN")?,
-        None => {
-            let path = token_path(&args.server_data_dir);
-            read_token(&path).with_context(|| {
-                format!(
-                    "reading the admin token from {} (pass --admin-token, or --server-data-dir \
-                     with the server's --data-dir)",
-                    path.display()
-                )
-            })?
+            println!("{{\"replayed\":{n}}}");
         }
-    };
+        Target::DataDir(dir) => {
+            let q = open_queue(&dir)?;
+            if args.list {
+                for (_, s) in q.dead_letters()? {
+                    println!(
+                        "{}",
+                        serde_json::json!({"event_id": s.dedup_id, "group": s.group_id, "attempts": s.receive_count, "reason": s.dead_reason})
+                    );
+                }
+                return Ok(());
+            }
+            let n = q
+                .replay(only, chrono::Utc::now().timestamp_millis())
+                .await?;
+            println!("{{\"replayed\":{n}}}");
+        }
+        Target::Server { base, token } => ask_server(&args, &base, &token).await?,
+    }
+    Ok(())
+}
+
+/// Opens the embedded queue of `dir`, which no running server may hold.
+fn open_queue(dir: &Path) -> anyhow::Result<RedbQueue> {
+    RedbQueue::open(dir).with_context(|| {
+        format!(
+            "opening the embedded queue in {} (is `storehook serve` running on it? stop it first)",
+            dir.display()
+        )
+    })
+}
+
+/// Lists or replays through a running server's admin routes.
+async fn ask_server(args: &Args, base: &str, token: &AdminToken) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
-    let base = args.server.trim_end_matches('/');
     let selection = if args.all {
         serde_json::json!({ "all": true })
     } else {

@@ -12,22 +12,26 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get};
 use clap::Args as ClapArgs;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use storehook_shared::aws_sdk::sdk_config;
 use storehook_shared::clock::{Clock, SystemClock};
 use storehook_shared::config::{self, Lookup};
-use storehook_shared::dispatch::{Dispatcher, Outcome};
-use storehook_shared::event::Event;
+use storehook_shared::dispatch::Dispatcher;
+use storehook_shared::dispatch::worker::Consumer;
 use storehook_shared::ingest::{AppStoreEndpoint, Ingest, StoreEndpoint, StoreRequest};
 use storehook_shared::queue::EventQueue;
-use storehook_shared::queue::redb::{Lease, RedbQueue};
+use storehook_shared::queue::redb::RedbQueue;
+use storehook_shared::queue::sqs::{SqsMessageControl, SqsQueue};
 use storehook_shared::redb_file::Health;
 use storehook_shared::redb_file::{create_private_dir, ensure_private_file, write_private_new};
 use storehook_shared::retry::RetrySchedule;
-use storehook_shared::state::{RedbState, StateStore};
+use storehook_shared::state::{DynamoState, RedbState, StateStore};
 use storehook_shared::stores::appstore::{AppStore, verify::parse_roots};
 use storehook_shared::stores::playstore::links::LinkStore;
+use storehook_shared::stores::playstore::links::dynamo::DynamoLinkStore;
+use storehook_shared::stores::playstore::links::redb::RedbLinkStore;
 use storehook_shared::webhook::{HttpWebhookSender, WebhookSecret, WebhookSecrets};
 
 #[derive(Debug, ClapArgs)]
@@ -202,6 +206,7 @@ fn schedule(args: &Args) -> anyhow::Result<RetrySchedule> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let backend = Backend::from_args(&args)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let secrets = secrets(&args)?;
     let (webhook_url, _receiver) = match &args.webhook_url {
@@ -219,50 +224,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         clock.clone(),
     )?);
     let schedule = schedule(&args)?;
-    let mut health = StorageHealth::default();
-    // Play purchase-token lineages: beside the state (redb) or in the table (--aws).
-    let links: Arc<dyn LinkStore> = if args.aws {
-        let table = args
-            .table_name
-            .clone()
-            .context("--aws needs --table-name (or TABLE_NAME)")?;
-        let sdk = storehook_shared::aws_sdk::sdk_config().await;
-        Arc::new(
-            storehook_shared::stores::playstore::links::dynamo::DynamoLinkStore::from_sdk(
-                &sdk, table,
-            ),
-        )
-    } else {
-        create_private_dir(&args.data_dir)?;
-        let store =
-            storehook_shared::stores::playstore::links::redb::RedbLinkStore::open(&args.data_dir)?;
-        let watched = store.clone();
-        health.watch(move || watched.health());
-        Arc::new(store)
-    };
-    let endpoints = endpoints(&args, clock.clone(), links)?;
+    let ports = backend.open(clock.clone()).await?;
+    let endpoints = endpoints(&args, clock.clone(), ports.links)?;
 
-    let (queue, workers, admin) = if args.aws {
-        let (q, w) = aws_mode(&args, sender, schedule, clock.clone()).await?;
-        (q, w, None)
-    } else {
-        let (q, w, embedded) = embedded_mode(&args, sender, schedule, clock.clone(), &mut health)?;
-        let token = admin_token(&args)?;
-        (
-            q,
-            w,
-            Some(Admin {
-                queue: embedded,
-                token,
-            }),
-        )
+    let dispatcher = Arc::new(Dispatcher::new(
+        ports.state,
+        sender,
+        schedule,
+        clock.clone(),
+    ));
+    let workers = ports.consumer.spawn(dispatcher, clock.clone());
+    let admin = match ports.admin_queue {
+        Some(queue) => Some(Admin {
+            queue,
+            token: admin_token(&args)?,
+        }),
+        None => None,
     };
 
-    let app = router(endpoints, queue, clock, admin, health);
+    let app = router(endpoints, ports.queue, clock, admin, ports.health);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, mode = if args.aws { "aws" } else { "embedded" }, "storehook serving");
+    tracing::info!(listen = %args.listen, mode = backend.name(), "storehook serving");
     eprintln!("storehook listening on http://{}", listener.local_addr()?);
     crate::listener::serve(listener, app, args.limits(), async {
         let _ = tokio::signal::ctrl_c().await;
@@ -272,6 +256,110 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         w.abort();
     }
     Ok(())
+}
+
+/// Where the queue, the state and the Play purchase-token lineages live:
+/// chosen once, from the flags.
+#[derive(Debug)]
+enum Backend {
+    /// redb files in the data dir (the default), `workers` concurrent deliveries.
+    Embedded { data_dir: PathBuf, workers: usize },
+    /// SQS and DynamoDB (`--aws`), the queue polled like Lambda's event source mapping.
+    Aws {
+        queue_url: String,
+        dlq_url: String,
+        table: String,
+    },
+}
+
+/// A [`Backend`]'s ports, opened.
+struct Ports {
+    /// Where ingest queues events.
+    queue: Arc<dyn EventQueue>,
+    /// Where the dispatcher takes them from.
+    consumer: Consumer,
+    state: Arc<dyn StateStore>,
+    links: Arc<dyn LinkStore>,
+    /// The queue the admin routes inspect and replay (embedded only).
+    admin_queue: Option<RedbQueue>,
+    /// The files `/healthz` checks (embedded only).
+    health: StorageHealth,
+}
+
+impl Backend {
+    fn from_args(args: &Args) -> anyhow::Result<Self> {
+        if !args.aws {
+            return Ok(Backend::Embedded {
+                data_dir: args.data_dir.clone(),
+                workers: args.workers,
+            });
+        }
+        let (Some(queue_url), Some(dlq_url), Some(table)) =
+            (&args.queue_url, &args.dlq_url, &args.table_name)
+        else {
+            bail!(
+                "--aws needs --queue-url, --dlq-url and --table-name (or QUEUE_URL, DLQ_URL, TABLE_NAME)"
+            );
+        };
+        Ok(Backend::Aws {
+            queue_url: queue_url.clone(),
+            dlq_url: dlq_url.clone(),
+            table: table.clone(),
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Embedded { .. } => "embedded",
+            Backend::Aws { .. } => "aws",
+        }
+    }
+
+    async fn open(&self, clock: Arc<dyn Clock>) -> anyhow::Result<Ports> {
+        match self {
+            Backend::Embedded { data_dir, workers } => {
+                let links = RedbLinkStore::open(data_dir)?;
+                let queue = RedbQueue::open(data_dir)?;
+                let state = RedbState::open(data_dir)?;
+                let mut health = StorageHealth::default();
+                let (l, q, s) = (links.clone(), queue.clone(), state.clone());
+                health.watch(move || l.health());
+                health.watch(move || q.health());
+                health.watch(move || s.health());
+                tracing::info!(data_dir = %data_dir.display(), depth = queue.depth(), "embedded queue and state opened");
+                Ok(Ports {
+                    queue: Arc::new(queue.clone()),
+                    consumer: Consumer::Redb {
+                        queue: queue.clone(),
+                        workers: *workers,
+                    },
+                    state: Arc::new(state),
+                    links: Arc::new(links),
+                    admin_queue: Some(queue),
+                    health,
+                })
+            }
+            Backend::Aws {
+                queue_url,
+                dlq_url,
+                table,
+            } => {
+                let sdk = sdk_config().await;
+                Ok(Ports {
+                    queue: Arc::new(SqsQueue::from_sdk(&sdk, queue_url)),
+                    consumer: Consumer::Sqs {
+                        client: aws_sdk_sqs::Client::new(&sdk),
+                        queue_url: queue_url.clone(),
+                        control: Arc::new(SqsMessageControl::from_sdk(&sdk, queue_url, dlq_url)),
+                    },
+                    state: Arc::new(DynamoState::from_sdk(&sdk, table, clock)),
+                    links: Arc::new(DynamoLinkStore::from_sdk(&sdk, table)),
+                    admin_queue: None,
+                    health: StorageHealth::default(),
+                })
+            }
+        }
+    }
 }
 
 /// The admin routes' queue and token (embedded mode).
@@ -404,133 +492,6 @@ async fn handle(
         resp.body,
     )
         .into_response()
-}
-
-type Workers = Vec<tokio::task::JoinHandle<()>>;
-type Mode = (Arc<dyn EventQueue>, Workers);
-
-fn embedded_mode(
-    args: &Args,
-    sender: Arc<HttpWebhookSender>,
-    schedule: RetrySchedule,
-    clock: Arc<dyn Clock>,
-    health: &mut StorageHealth,
-) -> anyhow::Result<(Arc<dyn EventQueue>, Workers, RedbQueue)> {
-    let queue = RedbQueue::open(&args.data_dir)?;
-    let redb = RedbState::open(&args.data_dir)?;
-    let (q, s) = (queue.clone(), redb.clone());
-    health.watch(move || q.health());
-    health.watch(move || s.health());
-    let state: Arc<dyn StateStore> = Arc::new(redb);
-    let dispatcher = Arc::new(Dispatcher::new(state, sender, schedule, clock.clone()));
-    let workers = (0..args.workers.max(1))
-        .map(|_| {
-            tokio::spawn(embedded_worker(
-                queue.clone(),
-                dispatcher.clone(),
-                clock.clone(),
-            ))
-        })
-        .collect();
-    tracing::info!(data_dir = %args.data_dir.display(), depth = queue.depth(), "embedded queue and state opened");
-    Ok((Arc::new(queue.clone()), workers, queue))
-}
-
-/// Takes messages off the embedded queue, in per-group order, forever.
-pub async fn embedded_worker(queue: RedbQueue, dispatcher: Arc<Dispatcher>, clock: Arc<dyn Clock>) {
-    loop {
-        let lease = match queue.next(clock.as_ref(), Duration::from_secs(1)).await {
-            Ok(Some(l)) => l,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::error!(error = %e, "embedded queue read failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if let Err(e) = settle(&queue, &dispatcher, &lease, clock.as_ref()).await {
-            tracing::error!(error = %e, "embedded queue update failed; the message will be retried");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-}
-
-async fn settle(
-    queue: &RedbQueue,
-    dispatcher: &Dispatcher,
-    lease: &Lease,
-    clock: &dyn Clock,
-) -> anyhow::Result<()> {
-    let outcome = match serde_json::from_str::<Event>(&lease.message.body) {
-        Ok(event) => dispatcher.process(event, lease.message.receive_count).await,
-        Err(e) => Outcome::DeadLetter {
-            reason: format!("message body is not a storehook event: {e}"),
-        },
-    };
-    let now = clock.now().timestamp_millis();
-    match outcome {
-        Outcome::Delivered | Outcome::AlreadyDelivered => queue.ack(lease).await?,
-        Outcome::Retry { delay } => queue.retry(lease, delay, now).await?,
-        Outcome::DeadLetter { reason } => {
-            tracing::warn!(group = %lease.message.group_id, reason = %reason, "dead-lettered");
-            queue.dead_letter(lease, &reason).await?;
-        }
-    }
-    Ok(())
-}
-
-async fn aws_mode(
-    args: &Args,
-    sender: Arc<HttpWebhookSender>,
-    schedule: RetrySchedule,
-    clock: Arc<dyn Clock>,
-) -> anyhow::Result<Mode> {
-    use storehook_shared::aws_sdk::sdk_config;
-    use storehook_shared::queue::sqs::{SqsMessageControl, SqsQueue};
-    use storehook_shared::state::DynamoState;
-    let (Some(queue_url), Some(dlq_url), Some(table)) =
-        (&args.queue_url, &args.dlq_url, &args.table_name)
-    else {
-        bail!(
-            "--aws needs --queue-url, --dlq-url and --table-name (or QUEUE_URL, DLQ_URL, TABLE_NAME)"
-        );
-    };
-    let sdk = sdk_config().await;
-    let state: Arc<dyn StateStore> = Arc::new(DynamoState::from_sdk(&sdk, table, clock.clone()));
-    let dispatcher = Arc::new(Dispatcher::new(state, sender, schedule, clock));
-    let control = Arc::new(SqsMessageControl::from_sdk(&sdk, queue_url, dlq_url));
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let poll_url = queue_url.clone();
-    let worker = tokio::spawn(async move {
-        loop {
-            if let Err(e) = storehook_shared::dispatch::sqs_poller::poll_once(
-                &sqs,
-                &poll_url,
-                Duration::from_secs(10),
-                dispatcher.clone(),
-                control.clone(),
-            )
-            .await
-            {
-                tracing::error!(error = %e, "polling SQS failed");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        }
-    });
-    Ok((
-        Arc::new(SqsQueue::from_sdk(&sdk, queue_url.clone())),
-        vec![worker],
-    ))
-}
-
-/// Opens the embedded queue of `dir` (for `replay`).
-pub fn open_queue(dir: &Path) -> anyhow::Result<RedbQueue> {
-    RedbQueue::open(dir).with_context(|| {
-        format!(
-            "opening the embedded queue in {} (is `storehook serve` running on it? stop it first)",
-            dir.display()
-        )
-    })
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! The delivery spine: one queued event in → state applied → the event and
 //! its derived events POSTed in order → an [`Outcome`] for the queue.
 //!
-//! [`Dispatcher::process`] is transport-agnostic (the SQS Lambda and the local
-//! server both call it); [`sqs`] holds the SQS-batch logic of the dispatcher
-//! Lambda (FIFO partial batch failures, visibility backoff, dead-lettering).
+//! [`Dispatcher::process`] is transport-agnostic; [`Dispatcher::settle`]
+//! ([`settle`]) is the one rule turning a received queue message (an SQS
+//! message, a redb lease) and its [`Outcome`] into `ack`, `retry` or
+//! `dead_letter`. Around it: [`sqs_batch`], the SQS-batch logic of the
+//! dispatcher Lambda (FIFO partial batch failures); [`worker`], the consuming
+//! loops of `storehook serve` (redb queue, or SQS through `sqs_poller`).
 //!
 //! Guarantees:
 //! - the state is applied before anything is sent, exactly once per event id;
@@ -31,9 +34,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod settle;
 pub mod sqs_batch;
 #[cfg(feature = "aws")]
 pub mod sqs_poller;
+pub mod worker;
 
 /// What to do with the queue message after [`Dispatcher::process`].
 #[derive(Debug, Clone, PartialEq, Eq)]

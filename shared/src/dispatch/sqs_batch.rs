@@ -2,17 +2,19 @@
 //! response out (`ReportBatchItemFailures`).
 //!
 //! Per message group, in batch order:
+//! - every message is settled by [`Dispatcher::settle`], the rule every queue
+//!   shares, as a [`Received`] message whose actions fit the batch response:
+//!   `ack` is "not reported as failed" (Lambda then deletes it); `retry(delay)`
+//!   sets its visibility timeout to the delay (ChangeMessageVisibility) and
+//!   reports it failed; `dead_letter(reason)` sends it to the DLQ explicitly
+//!   (body unchanged, reason as a message attribute) and does not report it, so
+//!   later events of the group proceed; if the DLQ send fails, it is reported
+//!   failed instead;
 //! - after the first failed message of a group, it AND every later message of
 //!   that group in the batch are reported as failures without being processed
 //!   (FIFO: event N+1 waits for N); the unprocessed ones are made visible again
 //!   at once (visibility 0) so they do not hold the group for the queue's
 //!   visibility timeout — FIFO keeps them behind the failed message anyway;
-//! - [`Outcome::Retry`]: the message's visibility timeout is set to the delay
-//!   (ChangeMessageVisibility), then it is reported failed;
-//! - [`Outcome::DeadLetter`] and bodies that are not an [`Event`]: the message
-//!   is sent to the DLQ explicitly (body unchanged, reason as a message
-//!   attribute) and acknowledged, so later events of the group proceed; if that
-//!   send fails, it is reported failed instead;
 //! - `ApproximateReceiveCount` is the attempt number.
 //!
 //! Different groups are processed concurrently. Messages not started by the
@@ -20,9 +22,9 @@
 //! take) are reported failed without processing, so the function does not
 //! time out mid-delivery; the first message of each group always runs.
 
-use super::{Dispatcher, Outcome};
-use crate::event::Event;
-use crate::queue::QueueError;
+use super::Dispatcher;
+use super::settle::Settled;
+use crate::queue::{QueueError, Received};
 use async_trait::async_trait;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use std::fmt::Debug;
@@ -119,21 +121,6 @@ impl MessageControl for MemoryMessageControl {
     }
 }
 
-/// A body's parse error without any of its content (bodies may carry tokens).
-fn describe_parse_error(e: &serde_json::Error) -> String {
-    let kind = match e.classify() {
-        serde_json::error::Category::Io => "I/O",
-        serde_json::error::Category::Syntax => "syntax",
-        serde_json::error::Category::Data => "data",
-        serde_json::error::Category::Eof => "truncated",
-    };
-    format!(
-        "body is not a storehook event ({kind} error at line {} column {})",
-        e.line(),
-        e.column()
-    )
-}
-
 /// Handles one SQS batch: see the module docs. Never fails as a whole.
 /// `start_by`: no message is started after this instant (None: no limit).
 pub async fn handle_sqs_batch(
@@ -214,7 +201,8 @@ async fn process_group(
             continue;
         }
         started_any = true;
-        if !process_message(&group, &m, &dispatcher, control.as_ref()).await {
+        let message = BatchMessage::new(&group, &m, control.as_ref());
+        if dispatcher.settle(&message).await != Settled::Acked {
             blocked = true;
             failed.push((i, id));
         }
@@ -230,66 +218,81 @@ async fn process_group(
     failed
 }
 
-/// Returns true when the message may be acknowledged.
-async fn process_message(
-    group: &str,
-    m: &SqsMessage,
-    dispatcher: &Dispatcher,
-    control: &dyn MessageControl,
-) -> bool {
-    let message_id = m.message_id.clone().unwrap_or_default();
-    let receive_count = m
-        .attributes
-        .get(ATTR_RECEIVE_COUNT)
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(1);
-    let body = m.body.clone().unwrap_or_default();
-    let dead_letter = |reason: String| DeadLetterMessage {
-        body: body.clone(),
-        group_id: if group.is_empty() {
-            "unknown".to_owned()
-        } else {
-            group.to_owned()
-        },
-        dedup_id: message_id.clone(),
-        reason,
-        receive_count,
-    };
+/// An SQS message of a batch as a [`Received`] message. Lambda (and
+/// `sqs_poller`) deletes every message the batch response does not
+/// report as failed, so: `ack` does nothing here (the message is not
+/// reported); `retry` sets its visibility timeout (it is reported failed);
+/// `dead_letter` sends it to the DLQ (then it is not reported either).
+struct BatchMessage<'a> {
+    message: &'a SqsMessage,
+    id: String,
+    group: &'a str,
+    body: &'a str,
+    receive_count: u32,
+    control: &'a dyn MessageControl,
+}
 
-    let outcome = match serde_json::from_str::<Event>(&body) {
-        Ok(event) => dispatcher.process(event, receive_count).await,
-        Err(e) => Outcome::DeadLetter {
-            reason: describe_parse_error(&e),
-        },
-    };
-    match outcome {
-        Outcome::Delivered | Outcome::AlreadyDelivered => true,
-        Outcome::Retry { delay } => {
-            match m.receipt_handle.as_deref() {
-                Some(rh) => {
-                    if let Err(e) = control.delay(rh, delay).await {
-                        // The message still comes back, after the queue's default visibility timeout.
-                        tracing::warn!(%message_id, error = %e, "could not set the retry delay");
-                    }
-                }
-                None => tracing::warn!(%message_id, "message without receipt handle"),
-            }
-            tracing::info!(%message_id, delay_s = delay.as_secs(), receive_count, "retry scheduled");
-            false
+impl<'a> BatchMessage<'a> {
+    fn new(group: &'a str, message: &'a SqsMessage, control: &'a dyn MessageControl) -> Self {
+        Self {
+            message,
+            id: message.message_id.clone().unwrap_or_default(),
+            group,
+            body: message.body.as_deref().unwrap_or_default(),
+            receive_count: message
+                .attributes
+                .get(ATTR_RECEIVE_COUNT)
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(1),
+            control,
         }
-        Outcome::DeadLetter { reason } => {
-            let msg = dead_letter(reason);
-            match control.dead_letter(&msg).await {
-                Ok(()) => {
-                    tracing::error!(%message_id, reason = %msg.reason, receive_count, "dead-lettered");
-                    true
-                }
-                Err(e) => {
-                    tracing::error!(%message_id, error = %e, "dead-letter send failed; will retry");
-                    false
-                }
-            }
-        }
+    }
+}
+
+#[async_trait]
+impl Received for BatchMessage<'_> {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn group_id(&self) -> &str {
+        self.group
+    }
+
+    fn body(&self) -> &str {
+        self.body
+    }
+
+    fn receive_count(&self) -> u32 {
+        self.receive_count
+    }
+
+    async fn ack(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    async fn retry(&self, delay: Duration) -> Result<(), QueueError> {
+        let rh =
+            self.message.receipt_handle.as_deref().ok_or_else(|| {
+                QueueError::Permanent("message without receipt handle".to_owned())
+            })?;
+        self.control.delay(rh, delay).await
+    }
+
+    async fn dead_letter(&self, reason: &str) -> Result<(), QueueError> {
+        self.control
+            .dead_letter(&DeadLetterMessage {
+                body: self.body.to_owned(),
+                group_id: if self.group.is_empty() {
+                    "unknown".to_owned()
+                } else {
+                    self.group.to_owned()
+                },
+                dedup_id: self.id.clone(),
+                reason: reason.to_owned(),
+                receive_count: self.receive_count,
+            })
+            .await
     }
 }
 
@@ -298,7 +301,7 @@ async fn process_message(
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::event::EventType;
+    use crate::event::{Event, EventType};
     use crate::retry::RetrySchedule;
     use crate::state::MemoryState;
     use crate::state::fixtures::*;

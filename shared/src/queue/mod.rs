@@ -1,8 +1,13 @@
-//! The queue port: ingest functions put events on it; the dispatcher takes them off.
+//! The queue port: ingest functions put events on it ([`EventQueue`]); the
+//! dispatcher takes them off, one [`Received`] message at a time, and settles
+//! each with `ack`, `retry` or `dead_letter`
+//! ([`Dispatcher::settle`](crate::dispatch::Dispatcher::settle)).
 //!
 //! In AWS this is an SQS FIFO queue (message group = [`Event::group_key`],
-//! deduplication id = event id). Locally it is the in-process queue of
-//! `storehook serve`. [`MemoryQueue`] records what was sent (tests).
+//! deduplication id = event id): an SQS message of a Lambda batch is a
+//! [`Received`] in [`crate::dispatch::sqs_batch`]. Locally it is the redb queue
+//! of `storehook serve`, whose lease is a [`Received`] in [`redb`].
+//! [`MemoryQueue`] records what was sent (tests).
 
 mod memory;
 pub use memory::MemoryQueue;
@@ -13,6 +18,7 @@ pub mod sqs;
 use crate::event::Event;
 use async_trait::async_trait;
 use std::fmt::Debug;
+use std::time::Duration;
 
 /// SQS allows at most 10 messages per `SendMessageBatch`.
 pub const MAX_BATCH: usize = 10;
@@ -40,7 +46,7 @@ impl QueueMessage {
     }
 }
 
-/// Why a send failed.
+/// Why a send or a settle failed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum QueueError {
     /// The queue could not be reached or refused for now; the store should retry.
@@ -57,4 +63,33 @@ pub trait EventQueue: Send + Sync + Debug {
     /// Sends all messages, in order, or fails as a whole (a partial send is
     /// retried whole by the store; the dispatcher deduplicates on event id).
     async fn send(&self, messages: &[QueueMessage]) -> Result<(), QueueError>;
+}
+
+/// The consumer side of the queue: one received message, settled once with
+/// [`ack`](Received::ack), [`retry`](Received::retry) or
+/// [`dead_letter`](Received::dead_letter). Until it is settled, later messages
+/// of its group wait (FIFO).
+#[async_trait]
+pub trait Received: Send + Sync {
+    /// The queue's id of the message (logs).
+    fn id(&self) -> &str;
+
+    /// Its FIFO group.
+    fn group_id(&self) -> &str;
+
+    /// The body: an event as JSON, unless something else was queued.
+    fn body(&self) -> &str;
+
+    /// How often it was received, this time included: the attempt number.
+    fn receive_count(&self) -> u32;
+
+    /// Done with it: it is never handed out again; its group proceeds.
+    async fn ack(&self) -> Result<(), QueueError>;
+
+    /// Hand it out again after `delay`; its group waits until then.
+    async fn retry(&self, delay: Duration) -> Result<(), QueueError>;
+
+    /// Keep it aside as a dead letter with `reason` (replayable) and
+    /// acknowledge it: its group proceeds.
+    async fn dead_letter(&self, reason: &str) -> Result<(), QueueError>;
 }

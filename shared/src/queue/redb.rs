@@ -14,7 +14,8 @@
 //! (SQS FIFO keeps ids for 5 minutes; the dispatcher's own idempotency on the
 //! event id covers the rest).
 
-use crate::queue::{EventQueue, QueueError, QueueMessage};
+use crate::clock::Clock;
+use crate::queue::{EventQueue, QueueError, QueueMessage, Received};
 use crate::redb_file::group_commit::{GroupCommitter, Job};
 use crate::redb_file::{Health, RedbFile, create_private_dir};
 use async_trait::async_trait;
@@ -538,7 +539,7 @@ impl RedbQueue {
     /// Waits for a lease (or until `max_wait`).
     pub async fn next(
         &self,
-        clock: &dyn crate::clock::Clock,
+        clock: &dyn Clock,
         max_wait: Duration,
     ) -> Result<Option<Lease>, RedbQueueError> {
         let deadline = tokio::time::Instant::now() + max_wait;
@@ -639,12 +640,61 @@ impl RedbQueue {
     }
 }
 
+impl From<RedbQueueError> for QueueError {
+    fn from(e: RedbQueueError) -> Self {
+        QueueError::Unavailable(e.to_string())
+    }
+}
+
 #[async_trait]
 impl EventQueue for RedbQueue {
     async fn send(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
-        self.append(messages, Utc::now().timestamp_millis())
-            .await
-            .map_err(|e| QueueError::Unavailable(e.to_string()))
+        Ok(self.append(messages, Utc::now().timestamp_millis()).await?)
+    }
+}
+
+/// A [`Lease`] on its queue: the [`Received`] message a worker settles.
+/// [`retry`](Received::retry) counts its delay from `clock`'s now.
+#[derive(Debug)]
+pub struct Leased<'a> {
+    /// The queue the lease came from.
+    pub queue: &'a RedbQueue,
+    /// The leased message.
+    pub lease: Lease,
+    /// The time retries count from.
+    pub clock: &'a dyn Clock,
+}
+
+#[async_trait]
+impl Received for Leased<'_> {
+    /// The deduplication id (the event id): dead letters are listed and replayed by it.
+    fn id(&self) -> &str {
+        &self.lease.message.dedup_id
+    }
+
+    fn group_id(&self) -> &str {
+        &self.lease.message.group_id
+    }
+
+    fn body(&self) -> &str {
+        &self.lease.message.body
+    }
+
+    fn receive_count(&self) -> u32 {
+        self.lease.message.receive_count
+    }
+
+    async fn ack(&self) -> Result<(), QueueError> {
+        Ok(self.queue.ack(&self.lease).await?)
+    }
+
+    async fn retry(&self, delay: Duration) -> Result<(), QueueError> {
+        let now = self.clock.now().timestamp_millis();
+        Ok(self.queue.retry(&self.lease, delay, now).await?)
+    }
+
+    async fn dead_letter(&self, reason: &str) -> Result<(), QueueError> {
+        Ok(self.queue.dead_letter(&self.lease, reason).await?)
     }
 }
 
