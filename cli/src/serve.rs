@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use storehook_shared::clock::{Clock, SystemClock};
-use storehook_shared::config::{self, Lookup};
+use storehook_shared::config::Lookup;
 use storehook_shared::dispatch::{Dispatcher, Outcome};
 use storehook_shared::event::Event;
 use storehook_shared::ingest::{AppStoreEndpoint, Ingest, StoreEndpoint, StoreRequest};
@@ -142,7 +142,7 @@ pub fn endpoints(
     let lookup = args.lookup();
     let mut out: Vec<Arc<dyn StoreEndpoint>> = Vec::new();
 
-    let mut apple = config::appstore(&lookup, false)?;
+    let mut apple = storehook_shared::stores::appstore::appstore_config(&lookup, false)?;
     for path in &args.trust_roots {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         apple.extra_roots.extend(parse_roots(&bytes)?);

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use storehook_shared::clock::{Clock, SystemClock};
-use storehook_shared::config::{self, Lookup};
+use storehook_shared::config::Lookup;
 use storehook_shared::error::Rejection;
 use storehook_shared::event::Event;
 use storehook_shared::ingest::{AppStoreEndpoint, StoreEndpoint, StoreRequest};
@@ -93,8 +93,8 @@ fn endpoint(args: &Args, clock: Arc<dyn Clock>) -> Result<Arc<dyn StoreEndpoint>
     let lookup = args.lookup();
     Ok(match args.store {
         StoreName::Appstore => {
-            let mut cfg =
-                config::appstore(&lookup, false).map_err(|e| setup("bad_configuration", e))?;
+            let mut cfg = storehook_shared::stores::appstore::appstore_config(&lookup, false)
+                .map_err(|e| setup("bad_configuration", e))?;
             for path in &args.trust_roots {
                 let bytes = std::fs::read(path)
                     .map_err(|e| setup("bad_trust_root", format!("{}: {e}", path.display())))?;

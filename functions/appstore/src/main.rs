@@ -10,10 +10,10 @@
 use std::sync::Arc;
 use storehook_shared::aws_sdk::sdk_config;
 use storehook_shared::clock::SystemClock;
-use storehook_shared::config::{Env, appstore, required};
+use storehook_shared::config::{Env, required};
 use storehook_shared::ingest::{AppStoreEndpoint, Ingest, run_lambda};
 use storehook_shared::queue::sqs::SqsQueue;
-use storehook_shared::stores::appstore::AppStore;
+use storehook_shared::stores::appstore::{AppStore, appstore_config};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -21,7 +21,7 @@ async fn main() -> Result<(), lambda_http::Error> {
 }
 
 async fn cold_start() -> anyhow::Result<Ingest> {
-    let config = appstore(&Env, true)?;
+    let config = appstore_config(&Env, true)?;
     tracing::info!(
         bundle_id = config.bundle_id.as_deref().unwrap_or(""),
         environments = ?config.environments,
