@@ -41,8 +41,7 @@ PLAY_LINKS_DYNAMO_RS = ROOT / "shared" / "src" / "stores" / "playstore" / "links
 # function -> (cargo-lambda binary, where its code reads its environment: the names must appear
 # there as "LITERALS"; tests.rs / testing.rs do not count).
 FUNCTIONS = {
-    "AppStoreFunction": ("appstore", ("functions/appstore/src/**/*.rs", "shared/src/config/mod.rs",
-                                      "shared/src/stores/appstore/**/*.rs")),
+    "AppStoreFunction": ("appstore", ("functions/appstore/src/**/*.rs", "shared/src/stores/appstore/**/*.rs")),
     "PlayStoreFunction": ("playstore", ("functions/playstore/src/**/*.rs", "shared/src/stores/playstore/**/*.rs")),
     "HuaweiFunction": ("huawei", ("functions/huawei/src/**/*.rs", "shared/src/stores/huawei/**/*.rs")),
     "DispatcherFunction": ("dispatcher", ("functions/dispatcher/src/**/*.rs", "shared/src/config/dispatcher.rs",
@@ -50,8 +49,8 @@ FUNCTIONS = {
 }
 TEST_FILES = {"tests.rs", "testing.rs"}
 
-# The environment each function's code reads (shared/src/config.rs, stores/playstore/mod.rs
-# `playstore_config`, stores/huawei/mod.rs `huawei_config`, dispatch/config.rs and the mains).
+# The environment each function's code reads (shared/src/stores/*/config.rs, config/dispatcher.rs
+# and the mains).
 # RUST_LOG comes from Globals.
 EXPECTED_ENV = {
     "AppStoreFunction": {
@@ -393,7 +392,7 @@ def main() -> int:
             f"WebhookTimeoutMs MaxValue {max_webhook_ms} x BatchSize {disp_batch} must fit the dispatcher "
             f"timeout {disp_timeout}s (one subscription's batch is delivered sequentially)")
     # App Store environments: secure default (sandbox purchases are free but Apple-signed), and
-    # every allowed value spelled exactly as Apple does (shared/src/config.rs refuses anything else).
+    # every allowed value spelled exactly as Apple does (stores/appstore/config.rs refuses anything else).
     apple_envs = params.get("AppleEnvironments", {})
     c.equal(apple_envs.get("Default"), "Production", "AppleEnvironments default (Sandbox is an explicit choice)")
     for value in apple_envs.get("AllowedValues", []):
