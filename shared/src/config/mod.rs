@@ -155,3 +155,56 @@ impl SecretSetting {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const S: SecretSetting = SecretSetting {
+        inline: "X_SECRET",
+        arn: "X_SECRET_ARN",
+    };
+
+    #[test]
+    fn a_secret_setting_is_read_inline_or_by_its_arn_which_wins() {
+        let get = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert!(S.source(&get(&[])).is_none());
+        assert!(
+            S.source(&get(&[("X_SECRET", " "), ("X_SECRET_ARN", "")]))
+                .is_none()
+        );
+        assert!(matches!(
+            S.source(&get(&[("X_SECRET", " s3cret\n")])),
+            Some(SecretSource::Inline(v)) if v == "s3cret"
+        ));
+        assert!(matches!(
+            S.source(&get(&[("X_SECRET", "s3cret"), ("X_SECRET_ARN", " arn:x ")])),
+            Some(SecretSource::SecretsManager(id)) if id == "arn:x"
+        ));
+        // Debug never shows an inline value
+        let inline = S.source(&get(&[("X_SECRET", "s3cret")])).unwrap();
+        assert!(!format!("{inline:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let env = |k: &str| (k == "N").then(|| "12x".to_owned());
+        assert_eq!(required(&env, "M").unwrap_err(), ConfigError::Missing("M"));
+        let e = number::<u32>(&env, "N").unwrap_err().to_string();
+        assert!(e.contains("N") && e.contains("not a number"), "{e}");
+        assert!(
+            flag(&env, "N", false)
+                .unwrap_err()
+                .to_string()
+                .contains("invalid N")
+        );
+    }
+}
