@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use storehook_shared::aws_sdk::sdk_config;
 use storehook_shared::clock::{Clock, SystemClock};
-use storehook_shared::config::{self, Lookup};
+use storehook_shared::config::Lookup;
 use storehook_shared::dispatch::Dispatcher;
 use storehook_shared::dispatch::worker::Consumer;
-use storehook_shared::ingest::{AppStoreEndpoint, Ingest, StoreEndpoint, StoreRequest};
+use storehook_shared::ingest::{Ingest, StoreEndpoint, StoreRequest};
 use storehook_shared::queue::EventQueue;
 use storehook_shared::queue::redb::RedbQueue;
 use storehook_shared::queue::sqs::{SqsMessageControl, SqsQueue};
@@ -28,7 +28,8 @@ use storehook_shared::redb_file::Health;
 use storehook_shared::redb_file::{create_private_dir, ensure_private_file, write_private_new};
 use storehook_shared::retry::RetrySchedule;
 use storehook_shared::state::{DynamoState, RedbState, StateStore};
-use storehook_shared::stores::appstore::{AppStore, verify::parse_roots};
+use storehook_shared::stores::Endpoints;
+use storehook_shared::stores::appstore::config::read_trust_roots;
 use storehook_shared::stores::playstore::links::LinkStore;
 use storehook_shared::stores::playstore::links::dynamo::DynamoLinkStore;
 use storehook_shared::stores::playstore::links::redb::RedbLinkStore;
@@ -135,42 +136,18 @@ impl Args {
     }
 }
 
-/// Every store endpoint the configuration enables: the App Store always;
-/// Huawei when `HUAWEI_PUBLIC_KEY` is set; Google Play when
-/// `PLAY_PACKAGE_NAMES` is set (with the other `PLAY_*` settings).
+/// Every store endpoint the configuration enables (the flags over the
+/// environment, see [`Endpoints::configured`]), trusting `--trust-root`.
 pub fn endpoints(
     args: &Args,
     clock: Arc<dyn Clock>,
     links: Arc<dyn LinkStore>,
 ) -> anyhow::Result<Vec<Arc<dyn StoreEndpoint>>> {
-    let lookup = args.lookup();
-    let mut out: Vec<Arc<dyn StoreEndpoint>> = Vec::new();
-
-    let mut apple = config::appstore(&lookup, false)?;
-    for path in &args.trust_roots {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        apple.extra_roots.extend(parse_roots(&bytes)?);
-    }
-    if apple.bundle_id.is_none() {
-        tracing::warn!(
-            "no APPLE_BUNDLE_ID: App Store notifications of ANY app are accepted (local use only)"
-        );
-    }
-    out.push(Arc::new(AppStoreEndpoint(AppStore::new(apple)?)));
-
-    if lookup.get("HUAWEI_PUBLIC_KEY").is_some() {
-        let cfg = storehook_shared::stores::huawei::huawei_config(&lookup, false)?;
-        out.push(Arc::new(
-            storehook_shared::stores::huawei::HuaweiEndpoint::new(cfg, clock.clone())?,
-        ));
-    }
-    if lookup.get("PLAY_PACKAGE_NAMES").is_some() {
-        let cfg = storehook_shared::stores::playstore::playstore_config(&lookup, false)?;
-        out.push(Arc::new(
-            storehook_shared::stores::playstore::PlayStoreEndpoint::new(cfg, links, clock)?,
-        ));
-    }
-    Ok(out)
+    let settings = args.lookup();
+    let roots = read_trust_roots(&args.trust_roots)?;
+    Ok(Endpoints::local(&settings, clock)
+        .trusting(roots)
+        .configured(links)?)
 }
 
 fn secrets(args: &Args) -> anyhow::Result<WebhookSecrets> {

@@ -11,14 +11,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use storehook_shared::clock::{Clock, SystemClock};
-use storehook_shared::config::{self, Lookup};
+use storehook_shared::config::{ConfigError, Lookup};
 use storehook_shared::error::Rejection;
 use storehook_shared::event::Event;
-use storehook_shared::ingest::{AppStoreEndpoint, StoreEndpoint, StoreRequest};
-use storehook_shared::stores::appstore::{AppStore, verify::parse_roots};
-use storehook_shared::stores::huawei::{HuaweiEndpoint, huawei_config};
+use storehook_shared::ingest::{StoreEndpoint, StoreRequest};
+use storehook_shared::stores::Endpoints;
+use storehook_shared::stores::appstore::config::read_trust_roots;
 use storehook_shared::stores::playstore::links::MemoryLinkStore;
-use storehook_shared::stores::playstore::{PlayStoreEndpoint, playstore_config};
 
 /// Stores `translate` understands.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -89,36 +88,34 @@ fn setup(code: &'static str, e: impl std::fmt::Display) -> Rejection {
     Rejection::new(2, code, e.to_string())
 }
 
+/// A configuration the store cannot be checked with: exit code 2.
+fn bad_configuration(e: ConfigError) -> Rejection {
+    let code = match e {
+        ConfigError::TrustRoot(_) => "bad_trust_root",
+        _ => "bad_configuration",
+    };
+    setup(code, e)
+}
+
 fn endpoint(args: &Args, clock: Arc<dyn Clock>) -> Result<Arc<dyn StoreEndpoint>, Rejection> {
-    let lookup = args.lookup();
+    let settings = args.lookup();
+    let endpoints = Endpoints::local(&settings, clock);
     Ok(match args.store {
         StoreName::Appstore => {
-            let mut cfg =
-                config::appstore(&lookup, false).map_err(|e| setup("bad_configuration", e))?;
-            for path in &args.trust_roots {
-                let bytes = std::fs::read(path)
-                    .map_err(|e| setup("bad_trust_root", format!("{}: {e}", path.display())))?;
-                cfg.extra_roots
-                    .extend(parse_roots(&bytes).map_err(|e| {
-                        setup("bad_trust_root", format!("{}: {e}", path.display()))
-                    })?);
-            }
-            Arc::new(AppStoreEndpoint(
-                AppStore::new(cfg).map_err(|e| setup("bad_trust_root", e))?,
-            ))
-        }
-        StoreName::Huawei => {
-            let cfg = huawei_config(&lookup, false).map_err(|e| setup("bad_configuration", e))?;
-            Arc::new(HuaweiEndpoint::new(cfg, clock).map_err(|e| setup("bad_configuration", e))?)
-        }
-        StoreName::Playstore => {
-            let cfg =
-                playstore_config(&lookup, false).map_err(|e| setup("bad_configuration", e))?;
+            let roots = read_trust_roots(&args.trust_roots).map_err(bad_configuration)?;
             Arc::new(
-                PlayStoreEndpoint::new(cfg, Arc::new(MemoryLinkStore::new()), clock)
-                    .map_err(|e| setup("bad_configuration", e))?,
+                endpoints
+                    .trusting(roots)
+                    .appstore()
+                    .map_err(bad_configuration)?,
             )
         }
+        StoreName::Huawei => Arc::new(endpoints.huawei().map_err(bad_configuration)?),
+        StoreName::Playstore => Arc::new(
+            endpoints
+                .playstore(Arc::new(MemoryLinkStore::new()))
+                .map_err(bad_configuration)?,
+        ),
     })
 }
 

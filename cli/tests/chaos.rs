@@ -631,7 +631,7 @@ async fn serve_loses_nothing_and_keeps_order_under_kills_outages_and_a_full_disk
         .unwrap();
 
     // ------------------------------------------------------------ the verdict
-    let r = rx.lock();
+    let r = std::mem::take(&mut *rx.lock());
     assert_eq!(r.bad_signatures, 0, "bad signatures");
     assert_eq!(
         dead["dead_letters"].as_array().map(Vec::len),

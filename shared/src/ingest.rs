@@ -1,6 +1,6 @@
 //! Store-agnostic ingest: an HTTP request in, verified events on the queue,
-//! an HTTP answer out. The same code serves the Lambdas (through
-//! [`Ingest::lambda`]) and `storehook serve`.
+//! an HTTP answer out. The same code serves the Lambdas (through the Lambda
+//! edge, `crate::lambda`, feature `lambda`) and `storehook serve`.
 //!
 //! Answers: 2xx only after every event is durably queued; 4xx with
 //! `{"error":{"code","message"}}` when the request is refused (nothing is
@@ -186,65 +186,6 @@ impl Ingest {
         let response = self.endpoint.accepted(&events);
         Ok((events, response))
     }
-
-    /// The Lambda (API Gateway HTTP API) entry point.
-    pub async fn lambda(
-        &self,
-        req: lambda_http::Request,
-    ) -> Result<lambda_http::Response<lambda_http::Body>, std::convert::Infallible> {
-        let (parts, body) = req.into_parts();
-        let body = match body {
-            lambda_http::Body::Empty => bytes::Bytes::new(),
-            lambda_http::Body::Text(t) => bytes::Bytes::from(t),
-            lambda_http::Body::Binary(b) => bytes::Bytes::from(b),
-            _ => bytes::Bytes::new(),
-        };
-        let resp = self
-            .handle(StoreRequest {
-                method: parts.method.as_str().to_owned(),
-                query: parts.uri.query().map(str::to_owned),
-                headers: parts.headers,
-                body,
-            })
-            .await;
-        Ok(to_lambda(resp))
-    }
-}
-
-/// The whole life of an ingest Lambda: tracing, the cold start (configuration,
-/// clients, read once), then every request through [`Ingest::lambda`]. A cold
-/// start that fails is logged and ends the process (Lambda reports an init
-/// error) rather than accepting notifications it cannot judge.
-pub async fn run_lambda<E>(
-    cold_start: impl std::future::Future<Output = Result<Ingest, E>>,
-) -> Result<(), lambda_http::Error>
-where
-    E: std::fmt::Display + Into<lambda_http::Error>,
-{
-    lambda_http::tracing::init_default_subscriber();
-    let ingest = match cold_start.await {
-        Ok(ingest) => ingest,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "refusing to start");
-            return Err(e.into());
-        }
-    };
-    lambda_http::run(lambda_http::service_fn(move |req| {
-        let ingest = ingest.clone();
-        async move { ingest.lambda(req).await }
-    }))
-    .await
-}
-
-fn to_lambda(resp: StoreResponse) -> lambda_http::Response<lambda_http::Body> {
-    let mut r = lambda_http::Response::new(lambda_http::Body::Text(resp.body));
-    *r.status_mut() =
-        http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
 }
 
 fn queue_rejection(e: QueueError) -> Rejection {

@@ -14,6 +14,8 @@ pub mod event;
 pub mod http;
 pub mod ingest;
 pub mod json;
+#[cfg(any(test, feature = "lambda"))]
+pub mod lambda;
 pub mod policy;
 pub mod provision;
 pub mod queue;

@@ -1,40 +1,29 @@
 //! storehook App Store ingest Lambda (`POST /appstore`, API Gateway HTTP API).
 //!
-//! Cold start, once: tracing; the configuration (refuses to start without
-//! `APPLE_BUNDLE_ID`, and without `APPLE_APP_APPLE_ID` when Production is
-//! accepted — see `storehook_shared::config::appstore`); the verifier (Apple
-//! Root CA - G3 parsed once, chain cache warm across invocations); the SQS FIFO
-//! queue (`QUEUE_URL`). Then every request goes through `Ingest::lambda`:
-//! verify, translate, queue, answer.
+//! Cold start, once: tracing; the endpoint from the environment (refuses to
+//! start without `APPLE_BUNDLE_ID`, and without `APPLE_APP_APPLE_ID` when
+//! Production is accepted — see `storehook_shared::stores::appstore::config`;
+//! Apple Root CA - G3 parsed once, chain cache warm across invocations); the
+//! SQS FIFO queue (`QUEUE_URL`). Then every request goes through
+//! `Ingest::lambda`: verify, translate, queue, answer.
 
 use std::sync::Arc;
 use storehook_shared::aws_sdk::sdk_config;
 use storehook_shared::clock::SystemClock;
-use storehook_shared::config::{Env, appstore, required};
-use storehook_shared::ingest::{AppStoreEndpoint, Ingest, run_lambda};
+use storehook_shared::config::{ConfigError, Env, required};
+use storehook_shared::ingest::Ingest;
+use storehook_shared::lambda::{Error, run_ingest};
 use storehook_shared::queue::sqs::SqsQueue;
-use storehook_shared::stores::appstore::AppStore;
+use storehook_shared::stores::Endpoints;
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    Box::pin(run_lambda(cold_start())).await
+async fn main() -> Result<(), Error> {
+    Box::pin(run_ingest(cold_start())).await
 }
 
-async fn cold_start() -> anyhow::Result<Ingest> {
-    let config = appstore(&Env, true)?;
-    tracing::info!(
-        bundle_id = config.bundle_id.as_deref().unwrap_or(""),
-        environments = ?config.environments,
-        include_raw = config.include_raw,
-        "App Store endpoint configured"
-    );
-    let queue_url = required(&Env, "QUEUE_URL")?;
-    let sdk = sdk_config().await;
-    let queue = SqsQueue::from_sdk(&sdk, queue_url);
-    let endpoint = AppStoreEndpoint(AppStore::new(config)?);
-    Ok(Ingest::new(
-        Arc::new(endpoint),
-        Arc::new(queue),
-        Arc::new(SystemClock),
-    ))
+async fn cold_start() -> Result<Ingest, ConfigError> {
+    let clock = Arc::new(SystemClock);
+    let endpoint = Endpoints::deployment(&Env, clock.clone()).appstore()?;
+    let queue = SqsQueue::from_sdk(&sdk_config().await, required(&Env, "QUEUE_URL")?);
+    Ok(Ingest::new(Arc::new(endpoint), Arc::new(queue), clock))
 }

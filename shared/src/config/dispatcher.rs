@@ -13,27 +13,19 @@
 //! | `RETRY_SCHEDULE` | e.g. `5s,5m,30m,2h,5h,10h,12h,…` | [`DEFAULT_RETRY_SCHEDULE`] |
 //! | `HISTORY_TTL_DAYS` | lifetime of history items, claims and delivery records (DynamoDB TTL) | 90 |
 
+use super::{ConfigError, Env, Lookup, SecretSetting, required};
 use crate::retry::{DEFAULT_RETRY_SCHEDULE, RetrySchedule};
 use crate::secrets::SecretSource;
 use crate::webhook::{DEFAULT_TIMEOUT, WebhookSecrets};
 use std::fmt;
 use std::time::Duration;
 
-/// Why the configuration is unusable (never contains secret values).
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum ConfigError {
-    /// A required variable is unset or empty.
-    #[error("missing environment variable {0}")]
-    Missing(&'static str),
-    /// A variable is set to an unusable value.
-    #[error("invalid {var}: {reason}")]
-    Invalid {
-        /// The variable.
-        var: &'static str,
-        /// Why (no secret material).
-        reason: String,
-    },
-}
+/// The webhook signing secret(s): `WEBHOOK_SECRET` inline, or the Secrets
+/// Manager secret named by `WEBHOOK_SECRET_ARN` (the template's), which wins.
+pub const WEBHOOK_SECRET: SecretSetting = SecretSetting {
+    inline: "WEBHOOK_SECRET",
+    arn: "WEBHOOK_SECRET_ARN",
+};
 
 /// Everything the dispatcher Lambda needs.
 #[derive(Clone)]
@@ -47,7 +39,7 @@ pub struct DispatcherConfig {
     /// Webhook endpoint.
     pub webhook_url: String,
     /// Signing secrets.
-    pub webhook_secret: SecretSource,
+    pub webhook_secret: SecretSource<WebhookSecrets>,
     /// Per-attempt HTTP timeout.
     pub webhook_timeout: Duration,
     /// Backoff schedule.
@@ -79,29 +71,23 @@ impl fmt::Debug for DispatcherConfig {
 impl DispatcherConfig {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        Self::from_lookup(Env)
     }
 
-    /// Reads variables through `get` (tests pass a map).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let opt = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let req = |k: &'static str| opt(k).ok_or(ConfigError::Missing(k));
-
-        let webhook_secret = match (opt("WEBHOOK_SECRET_ARN"), opt("WEBHOOK_SECRET")) {
-            (Some(arn), _) => SecretSource::SecretsManager(arn),
-            (None, Some(inline)) => {
+    /// Reads the settings through `l` (tests pass a map).
+    pub fn from_lookup(l: impl Lookup) -> Result<Self, ConfigError> {
+        let opt = |k: &str| l.get(k).map(|v| v.trim().to_owned());
+        let webhook_secret = match WEBHOOK_SECRET.source(&l) {
+            Some(SecretSource::SecretsManager(id)) => SecretSource::SecretsManager(id),
+            Some(SecretSource::Inline(inline)) => {
                 SecretSource::Inline(WebhookSecrets::parse(&inline).map_err(|e| {
                     ConfigError::Invalid {
-                        var: "WEBHOOK_SECRET",
+                        var: WEBHOOK_SECRET.inline,
                         reason: e.to_string(),
                     }
                 })?)
             }
-            (None, None) => {
+            None => {
                 return Err(ConfigError::Missing("WEBHOOK_SECRET_ARN or WEBHOOK_SECRET"));
             }
         };
@@ -136,7 +122,7 @@ impl DispatcherConfig {
                 }
             },
         };
-        let webhook_url = req("WEBHOOK_URL")?;
+        let webhook_url = required(&l, "WEBHOOK_URL")?;
         if !(webhook_url.starts_with("https://") || webhook_url.starts_with("http://")) {
             return Err(ConfigError::Invalid {
                 var: "WEBHOOK_URL",
@@ -144,9 +130,9 @@ impl DispatcherConfig {
             });
         }
         Ok(Self {
-            queue_url: req("QUEUE_URL")?,
-            dlq_url: req("DLQ_URL")?,
-            table_name: req("TABLE_NAME")?,
+            queue_url: required(&l, "QUEUE_URL")?,
+            dlq_url: required(&l, "DLQ_URL")?,
+            table_name: required(&l, "TABLE_NAME")?,
             webhook_url,
             webhook_secret,
             webhook_timeout,

@@ -49,7 +49,7 @@ pub async fn secret_string(sdk: &SdkConfig, id: &str) -> Result<String, SecretsE
 /// JSON object whose `"secret"` field holds it.
 pub async fn load_webhook_secrets(
     sdk: &SdkConfig,
-    source: &SecretSource,
+    source: &SecretSource<WebhookSecrets>,
 ) -> Result<WebhookSecrets, SecretsError> {
     let id = match source {
         SecretSource::Inline(s) => return Ok(s.clone()),

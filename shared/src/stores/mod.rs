@@ -1,5 +1,129 @@
-//! One module per store: wire models, authentication/verification, and a pure translation.
+//! One module per store: wire models, authentication/verification, a pure
+//! translation and the store's configuration; and [`Endpoints`], the one way
+//! settings become store endpoints (the Lambdas, `storehook serve` and
+//! `storehook translate` alike).
 
 pub mod appstore;
 pub mod huawei;
 pub mod playstore;
+
+use crate::clock::Clock;
+use crate::config::{ConfigError, Lookup};
+use crate::ingest::{AppStoreEndpoint, StoreEndpoint};
+use appstore::{AppStore, appstore_config};
+use huawei::{HuaweiEndpoint, huawei_config};
+use playstore::links::LinkStore;
+use playstore::{PlayStoreEndpoint, playstore_config};
+use std::fmt;
+use std::sync::Arc;
+
+/// Builds store endpoints from settings (a [`Lookup`]: the environment with
+/// its secrets resolved, the CLI's flags over it) and a clock.
+pub struct Endpoints<'a, L> {
+    settings: &'a L,
+    clock: Arc<dyn Clock>,
+    require_app: bool,
+    extra_roots: Vec<Vec<u8>>,
+}
+
+impl<L> fmt::Debug for Endpoints<'_, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoints")
+            .field("require_app", &self.require_app)
+            .field("extra_roots", &self.extra_roots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, L: Lookup> Endpoints<'a, L> {
+    /// For a deployment (a Lambda): every store refuses to start without its
+    /// app identity, Google Play also without push authentication and the
+    /// Play Developer API key.
+    pub fn deployment(settings: &'a L, clock: Arc<dyn Clock>) -> Self {
+        Self::new(settings, clock, true)
+    }
+
+    /// For the CLI: what is set is checked, no app identity is required.
+    pub fn local(settings: &'a L, clock: Arc<dyn Clock>) -> Self {
+        Self::new(settings, clock, false)
+    }
+
+    fn new(settings: &'a L, clock: Arc<dyn Clock>, require_app: bool) -> Self {
+        Self {
+            settings,
+            clock,
+            require_app,
+            extra_roots: Vec::new(),
+        }
+    }
+
+    /// Also trusts these roots (DER) beside Apple Root CA - G3: the CLI's
+    /// `--trust-root`, never a deployment.
+    pub fn trusting(mut self, roots: Vec<Vec<u8>>) -> Self {
+        self.extra_roots = roots;
+        self
+    }
+
+    /// The App Store endpoint (`APPLE_*`, see [`appstore_config`]).
+    pub fn appstore(&self) -> Result<AppStoreEndpoint, ConfigError> {
+        let mut config = appstore_config(self.settings, self.require_app)?;
+        config.extra_roots.clone_from(&self.extra_roots);
+        if config.bundle_id.is_none() {
+            tracing::warn!(
+                "no APPLE_BUNDLE_ID: App Store notifications of ANY app are accepted (local use only)"
+            );
+        }
+        tracing::info!(
+            bundle_id = config.bundle_id.as_deref().unwrap_or(""),
+            environments = ?config.environments,
+            include_raw = config.include_raw,
+            "App Store endpoint configured"
+        );
+        Ok(AppStoreEndpoint(AppStore::new(config)?))
+    }
+
+    /// The Huawei endpoint (`HUAWEI_*`, see [`huawei_config`]).
+    pub fn huawei(&self) -> Result<HuaweiEndpoint, ConfigError> {
+        let config = huawei_config(self.settings, self.require_app)?;
+        tracing::info!(
+            apps = config.app_ids.len(),
+            keys = config.public_keys.len(),
+            store_api = config.api.is_some(),
+            include_raw = config.include_raw,
+            "Huawei endpoint configured"
+        );
+        HuaweiEndpoint::new(config, self.clock.clone())
+    }
+
+    /// The Google Play endpoint (`PLAY_*`, see [`playstore_config`]), keeping
+    /// purchase-token lineages in `links`.
+    pub fn playstore(&self, links: Arc<dyn LinkStore>) -> Result<PlayStoreEndpoint, ConfigError> {
+        let config = playstore_config(self.settings, self.require_app)?;
+        tracing::info!(
+            packages = %config.package_names.join(","),
+            oidc = config.push_auth.oidc.is_some(),
+            url_token = config.push_auth.query_token.is_some(),
+            api_account = %config.service_account.as_ref().map(|k| k.client_email.as_str()).unwrap_or(""),
+            include_raw = config.include_raw,
+            "Google Play endpoint configured"
+        );
+        PlayStoreEndpoint::new(config, links, self.clock.clone())
+    }
+
+    /// Every endpoint the settings enable (`storehook serve`): the App Store
+    /// always; Huawei when `HUAWEI_PUBLIC_KEY` is set; Google Play when
+    /// `PLAY_PACKAGE_NAMES` is set (with the other `PLAY_*` settings).
+    pub fn configured(
+        &self,
+        links: Arc<dyn LinkStore>,
+    ) -> Result<Vec<Arc<dyn StoreEndpoint>>, ConfigError> {
+        let mut out: Vec<Arc<dyn StoreEndpoint>> = vec![Arc::new(self.appstore()?)];
+        if self.settings.get("HUAWEI_PUBLIC_KEY").is_some() {
+            out.push(Arc::new(self.huawei()?));
+        }
+        if self.settings.get("PLAY_PACKAGE_NAMES").is_some() {
+            out.push(Arc::new(self.playstore(links)?));
+        }
+        Ok(out)
+    }
+}

@@ -1,15 +1,18 @@
 //! App Store Server Notifications V2: verify (x5c chain to Apple Root CA - G3,
 //! ES256), check the app and environment, and translate into the event language.
 
+pub mod config;
 pub mod model;
 pub mod translate;
 pub mod verify;
 
+pub use config::{AppStoreConfig, appstore_config};
+
+use crate::config::ConfigError;
 use crate::error::Rejection;
 use crate::event::Event;
-use crate::policy::RefundPolicy;
 use model::{NotificationBody, NotificationPayload, RenewalInfo, TransactionInfo};
-use verify::{JwsVerifier, RootError, VerifyError};
+use verify::{JwsVerifier, VerifyError};
 
 /// Apple's environment names we accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,38 +40,6 @@ impl AppleEnvironment {
             "Production" => Some(Self::Production),
             "Sandbox" => Some(Self::Sandbox),
             _ => None,
-        }
-    }
-}
-
-/// What the App Store endpoint accepts and how it translates.
-#[derive(Debug, Clone)]
-pub struct AppStoreConfig {
-    /// Expected bundle id; `None` accepts any app (CLI / local only).
-    pub bundle_id: Option<String>,
-    /// Expected App Store app id, checked on Production notifications.
-    pub app_apple_id: Option<i64>,
-    /// Accepted environments.
-    pub environments: Vec<AppleEnvironment>,
-    /// Extra trusted roots (DER), beside the bundled Apple Root CA - G3. For tests
-    /// and the CLI's `--trust-root` only: the Lambdas never set them, and building
-    /// an [`AppStore`] with any logs a warning.
-    pub extra_roots: Vec<Vec<u8>>,
-    /// Put the decoded payloads in `event.raw`.
-    pub include_raw: bool,
-    /// Thresholds of `suspicious_refund`.
-    pub refund_policy: RefundPolicy,
-}
-
-impl Default for AppStoreConfig {
-    fn default() -> Self {
-        Self {
-            bundle_id: None,
-            app_apple_id: None,
-            environments: vec![AppleEnvironment::Production, AppleEnvironment::Sandbox],
-            extra_roots: Vec::new(),
-            include_raw: false,
-            refund_policy: RefundPolicy::default(),
         }
     }
 }
@@ -123,14 +94,6 @@ pub struct VerifiedNotification {
     pub signature: String,
 }
 
-/// Configuration problems found at start-up.
-#[derive(Debug, thiserror::Error)]
-pub enum AppStoreConfigError {
-    /// A trusted root could not be parsed.
-    #[error(transparent)]
-    Root(#[from] RootError),
-}
-
 /// The App Store endpoint's logic: body in, events out.
 #[derive(Debug)]
 pub struct AppStore {
@@ -140,7 +103,8 @@ pub struct AppStore {
 
 impl AppStore {
     /// Builds the verifier (parses the roots once).
-    pub fn new(config: AppStoreConfig) -> Result<Self, AppStoreConfigError> {
+    /// A trusted root that is not a certificate is a [`ConfigError::TrustRoot`].
+    pub fn new(config: AppStoreConfig) -> Result<Self, ConfigError> {
         if !config.extra_roots.is_empty() {
             tracing::warn!(
                 extra_roots = config.extra_roots.len(),
@@ -149,7 +113,8 @@ impl AppStore {
             );
         }
         Ok(Self {
-            verifier: JwsVerifier::new(&config.extra_roots)?,
+            verifier: JwsVerifier::new(&config.extra_roots)
+                .map_err(|e| ConfigError::TrustRoot(e.to_string()))?,
             config,
         })
     }

@@ -25,17 +25,19 @@
 //! so Huawei resends.
 
 pub mod api;
+pub mod config;
 pub mod model;
 pub mod translate;
 pub mod verify;
 
+pub use config::{CLIENT_SECRET, HuaweiConfig, huawei_config};
+
 use crate::clock::Clock;
-use crate::config::{ConfigError, Lookup, flag, number, refund_policy, required};
+use crate::config::ConfigError;
 use crate::error::Rejection;
 use crate::event::{Environment, Event};
 use crate::ingest::{StoreEndpoint, StoreRequest, StoreResponse};
-use crate::policy::RefundPolicy;
-use api::{ApiConfig, ApiError, HuaweiApi, SignedReceipt};
+use api::{ApiError, HuaweiApi, SignedReceipt};
 use async_trait::async_trait;
 use model::{
     InAppPurchaseData, NotificationBody, Opaque, OrderNotification, StatusUpdateNotification,
@@ -43,126 +45,10 @@ use model::{
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
-use verify::{IapPublicKey, SignatureAlgorithm, VerifyError, verify_signature};
+use verify::{SignatureAlgorithm, VerifyError, verify_signature};
 
 /// The body Huawei's demos answer on success (Huawei only checks the 200).
 pub const SUCCESS_BODY: &str = r#"{"errorCode":"0","errorMsg":"success"}"#;
-
-/// What the Huawei endpoint accepts and how it translates.
-#[derive(Debug, Clone)]
-pub struct HuaweiConfig {
-    /// Accepted app ids; empty accepts any app (CLI / local only).
-    pub app_ids: Vec<String>,
-    /// IAP public keys (one per app, or old + new during a rotation); a
-    /// signature is accepted when any of them verifies it.
-    pub public_keys: Vec<IapPublicKey>,
-    /// Huawei API access: enrichment of subscription notifications and
-    /// verification of ORDER notifications. `None`: the notification's own
-    /// receipt is the snapshot and ORDER notifications are refused.
-    pub api: Option<ApiConfig>,
-    /// Put the decoded payloads in `event.raw`.
-    pub include_raw: bool,
-    /// Thresholds of `suspicious_refund`.
-    pub refund_policy: RefundPolicy,
-}
-
-impl HuaweiConfig {
-    /// Accepts `app_ids`, verifying with `public_keys`; no API, no raw.
-    pub fn new(app_ids: Vec<String>, public_keys: Vec<IapPublicKey>) -> Self {
-        Self {
-            app_ids,
-            public_keys,
-            api: None,
-            include_raw: false,
-            refund_policy: RefundPolicy::default(),
-        }
-    }
-}
-
-/// Huawei settings:
-///
-/// | variable | meaning |
-/// |---|---|
-/// | `HUAWEI_APP_IDS` | accepted app ids, comma-separated (required when `require_app`) |
-/// | `HUAWEI_PUBLIC_KEY` | the IAP public key from AppGallery Connect (base64 X.509 SubjectPublicKeyInfo); several comma-separated for several apps or a rotation (always required: nothing can be verified without it) |
-/// | `HUAWEI_CLIENT_ID`, `HUAWEI_CLIENT_SECRET` | the app's OAuth client (optional, both or neither): enables the subscription API snapshot and ORDER notifications |
-/// | `HUAWEI_OAUTH_URL` | token endpoint (default Huawei's) |
-/// | `HUAWEI_API_URL` | subscription API site root (default Europe, `https://subscr-dre.iap.cloud.huawei.eu`) |
-/// | `HUAWEI_ORDER_API_URL` | order API site root (default Europe, `https://orders-dre.iap.cloud.huawei.eu`) |
-/// | `HUAWEI_APPTOUCH_API_URL` | subscription API site root for AppTouch accounts |
-/// | `HUAWEI_API_TIMEOUT_MS` | per-request timeout (default 4000) |
-/// | `INCLUDE_RAW` | put decoded store payloads in `event.raw` (default false) |
-/// | `SUSPICIOUS_REFUND_MIN_PERIOD_DAYS`, `SUSPICIOUS_REFUND_MAX_DAYS` | refund policy |
-pub fn huawei_config(l: &impl Lookup, require_app: bool) -> Result<HuaweiConfig, ConfigError> {
-    let app_ids: Vec<String> = l
-        .get("HUAWEI_APP_IDS")
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    if require_app && app_ids.is_empty() {
-        return Err(ConfigError(
-            "HUAWEI_APP_IDS must be set: without it any app's notifications would be accepted"
-                .into(),
-        ));
-    }
-    let keys_text = required(l, "HUAWEI_PUBLIC_KEY")?;
-    let public_keys = keys_text
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .enumerate()
-        .map(|(i, k)| {
-            IapPublicKey::from_base64(k)
-                .map_err(|e| ConfigError(format!("HUAWEI_PUBLIC_KEY (key {}): {e}", i + 1)))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if public_keys.is_empty() {
-        return Err(ConfigError("HUAWEI_PUBLIC_KEY holds no key".into()));
-    }
-    let api = match (l.get("HUAWEI_CLIENT_ID"), l.get("HUAWEI_CLIENT_SECRET")) {
-        (None, None) => None,
-        (Some(_), None) | (None, Some(_)) => {
-            return Err(ConfigError(
-                "HUAWEI_CLIENT_ID and HUAWEI_CLIENT_SECRET must be set together".into(),
-            ));
-        }
-        (Some(id), Some(secret)) => {
-            let mut a = ApiConfig::new(id.trim(), secret.trim());
-            let url = |name: &str, default: String| -> Result<String, ConfigError> {
-                let v = l.get(name).map(|s| s.trim().to_owned()).unwrap_or(default);
-                api::check_url(name, &v).map_err(ConfigError)?;
-                Ok(v)
-            };
-            a.oauth_url = url("HUAWEI_OAUTH_URL", a.oauth_url)?;
-            a.subscription_url = url("HUAWEI_API_URL", a.subscription_url)?;
-            a.order_url = url("HUAWEI_ORDER_API_URL", a.order_url)?;
-            a.apptouch_subscription_url =
-                url("HUAWEI_APPTOUCH_API_URL", a.apptouch_subscription_url)?;
-            if let Some(ms) = number::<u64>(l, "HUAWEI_API_TIMEOUT_MS")? {
-                if !(100..=30_000).contains(&ms) {
-                    return Err(ConfigError(
-                        "HUAWEI_API_TIMEOUT_MS must be within 100..=30000".into(),
-                    ));
-                }
-                a.timeout = Duration::from_millis(ms);
-            }
-            Some(a)
-        }
-    };
-    Ok(HuaweiConfig {
-        app_ids,
-        public_keys,
-        api,
-        include_raw: flag(l, "INCLUDE_RAW", false)?,
-        refund_policy: refund_policy(l)?,
-    })
-}
 
 /// Why a notification was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -345,13 +231,17 @@ pub struct Huawei {
 impl Huawei {
     /// Builds the API client when credentials are configured.
     pub fn new(config: HuaweiConfig, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
+        let setup = |reason: String| ConfigError::Endpoint {
+            store: "Huawei",
+            reason,
+        };
         if config.public_keys.is_empty() {
-            return Err(ConfigError("no Huawei IAP public key configured".into()));
+            return Err(setup("no IAP public key configured".into()));
         }
         let api = config
             .api
             .clone()
-            .map(|a| HuaweiApi::new(a, clock).map_err(|e| ConfigError(format!("Huawei API: {e}"))))
+            .map(|a| HuaweiApi::new(a, clock).map_err(|e| setup(format!("API: {e}"))))
             .transpose()?;
         Ok(Self { config, api })
     }

@@ -8,6 +8,7 @@ use super::testing::{
     FakeHuaweiApi, FakeReply, HuaweiTestKey, SignAs, payloads::*, v2_order_body,
     v2_subscription_body,
 };
+use super::verify::IapPublicKey;
 use super::*;
 use crate::clock::ManualClock;
 use crate::event::{
@@ -719,9 +720,9 @@ fn config_is_read_strictly_and_the_lambda_refuses_to_start_without_app_and_key()
     let pk = key().public_key_base64();
     // the Lambda needs both
     let err = huawei_config(&map(&[("HUAWEI_PUBLIC_KEY", &pk)]), true).unwrap_err();
-    assert!(err.0.contains("HUAWEI_APP_IDS"));
+    assert!(err.to_string().contains("HUAWEI_APP_IDS"));
     let err = huawei_config(&map(&[("HUAWEI_APP_IDS", APP_ID)]), true).unwrap_err();
-    assert!(err.0.contains("HUAWEI_PUBLIC_KEY"));
+    assert!(err.to_string().contains("HUAWEI_PUBLIC_KEY"));
     // the CLI may accept any app, but nothing is verifiable without a key
     assert!(
         huawei_config(&map(&[("HUAWEI_PUBLIC_KEY", &pk)]), false)

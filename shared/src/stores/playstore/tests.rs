@@ -1808,7 +1808,7 @@ async fn the_lambda_refuses_to_start_without_app_authentication_or_api_key() {
         (vec![("INCLUDE_RAW", "maybe")], "INCLUDE_RAW"),
     ] {
         let err = full(&extra).unwrap_err();
-        assert!(err.0.contains(want), "{extra:?}: {err}");
+        assert!(err.to_string().contains(want), "{extra:?}: {err}");
     }
     // URL-token only is a valid production setup
     let t = full(&[
