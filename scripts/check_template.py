@@ -7,7 +7,7 @@
 2. The template declares exactly the values storehook's code uses: the queue, DLQ and table
    attributes equal the `pub const`s of shared/src/provision.rs (which the provision tests
    create against moto), the parameter defaults equal the code's defaults (retry.rs,
-   webhook.rs, dispatch/config.rs), and every function gets exactly the expected environment
+   webhook/mod.rs, config/dispatcher.rs), and every function gets exactly the expected environment
    variables, each of which that function's code reads (a "NAME" literal in its main or the
    shared module it uses, e.g. functions/playstore/src + shared/src/stores/playstore).
 3. Least privilege: each role grants exactly the expected actions on the expected resources,
@@ -34,23 +34,24 @@ except ImportError:  # pragma: no cover
 ROOT = Path(__file__).resolve().parent.parent
 PROVISION_RS = ROOT / "shared" / "src" / "provision.rs"
 RETRY_RS = ROOT / "shared" / "src" / "retry.rs"
-WEBHOOK_RS = ROOT / "shared" / "src" / "webhook.rs"
-DISPATCH_CONFIG_RS = ROOT / "shared" / "src" / "dispatch" / "config.rs"
-PLAY_LINKS_DYNAMO_RS = ROOT / "shared" / "src" / "stores" / "playstore" / "links_dynamo.rs"
+WEBHOOK_RS = ROOT / "shared" / "src" / "webhook" / "mod.rs"
+DISPATCH_CONFIG_RS = ROOT / "shared" / "src" / "config" / "dispatcher.rs"
+PLAY_LINKS_DYNAMO_RS = ROOT / "shared" / "src" / "stores" / "playstore" / "links" / "dynamo.rs"
 
 # function -> (cargo-lambda binary, where its code reads its environment: the names must appear
 # there as "LITERALS"; tests.rs / testing.rs do not count).
 FUNCTIONS = {
-    "AppStoreFunction": ("appstore", ("functions/appstore/src/**/*.rs", "shared/src/config.rs",
+    "AppStoreFunction": ("appstore", ("functions/appstore/src/**/*.rs", "shared/src/config/mod.rs",
                                       "shared/src/stores/appstore/**/*.rs")),
     "PlayStoreFunction": ("playstore", ("functions/playstore/src/**/*.rs", "shared/src/stores/playstore/**/*.rs")),
     "HuaweiFunction": ("huawei", ("functions/huawei/src/**/*.rs", "shared/src/stores/huawei/**/*.rs")),
-    "DispatcherFunction": ("dispatcher", ("functions/dispatcher/src/**/*.rs", "shared/src/dispatch/**/*.rs")),
+    "DispatcherFunction": ("dispatcher", ("functions/dispatcher/src/**/*.rs", "shared/src/dispatch/**/*.rs",
+                                          "shared/src/config/dispatcher.rs")),
 }
 TEST_FILES = {"tests.rs", "testing.rs"}
 
-# The environment each function's code reads (shared/src/config.rs, stores/playstore/mod.rs
-# `playstore_config`, stores/huawei/mod.rs `huawei_config`, dispatch/config.rs and the mains).
+# The environment each function's code reads (shared/src/config/mod.rs, stores/playstore/mod.rs
+# `playstore_config`, stores/huawei/mod.rs `huawei_config`, config/dispatcher.rs and the mains).
 # RUST_LOG comes from Globals.
 EXPECTED_ENV = {
     "AppStoreFunction": {
@@ -392,7 +393,7 @@ def main() -> int:
             f"WebhookTimeoutMs MaxValue {max_webhook_ms} x BatchSize {disp_batch} must fit the dispatcher "
             f"timeout {disp_timeout}s (one subscription's batch is delivered sequentially)")
     # App Store environments: secure default (sandbox purchases are free but Apple-signed), and
-    # every allowed value spelled exactly as Apple does (shared/src/config.rs refuses anything else).
+    # every allowed value spelled exactly as Apple does (shared/src/config/mod.rs refuses anything else).
     apple_envs = params.get("AppleEnvironments", {})
     c.equal(apple_envs.get("Default"), "Production", "AppleEnvironments default (Sandbox is an explicit choice)")
     for value in apple_envs.get("AllowedValues", []):
