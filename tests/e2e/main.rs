@@ -9,9 +9,9 @@
 use std::time::Duration;
 use storehook_shared::dispatch::sqs_poller::replay_dead_letters;
 use storehook_shared::event::{EventId, EventType, SubscriptionStatus};
-use storehook_shared::stores::appstore::testing::TestPki;
-use storehook_shared::stores::appstore::testing::payloads::{BUNDLE_ID, DAY, T0};
 use storehook_shared::webhook::{DEFAULT_TOLERANCE, WebhookSecret, WebhookSecrets, verify};
+use storehook_testkit::appstore::TestPki;
+use storehook_testkit::appstore::payloads::{BUNDLE_ID, DAY, T0};
 use storehook_tests::{AppleSub, Delivery, HOUR, Harness, Options, Reply};
 
 const PUMP: Duration = Duration::from_secs(60);

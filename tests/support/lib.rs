@@ -31,15 +31,15 @@ use storehook_shared::retry::RetrySchedule;
 use storehook_shared::state::{
     DeliveryRecord, DynamoState, GroupState, Recorded, StateError, StateStore,
 };
-use storehook_shared::stores::appstore::testing::TestPki;
-use storehook_shared::stores::appstore::testing::payloads::{self, APP_APPLE_ID, BUNDLE_ID, DAY};
 use storehook_shared::stores::appstore::{AppStore, AppStoreConfig};
-use storehook_shared::testing::{ReceivedRequest, TestReceiver};
 use storehook_shared::webhook::{
     DEFAULT_TOLERANCE, HttpWebhookSender, WebhookSecret, WebhookSecrets, verify,
 };
+use storehook_testkit::appstore::TestPki;
+use storehook_testkit::appstore::payloads::{self, APP_APPLE_ID, BUNDLE_ID, DAY};
+use storehook_testkit::receiver::{ReceivedRequest, TestReceiver};
 
-pub use storehook_shared::testing::Reply;
+pub use storehook_testkit::receiver::Reply;
 
 /// One hour in ms.
 pub const HOUR: i64 = 3_600_000;

@@ -465,9 +465,9 @@ mod tests {
         use crate::retry::RetrySchedule;
         use crate::state::fixtures::*;
         use crate::state::{DynamoState, StateStore};
-        use crate::testing::{Reply, TestReceiver};
         use crate::webhook::HttpWebhookSender;
         use std::sync::Arc;
+        use storehook_testkit::receiver::{Reply, TestReceiver};
 
         let Some(sdk) = test_sdk_config().await else {
             eprintln!(

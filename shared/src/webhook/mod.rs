@@ -443,8 +443,8 @@ impl WebhookSender for HttpWebhookSender {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::testing::{Reply, TestReceiver};
     use chrono::TimeZone;
+    use storehook_testkit::receiver::{Reply, TestReceiver};
 
     fn at(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(secs, 0).unwrap()
