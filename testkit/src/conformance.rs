@@ -1,5 +1,6 @@
-//! Conformance tests every [`StateStore`] adapter must pass (used by the
-//! memory, redb and DynamoDB unit tests of storehook-shared).
+//! Conformance tests every [`StateStore`] adapter must pass: the memory and
+//! redb unit tests of storehook-shared and the DynamoDB test against the
+//! emulator (`tests/emulator`).
 //!
 //! Compiled into storehook-shared's unit tests too (`#[path]` module
 //! `state::conformance`, beside `state::fixtures`), like the fixtures.

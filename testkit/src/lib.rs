@@ -9,14 +9,21 @@
 //! - [`playstore`]: a fake Google (JWKS, OAuth, androidpublisher) and push builders;
 //! - [`huawei`]: a generated IAP key, body builders and a fake Huawei API;
 //! - [`fixtures`]: event builders; [`conformance`]: the [`StateStore`] suite
-//!   every adapter passes (both also compiled into storehook-shared's unit tests).
+//!   every adapter passes (both also compiled into storehook-shared's unit tests);
+//! - with the `aws` feature, [`emulator`]: the SDK configuration of a local
+//!   emulator, and [`provision`]: the tests' queues, table and secret, created
+//!   with the template's attributes.
 //!
 //! [`StateStore`]: storehook_shared::state::StateStore
 
 pub mod appstore;
 pub mod conformance;
+#[cfg(feature = "aws")]
+pub mod emulator;
 pub mod fixtures;
 pub mod huawei;
 pub mod loopback;
 pub mod playstore;
+#[cfg(feature = "aws")]
+pub mod provision;
 pub mod receiver;
