@@ -39,7 +39,7 @@ DISPATCH_CONFIG_RS = ROOT / "shared" / "src" / "config" / "dispatcher.rs"
 PLAY_LINKS_DYNAMO_RS = ROOT / "shared" / "src" / "stores" / "playstore" / "links" / "dynamo.rs"
 
 # function -> (cargo-lambda binary, where its code reads its environment: the names must appear
-# there as "LITERALS"; tests.rs / testing.rs do not count).
+# there as "LITERALS"; test code lives outside these files: storehook-testkit, shared/tests).
 FUNCTIONS = {
     "AppStoreFunction": ("appstore", ("functions/appstore/src/**/*.rs", "shared/src/stores/appstore/**/*.rs")),
     "PlayStoreFunction": ("playstore", ("functions/playstore/src/**/*.rs", "shared/src/stores/playstore/**/*.rs")),
@@ -47,7 +47,6 @@ FUNCTIONS = {
     "DispatcherFunction": ("dispatcher", ("functions/dispatcher/src/**/*.rs", "shared/src/config/dispatcher.rs",
                                           "shared/src/dispatch/**/*.rs")),
 }
-TEST_FILES = {"tests.rs", "testing.rs"}
 
 # The environment each function's code reads (shared/src/stores/*/config.rs, config/dispatcher.rs
 # and the mains).
@@ -255,7 +254,7 @@ def main() -> int:
     globals_fn = template.get("Globals", {}).get("Function", {})
     p = rust_consts(PROVISION_RS)
     def code_of(globs) -> str:
-        files = {f for g in globs for f in ROOT.glob(g) if f.name not in TEST_FILES}
+        files = {f for g in globs for f in ROOT.glob(g)}
         return "\n".join(f.read_text(errors="replace") for f in sorted(files))
     bins = set(re.findall(r'^name = "([^"]+)"', "\n".join(
         f.read_text() for f in ROOT.glob("functions/*/Cargo.toml")), re.M))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # storehook's test command, on a fresh machine or a used one:
 #
-#     bash scripts/test.sh [extra `cargo test` arguments, e.g. -p storehook-shared provision]
+#     bash scripts/test.sh [extra `cargo test` arguments, e.g. -p storehook-tests provision]
 #
 # 1. creates/reuses .venv (python3 -m venv) with the pinned Python tools: moto (local AWS),
 #    cfn-lint, aws-sam-cli and cargo-lambda (+ ziglang); pip is skipped when .venv/.storehook-pins

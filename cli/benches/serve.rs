@@ -34,9 +34,9 @@ use storehook_shared::ingest::{AppStoreEndpoint, StoreEndpoint};
 use storehook_shared::queue::redb::RedbQueue;
 use storehook_shared::retry::RetrySchedule;
 use storehook_shared::state::{RedbState, StateStore};
-use storehook_shared::stores::appstore::testing::{TestPki, payloads::*};
 use storehook_shared::stores::appstore::{AppStore, AppStoreConfig};
 use storehook_shared::webhook::{HttpWebhookSender, WebhookSecret, WebhookSecrets};
+use storehook_testkit::appstore::{TestPki, payloads::*};
 
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
@@ -146,7 +146,7 @@ fn notification(pki: &TestPki, sub: usize, n: usize) -> (Vec<u8>, String) {
 }
 
 fn notification_payload(uuid: &str, signed: i64) -> serde_json::Value {
-    storehook_shared::stores::appstore::testing::payloads::notification(
+    storehook_testkit::appstore::payloads::notification(
         "DID_RENEW",
         None,
         uuid,

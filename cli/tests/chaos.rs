@@ -41,13 +41,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use storehook_shared::event::Event;
-use storehook_shared::stores::appstore::testing::{TestPki, payloads::*};
-use storehook_shared::stores::huawei::testing::{HuaweiTestKey, SignAs, payloads as hw};
-use storehook_shared::stores::playstore::testing::{
+use storehook_shared::webhook::{DEFAULT_TOLERANCE, WebhookSecret, WebhookSecrets, verify};
+use storehook_testkit::appstore::{TestPki, payloads::*};
+use storehook_testkit::huawei::{HuaweiTestKey, SignAs, payloads as hw};
+use storehook_testkit::playstore::{
     PlayTestEnv, TestKeys, id_token, payloads as play, push_claims,
 };
-use storehook_shared::testing::free_port;
-use storehook_shared::webhook::{DEFAULT_TOLERANCE, WebhookSecret, WebhookSecrets, verify};
+use storehook_testkit::receiver::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_storehook");
 

@@ -24,15 +24,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use storehook_shared::stores::appstore::testing::{TestPki, payloads as apple};
-use storehook_shared::stores::huawei::testing::{
+use storehook_testkit::appstore::{TestPki, payloads as apple};
+use storehook_testkit::huawei::{
     CLIENT_ID, CLIENT_SECRET, FakeHuaweiApi, FakeReply, HuaweiTestKey, SignAs, payloads as hw,
     v2_subscription_body,
 };
-use storehook_shared::stores::playstore::testing::{
+use storehook_testkit::playstore::{
     PlayTestEnv, RsaTestKey, hs256_token, id_token, payloads as play, push_claims, unsigned_token,
 };
-use storehook_shared::testing::{TestReceiver, free_port};
+use storehook_testkit::receiver::{TestReceiver, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_storehook");
 const PUSH_TOKEN: &str = "forged-matrix-push-token-0123456789";
@@ -862,12 +862,8 @@ async fn unavailable_dependencies_answer_503_over_http_and_nothing_is_queued() {
     vars.extend(huawei_vars(&key, None));
     let s = serve(&TestPki::new(), &vars).await;
 
-    let order = storehook_shared::stores::huawei::testing::v2_order_body(
-        1,
-        hw::PURCHASE_TOKEN,
-        "pro.lifetime",
-        now_ms(),
-    );
+    let order =
+        storehook_testkit::huawei::v2_order_body(1, hw::PURCHASE_TOKEN, "pro.lifetime", now_ms());
     s.refused(
         "ORDER without API credentials",
         s.post("huawei", None, &[], order),

@@ -6,9 +6,9 @@
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use storehook_shared::stores::appstore::testing::{TestPki, payloads::*};
-use storehook_shared::testing::{Reply, TestReceiver, free_port};
 use storehook_shared::webhook::{WebhookSecret, WebhookSecrets, verify};
+use storehook_testkit::appstore::{TestPki, payloads::*};
+use storehook_testkit::receiver::{Reply, TestReceiver, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_storehook");
 

@@ -16,7 +16,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use storehook_fuzz::{NOW_MS, replace, sign_raw};
-use storehook_shared::stores::appstore::testing::TestPki;
+use storehook_testkit::appstore::TestPki;
 use storehook_shared::stores::appstore::{AppStore, AppStoreConfig};
 
 struct Setup {

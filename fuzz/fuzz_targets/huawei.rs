@@ -16,7 +16,7 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use storehook_fuzz::{NOW_MS, clock, runtime};
-use storehook_shared::stores::huawei::testing::{
+use storehook_testkit::huawei::{
     HuaweiTestKey, SignAs, payloads, v2_subscription_body,
 };
 use storehook_shared::stores::huawei::verify::IapPublicKey;

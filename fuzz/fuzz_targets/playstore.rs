@@ -15,7 +15,7 @@ use storehook_fuzz::{NOW_MS, clock, runtime, serve_static, sign_raw, split_once}
 use storehook_shared::ingest::StoreRequest;
 use storehook_shared::stores::playstore::auth::{OidcConfig, PushAuthConfig};
 use storehook_shared::stores::playstore::links::MemoryLinkStore;
-use storehook_shared::stores::playstore::testing::{RsaTestKey, payloads};
+use storehook_testkit::playstore::{RsaTestKey, payloads};
 use storehook_shared::stores::playstore::{PlayStoreConfig, PlayStoreEndpoint};
 
 struct Setup {

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use storehook_shared::clock::ManualClock;
 use storehook_shared::event::Event;
 
-/// The fixed "now" of every target (2025-03-01T00:00:00Z, the testing payloads' T0).
+/// The fixed "now" of every target (2025-03-01T00:00:00Z, the test kit's payloads' T0).
 pub const NOW_MS: i64 = 1_740_787_200_000;
 
 /// `NOW_MS` as a time.

@@ -1,6 +1,6 @@
 //! Google Play per-notification cost, with Google's JWKS and the OAuth access
 //! token cached and the Play Developer API on 127.0.0.1 (the fake of
-//! `stores::playstore::testing`):
+//! `storehook_testkit::playstore`):
 //!
 //! - `auth_decode`: OIDC push token verification (RS256 against the cached
 //!   JWKS key, claims) + Pub/Sub body parse + base64 + DeveloperNotification;
@@ -10,7 +10,7 @@
 //! - `process_loopback_api`: `PlayStoreEndpoint::process` end to end, including
 //!   the `subscriptionsv2.get` round trip to the loopback fake.
 //!
-//! Run: `cargo bench -p storehook-shared --no-default-features --features testing --bench playstore`
+//! Run: `cargo bench -p storehook-shared --no-default-features --bench playstore`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -18,9 +18,9 @@ use std::hint::black_box;
 use storehook_shared::queue::QueueMessage;
 use storehook_shared::stores::playstore::links::Lineage;
 use storehook_shared::stores::playstore::model::{PurchaseToken, SubscriptionPurchaseV2};
-use storehook_shared::stores::playstore::testing::PlayTestEnv;
-use storehook_shared::stores::playstore::testing::payloads::*;
 use storehook_shared::stores::playstore::translate::{PlayState, SubscriptionState, translate};
+use storehook_testkit::playstore::PlayTestEnv;
+use storehook_testkit::playstore::payloads::*;
 
 const TOKEN: &str = "nmehidagchkodknabhpinckd.AO-J1OyEVS_-ZsLI5oaR1ZllDWajOria6YMhv12XWpA-8Z_kfUCMkFM1B4Q7k_ETe2wZ826mfzDPu-sFTkioxB7vf5qumS3i-w";
 const NOW: i64 = T0 + 40 * DAY;

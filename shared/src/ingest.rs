@@ -223,9 +223,9 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::queue::MemoryQueue;
-    use crate::stores::appstore::testing::{TestPki, payloads::*};
     use crate::stores::appstore::{AppStore, AppStoreConfig};
     use chrono::TimeZone;
+    use storehook_testkit::appstore::{TestPki, payloads::*};
 
     fn ingest(pki: &TestPki) -> (Ingest, Arc<MemoryQueue>) {
         let queue = Arc::new(MemoryQueue::new());

@@ -3,6 +3,15 @@
 //!
 //! Every Lambda in `functions/` and the `storehook` CLI are thin shells around
 //! this crate. docs/where-to-find-what.md maps each rule to its file.
+//!
+//! Test support lives in the `storehook-testkit` crate (a dev-dependency only).
+
+// The test kit's event fixtures and StateStore conformance suite are compiled
+// into the unit tests as modules (see `state`); they name this crate
+// `storehook_shared`, as every crate using it does.
+#[cfg(test)]
+extern crate self as storehook_shared;
+
 #[cfg(feature = "aws")]
 pub mod aws_sdk;
 pub mod clock;
@@ -24,6 +33,4 @@ pub mod retry;
 pub mod secrets;
 pub mod state;
 pub mod stores;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
 pub mod webhook;

@@ -13,8 +13,8 @@
 
 use proptest::prelude::*;
 use storehook_shared::event::{Event, EventType};
-use storehook_shared::state::fixtures::sub_event;
 use storehook_shared::state::{DeliveryRecord, MemoryState, RedbState, StateStore};
+use storehook_testkit::fixtures::sub_event;
 
 const KINDS: [(EventType, bool); 6] = [
     (EventType::SubscriptionStarted, true),

@@ -6,13 +6,15 @@
 //! `STOREHOOK_TEST_AWS_ENDPOINT`); without it every test prints `SKIP`.
 //! Each test provisions its own queue, dead-letter queue and table.
 
+mod harness;
+
+use harness::{AppleSub, Delivery, HOUR, Harness, Options, Reply};
 use std::time::Duration;
 use storehook_shared::dispatch::sqs_poller::replay_dead_letters;
 use storehook_shared::event::{EventId, EventType, SubscriptionStatus};
-use storehook_shared::stores::appstore::testing::TestPki;
-use storehook_shared::stores::appstore::testing::payloads::{BUNDLE_ID, DAY, T0};
 use storehook_shared::webhook::{DEFAULT_TOLERANCE, WebhookSecret, WebhookSecrets, verify};
-use storehook_tests::{AppleSub, Delivery, HOUR, Harness, Options, Reply};
+use storehook_testkit::appstore::TestPki;
+use storehook_testkit::appstore::payloads::{BUNDLE_ID, DAY, T0};
 
 const PUMP: Duration = Duration::from_secs(60);
 

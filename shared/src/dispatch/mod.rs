@@ -248,10 +248,10 @@ mod tests {
     use crate::event::{EventId, EventType};
     use crate::state::fixtures::*;
     use crate::state::{MemoryState, StateError};
-    use crate::testing::{Reply, TestReceiver};
     use crate::webhook::{
         DEFAULT_TOLERANCE, HttpWebhookSender, WebhookSecret, WebhookSecrets, verify,
     };
+    use storehook_testkit::receiver::{Reply, TestReceiver};
 
     struct Rig {
         rx: TestReceiver,

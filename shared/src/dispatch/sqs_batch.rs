@@ -305,9 +305,9 @@ mod tests {
     use crate::retry::RetrySchedule;
     use crate::state::MemoryState;
     use crate::state::fixtures::*;
-    use crate::testing::{Reply, TestReceiver};
     use crate::webhook::{HttpWebhookSender, WebhookSecret, WebhookSecrets};
     use std::collections::HashMap;
+    use storehook_testkit::receiver::{Reply, TestReceiver};
 
     fn message(n: usize, group: &str, body: &str, receive_count: u32) -> SqsMessage {
         let mut m = SqsMessage::default();

@@ -120,8 +120,8 @@ mod tests {
     use crate::queue::QueueMessage;
     use crate::retry::RetrySchedule;
     use crate::state::MemoryState;
-    use crate::testing::TestReceiver;
     use crate::webhook::{HttpWebhookSender, WebhookSecret, WebhookSecrets};
+    use storehook_testkit::receiver::TestReceiver;
 
     #[tokio::test]
     async fn the_redb_worker_dead_letters_an_unparseable_body_without_its_content() {

@@ -187,10 +187,10 @@ impl WebhookSender for HttpWebhookSender {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::testing::{Reply, TestReceiver};
     use crate::webhook::signature::tests::VECTOR_SECRET;
     use crate::webhook::{DEFAULT_TOLERANCE, HEADER_TIMESTAMP, verify};
     use chrono::TimeZone;
+    use storehook_testkit::receiver::{Reply, TestReceiver};
 
     fn at(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(secs, 0).unwrap()

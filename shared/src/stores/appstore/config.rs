@@ -219,7 +219,7 @@ mod tests {
     #[test]
     fn extra_roots_are_not_configurable_through_the_environment() {
         // a PEM root in the environment is ignored: a deployment trusts Apple's root only
-        let pki = crate::stores::appstore::testing::TestPki::new();
+        let pki = storehook_testkit::appstore::TestPki::new();
         let pem = format!(
             "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &pki.root_der)

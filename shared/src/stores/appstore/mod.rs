@@ -312,9 +312,3 @@ fn identity(p: &NotificationPayload) -> (Option<String>, Option<i64>, Option<Str
     }
     (None, None, None)
 }
-
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
-
-#[cfg(test)]
-mod tests;

@@ -399,7 +399,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::clock::ManualClock;
-    use crate::http::loopback::{Seen, Server, response};
+    use storehook_testkit::loopback::{Seen, Server, response};
 
     /// A Huawei API on loopback: OAuth issues `tok`, the IAP APIs answer `iap`.
     async fn huawei(

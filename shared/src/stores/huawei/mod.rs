@@ -802,9 +802,3 @@ impl StoreEndpoint for HuaweiEndpoint {
         }
     }
 }
-
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
-
-#[cfg(test)]
-mod tests;

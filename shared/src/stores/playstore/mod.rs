@@ -437,9 +437,3 @@ impl StoreEndpoint for PlayStoreEndpoint {
             .map_err(|e| e.rejection())
     }
 }
-
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
-
-#[cfg(test)]
-mod tests;

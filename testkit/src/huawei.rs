@@ -1,8 +1,7 @@
-//! Test support for Huawei (unit tests and the `testing` feature): a generated
-//! RSA "IAP key" that signs notifications the way Huawei does, builders of
-//! realistic payloads and bodies (legacy and v2), and a fake Huawei API
-//! (OAuth + subscription + order status) on 127.0.0.1 that checks what it
-//! receives.
+//! Test support for Huawei: a generated RSA "IAP key" that signs
+//! notifications the way Huawei does, builders of realistic payloads and
+//! bodies (legacy and v2), and a fake Huawei API (OAuth + subscription +
+//! order status) on 127.0.0.1 that checks what it receives.
 //!
 //! ```ignore
 //! let key = HuaweiTestKey::generate();
@@ -12,13 +11,13 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::verify::IapPublicKey;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::{self, KeyPair as _, RsaEncoding, RsaPssSaltLength};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
+use storehook_shared::stores::huawei::verify::IapPublicKey;
 
 /// RSASSA-PSS SHA-256 with the maximum salt (the defensive variant storehook also accepts).
 static RSA_PSS_SHA256_MAX_SALT: signature::RsaSignatureEncoding =
@@ -310,7 +309,6 @@ pub use fake_api::{CLIENT_ID, CLIENT_SECRET, FakeHuaweiApi, FakeReply};
 
 mod fake_api {
     use super::{HuaweiTestKey, SignAs};
-    use crate::stores::huawei::api::{ApiConfig, ORDER_PATH, SUBSCRIPTION_PATH};
     use axum::Router;
     use axum::body::Bytes;
     use axum::extract::State;
@@ -324,6 +322,7 @@ mod fake_api {
     use std::net::SocketAddr;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
+    use storehook_shared::stores::huawei::api::{ApiConfig, ORDER_PATH, SUBSCRIPTION_PATH};
     use tokio::task::JoinHandle;
 
     /// OAuth client id the fake accepts.

@@ -4,23 +4,23 @@
 //! against a fake server, and the committed sample event.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::testing::{
-    FakeHuaweiApi, FakeReply, HuaweiTestKey, SignAs, payloads::*, v2_order_body,
-    v2_subscription_body,
-};
-use super::verify::IapPublicKey;
-use super::*;
-use crate::clock::ManualClock;
-use crate::event::{
-    ChangeEffective, Environment, EventType, OfferType, PeriodType, PriceIncreaseStatus,
-    ProductKind, SubscriptionStatus,
-};
-use crate::ingest::{Ingest, MAX_BODY_BYTES};
-use crate::queue::{MemoryQueue, QueueError};
 use chrono::TimeZone;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use storehook_shared::clock::ManualClock;
+use storehook_shared::event::{
+    ChangeEffective, Environment, Event, EventType, OfferType, PeriodType, PriceIncreaseStatus,
+    ProductKind, SubscriptionStatus,
+};
+use storehook_shared::ingest::{Ingest, MAX_BODY_BYTES, StoreRequest};
+use storehook_shared::queue::{MemoryQueue, QueueError};
+use storehook_shared::stores::huawei::verify::IapPublicKey;
+use storehook_shared::stores::huawei::*;
+use storehook_testkit::huawei::{
+    FakeHuaweiApi, FakeReply, HuaweiTestKey, SignAs, payloads::*, v2_order_body,
+    v2_subscription_body,
+};
 
 /// "Now" of the tests: 10 days into a monthly period that started at T0 + 30 days.
 const NOW: i64 = T0 + 40 * DAY;
@@ -128,7 +128,7 @@ async fn every_notification_type_translates_in_both_versions_and_algorithms() {
             assert_eq!(e.kind, want, "{ctx}");
             assert_eq!(e.store_notification.kind, name, "{ctx}");
             assert_eq!(e.store_notification.subtype, None);
-            assert_eq!(e.store, crate::event::Store::HuaweiAppGallery);
+            assert_eq!(e.store, storehook_shared::event::Store::HuaweiAppGallery);
             assert_eq!(e.app_id, APP_ID, "{ctx}");
             assert_eq!(e.environment, Environment::Production, "{ctx}");
             assert_eq!(e.received_at.millis(), NOW);
@@ -144,7 +144,10 @@ async fn every_notification_type_translates_in_both_versions_and_algorithms() {
             assert_eq!(s.store_subscription_id, SUBSCRIPTION_ID);
             assert_eq!(
                 s.id,
-                crate::event::SubscriptionId::derive(&["HUAWEI_APPGALLERY", SUBSCRIPTION_ID])
+                storehook_shared::event::SubscriptionId::derive(&[
+                    "HUAWEI_APPGALLERY",
+                    SUBSCRIPTION_ID
+                ])
             );
             assert_eq!(e.product.as_ref().unwrap().id, "pro.monthly");
             assert_eq!(e.product.as_ref().unwrap().kind, ProductKind::AutoRenewable);
@@ -624,7 +627,7 @@ fn tokens_never_show_in_debug_output() {
         .verify(&v2_order_body(1, PURCHASE_TOKEN, "coins.100", NOW))
         .unwrap();
     assert!(!format!("{order:?}").contains(PURCHASE_TOKEN));
-    let api = super::api::ApiConfig::new("id", "very-secret-value");
+    let api = storehook_shared::stores::huawei::api::ApiConfig::new("id", "very-secret-value");
     assert!(!format!("{api:?}").contains("very-secret-value"));
 }
 
@@ -969,7 +972,10 @@ async fn api_failures_are_503_so_huawei_resends_and_nothing_is_queued() {
     }
     // an unreachable API is 503 too
     let mut c = config();
-    c.api = Some(super::api::ApiConfig::new("1", "s").with_base_url("http://127.0.0.1:9"));
+    c.api = Some(
+        storehook_shared::stores::huawei::api::ApiConfig::new("1", "s")
+            .with_base_url("http://127.0.0.1:9"),
+    );
     let (ingest, queue) = ingest_for(Huawei::new(c, clock()).unwrap());
     let resp = ingest.handle(post(body)).await;
     assert_eq!(resp.status, 503);
@@ -1142,7 +1148,7 @@ async fn a_renewal_received_after_its_period_is_timed_by_its_receipt_and_judged_
 
 #[tokio::test]
 async fn a_forged_late_order_cannot_outlive_the_genuine_refund() {
-    use crate::state::{MemoryState, StateStore};
+    use storehook_shared::state::{MemoryState, StateStore};
     let (fake, h, _) = with_api(SignAs::Pkcs1).await;
     let state = MemoryState::new();
     // GIVEN a bought non-consumable whose owner posts an (unsigned) ORDER dated 2100
@@ -1236,7 +1242,7 @@ async fn an_order_notifications_type_comes_from_the_confirmed_receipt() {
 
 #[tokio::test]
 async fn order_event_ids_come_from_confirmed_fields_only() {
-    use crate::state::{MemoryState, StateStore};
+    use storehook_shared::state::{MemoryState, StateStore};
     let (fake, h, _) = with_api(SignAs::Pkcs1).await;
     let state = MemoryState::new();
     fake.set_order(order_receipt("premium", 1, NOW - DAY, 0));

@@ -5,7 +5,7 @@
 //! (moto) named by `STOREHOOK_TEST_AWS_ENDPOINT`.
 //!
 //! Every [`Harness`] provisions its own queue, dead-letter queue and table
-//! (unique names, created by [`storehook_shared::provision`] with the
+//! (unique names, created by [`storehook_testkit::provision`] with the
 //! attributes `template.yaml` declares), so tests run in parallel without
 //! seeing each other's messages or items.
 //!
@@ -18,28 +18,29 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use storehook_shared::aws_sdk::{TEST_ENDPOINT_ENV, test_sdk_config};
 use storehook_shared::clock::{Clock, SystemClock};
 use storehook_shared::dispatch::Dispatcher;
 use storehook_shared::dispatch::sqs_batch::MessageControl;
 use storehook_shared::dispatch::sqs_poller::poll_once;
 use storehook_shared::event::{Event, EventId, Store, SubscriptionId};
 use storehook_shared::ingest::{AppStoreEndpoint, Ingest, StoreRequest, StoreResponse};
-use storehook_shared::provision::{self, Provisioned};
+use storehook_shared::provision::{DEFAULT_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT_S};
 use storehook_shared::queue::sqs::{SqsMessageControl, SqsQueue};
 use storehook_shared::retry::RetrySchedule;
 use storehook_shared::state::{
     DeliveryRecord, DynamoState, GroupState, Recorded, StateError, StateStore,
 };
-use storehook_shared::stores::appstore::testing::TestPki;
-use storehook_shared::stores::appstore::testing::payloads::{self, APP_APPLE_ID, BUNDLE_ID, DAY};
 use storehook_shared::stores::appstore::{AppStore, AppStoreConfig};
-use storehook_shared::testing::{ReceivedRequest, TestReceiver};
 use storehook_shared::webhook::{
     DEFAULT_TOLERANCE, HttpWebhookSender, WebhookSecret, WebhookSecrets, verify,
 };
+use storehook_testkit::appstore::TestPki;
+use storehook_testkit::appstore::payloads::{self, APP_APPLE_ID, BUNDLE_ID, DAY};
+use storehook_testkit::emulator::{TEST_ENDPOINT_ENV, test_sdk_config};
+use storehook_testkit::provision::{self, Provisioned};
+use storehook_testkit::receiver::{ReceivedRequest, TestReceiver};
 
-pub use storehook_shared::testing::Reply;
+pub use storehook_testkit::receiver::Reply;
 
 /// One hour in ms.
 pub const HOUR: i64 = 3_600_000;
@@ -63,8 +64,8 @@ impl Default for Options {
         Self {
             schedule: "1s,1s,1s",
             sender_timeout: Duration::from_secs(5),
-            max_receive_count: provision::DEFAULT_MAX_RECEIVE_COUNT,
-            visibility_timeout_s: provision::QUEUE_VISIBILITY_TIMEOUT_S,
+            max_receive_count: DEFAULT_MAX_RECEIVE_COUNT,
+            visibility_timeout_s: QUEUE_VISIBILITY_TIMEOUT_S,
         }
     }
 }
@@ -87,8 +88,6 @@ pub struct Delivery {
 pub struct Harness {
     /// Test name (for messages).
     pub name: String,
-    /// Emulator SDK configuration.
-    pub sdk: SdkConfig,
     /// SQS client.
     pub sqs: aws_sdk_sqs::Client,
     /// DynamoDB client.
@@ -204,7 +203,6 @@ impl Harness {
         );
         Some(Self {
             name: test.to_owned(),
-            sdk,
             sqs,
             ddb,
             resources,

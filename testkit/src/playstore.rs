@@ -11,14 +11,8 @@
 //! - a token minter ([`id_token`], [`unsigned_token`], [`hs256_token`]);
 //! - [`payloads`]: RTDN, Pub/Sub push bodies and realistic API resources;
 //! - [`PlayTestEnv`]: all of it wired to a [`PlayStoreEndpoint`] with a manual clock.
-//!
-//! Only compiled for tests and with the `testing` feature.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::links::MemoryLinkStore;
-use super::{PlayStoreConfig, PlayStoreEndpoint, playstore_config};
-use crate::clock::ManualClock;
-use crate::ingest::StoreRequest;
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
@@ -38,6 +32,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
+use storehook_shared::clock::ManualClock;
+use storehook_shared::ingest::StoreRequest;
+use storehook_shared::stores::playstore::links::MemoryLinkStore;
+use storehook_shared::stores::playstore::{PlayStoreConfig, PlayStoreEndpoint, playstore_config};
 use tokio::task::JoinHandle;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -546,7 +544,7 @@ async fn token_handler(
     let scopes = claims["scope"].as_str().unwrap_or("");
     if !scopes
         .split(' ')
-        .any(|sc| sc == super::api::ANDROIDPUBLISHER_SCOPE)
+        .any(|sc| sc == storehook_shared::stores::playstore::api::ANDROIDPUBLISHER_SCOPE)
     {
         return oauth_error(&s, format!("scope {scopes:?} lacks androidpublisher"));
     }
@@ -1023,7 +1021,7 @@ impl PlayTestEnv {
 
     /// The clock's now in seconds.
     pub fn now_secs(&self) -> i64 {
-        use crate::clock::Clock;
+        use storehook_shared::clock::Clock;
         self.clock.now().timestamp()
     }
 

@@ -1,5 +1,4 @@
-//! Test support (compiled for unit tests and with the `testing` feature):
-//! a real HTTP webhook receiver on 127.0.0.1 whose answers can be scripted and
+//! A real HTTP webhook receiver on 127.0.0.1 whose answers can be scripted and
 //! changed mid-test, recording every request it got.
 //!
 //! ```ignore
@@ -93,7 +92,7 @@ impl ReceivedRequest {
 
     /// The `webhook-id` header.
     pub fn webhook_id(&self) -> Option<&str> {
-        self.header(crate::webhook::HEADER_ID)
+        self.header(storehook_shared::webhook::HEADER_ID)
     }
 
     /// The body as JSON.

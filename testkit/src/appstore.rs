@@ -1,10 +1,8 @@
 //! A generated Apple-like PKI for tests and benchmarks: a root, a WWDR-like
 //! intermediate and a receipt-signing leaf, with or without Apple's OIDs, on
 //! P-256 or P-384, and helpers that sign JWS and whole notifications with it.
-//! Only compiled for tests and with the `testing` feature.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::verify::b64_std_encode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey};
@@ -13,6 +11,7 @@ use rcgen::{
     KeyPair, SignatureAlgorithm,
 };
 use serde_json::{Value, json};
+use storehook_shared::stores::appstore::verify::{OID_INTERMEDIATE, OID_LEAF, b64_std_encode};
 
 /// Curve of the root and intermediate (the leaf is always P-256: ES256).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +132,7 @@ impl TestPki {
             inter_params
                 .custom_extensions
                 .push(CustomExtension::from_oid_content(
-                    &oid(super::verify::OID_INTERMEDIATE),
+                    &oid(OID_INTERMEDIATE),
                     vec![0x05, 0x00],
                 ));
         }
@@ -151,7 +150,7 @@ impl TestPki {
             leaf_params
                 .custom_extensions
                 .push(CustomExtension::from_oid_content(
-                    &oid(super::verify::OID_LEAF),
+                    &oid(OID_LEAF),
                     vec![0x05, 0x00],
                 ));
         }

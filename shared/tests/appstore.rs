@@ -2,19 +2,19 @@
 //! a generated PKI signing every type/subtype, and the negative matrix.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::testing::{Curve, PkiOptions, TestPki, payloads::*};
-use super::*;
-use crate::clock::ManualClock;
-use crate::event::{
-    ChangeDirection, ChangeEffective, EventType, OfferType, PeriodType, ProductKind, RefundKind,
-    SubscriptionStatus,
-};
-use crate::ingest::{Ingest, StoreEndpoint, StoreRequest};
-use crate::queue::MemoryQueue;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use storehook_shared::clock::ManualClock;
+use storehook_shared::event::{
+    ChangeDirection, ChangeEffective, EventType, OfferType, PeriodType, ProductKind, RefundKind,
+    SubscriptionStatus,
+};
+use storehook_shared::ingest::{Ingest, StoreEndpoint, StoreRequest};
+use storehook_shared::queue::MemoryQueue;
+use storehook_shared::stores::appstore::*;
+use storehook_testkit::appstore::{Curve, PkiOptions, TestPki, payloads::*};
 
 const NOW: i64 = T0 + 400 * DAY;
 
@@ -133,7 +133,7 @@ fn real_apple_notifications_verify_against_the_bundled_root_and_translate() {
             expect["notificationUUID"].as_str().unwrap()
         );
         assert_eq!(e.app_id, expect["bundleId"].as_str().unwrap());
-        assert_eq!(e.environment, crate::event::Environment::Sandbox);
+        assert_eq!(e.environment, storehook_shared::event::Environment::Sandbox);
         assert_eq!(
             e.occurred_at.millis(),
             expect["signedDate"].as_i64().unwrap()
@@ -439,8 +439,14 @@ fn every_notification_type_and_subtype_translates() {
             assert_eq!(e.kind, c.want, "{}/{:?}", c.ntype, c.subtype);
             assert_eq!(e.store_notification.kind, c.ntype);
             assert_eq!(e.store_notification.subtype.as_deref(), c.subtype);
-            assert_eq!(e.id, crate::event::EventId::derive(&["APP_STORE", &uuid]));
-            assert_eq!(e.environment, crate::event::Environment::Production);
+            assert_eq!(
+                e.id,
+                storehook_shared::event::EventId::derive(&["APP_STORE", &uuid])
+            );
+            assert_eq!(
+                e.environment,
+                storehook_shared::event::Environment::Production
+            );
             if c.ntype != "TEST" {
                 let s = e.subscription.as_ref().unwrap();
                 assert_eq!(s.store_subscription_id, "1000");
@@ -462,7 +468,7 @@ fn process_one(
     p: Value,
     tx: Option<Value>,
     rn: Option<Value>,
-) -> crate::event::Event {
+) -> storehook_shared::event::Event {
     strict(pki)
         .process(&pki.notification_body(p, tx.as_ref(), rn.as_ref()), NOW)
         .unwrap()
@@ -731,7 +737,10 @@ fn summary_and_external_token_notifications_are_kept_as_store_notifications() {
         .process(&pki.notification_body(ext, None, None), NOW)
         .unwrap();
     assert_eq!(out[0].kind, EventType::StoreNotification);
-    assert_eq!(out[0].environment, crate::event::Environment::Sandbox);
+    assert_eq!(
+        out[0].environment,
+        storehook_shared::event::Environment::Sandbox
+    );
 }
 
 #[test]
@@ -787,7 +796,7 @@ impl StoreEndpoint for Shared {
         &self,
         req: &StoreRequest,
         received_at_ms: i64,
-    ) -> Result<Vec<crate::event::Event>, crate::error::Rejection> {
+    ) -> Result<Vec<storehook_shared::event::Event>, storehook_shared::error::Rejection> {
         self.0
             .process(&req.body, received_at_ms)
             .map_err(|e| e.rejection())
@@ -1175,7 +1184,10 @@ fn environments_not_spelled_as_apple_does_are_forbidden() {
     );
     // the baseline, all three `Production`, is accepted and says PRODUCTION
     let ok = prod_only.process(&body(&p, &t, &r), NOW).unwrap();
-    assert_eq!(ok[0].environment, crate::event::Environment::Production);
+    assert_eq!(
+        ok[0].environment,
+        storehook_shared::event::Environment::Production
+    );
 
     for bad in [
         "production",

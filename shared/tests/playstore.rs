@@ -4,23 +4,26 @@
 //! tests/fixtures/playstore, and the negative matrix driven through `Ingest`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::auth::MIN_REFETCH_SECS;
-use super::links::{LinkError, LinkStore};
-use super::model::PurchaseToken;
-use super::testing::payloads::*;
-use super::testing::*;
-use super::*;
-use crate::clock::{Clock, ManualClock};
-use crate::event::{
-    ChangeEffective, Environment, EventType, OfferType, PeriodType, PriceIncreaseStatus,
-    ProductKind, RefundKind, Store, SubscriptionStatus,
-};
-use crate::ingest::{Ingest, StoreResponse};
-use crate::queue::MemoryQueue;
-use crate::state::{GroupState, transition};
+use async_trait::async_trait;
+use base64::Engine;
 use chrono::TimeZone;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::sync::Arc;
+use storehook_shared::clock::{Clock, ManualClock};
+use storehook_shared::event::{
+    ChangeEffective, Environment, Event, EventType, OfferType, PeriodType, PriceIncreaseStatus,
+    ProductKind, RefundKind, Store, SubscriptionStatus,
+};
+use storehook_shared::ingest::{Ingest, StoreResponse};
+use storehook_shared::queue::MemoryQueue;
+use storehook_shared::state::{GroupState, transition};
+use storehook_shared::stores::playstore::auth::MIN_REFETCH_SECS;
+use storehook_shared::stores::playstore::links::{LinkError, LinkStore};
+use storehook_shared::stores::playstore::model::PurchaseToken;
+use storehook_shared::stores::playstore::*;
+use storehook_testkit::playstore::payloads::*;
+use storehook_testkit::playstore::*;
 
 const NOW: i64 = T0 + 40 * DAY;
 
@@ -218,7 +221,7 @@ async fn captured_pushes_decode_as_their_expectations_say_and_translate() {
         );
         assert_eq!(
             e.id,
-            crate::event::EventId::derive(&["GOOGLE_PLAY", &push.message_id])
+            storehook_shared::event::EventId::derive(&["GOOGLE_PLAY", &push.message_id])
         );
         if let Some(name) = x["notificationTypeName"].as_str() {
             assert_eq!(e.store_notification.kind, name);
@@ -785,7 +788,10 @@ async fn a_link_to_a_token_google_forgot_is_a_resubscription_rooted_there() {
     assert_eq!(s.store_subscription_id, "tok-ancient");
     assert_eq!(
         s.id,
-        super::links::Lineage::rooted_at(&PurchaseToken::new("tok-ancient")).subscription_id
+        storehook_shared::stores::playstore::links::Lineage::rooted_at(&PurchaseToken::new(
+            "tok-ancient"
+        ))
+        .subscription_id
     );
 }
 
@@ -1074,7 +1080,7 @@ async fn refused_pushes_are_answered_with_status_and_code_and_queue_nothing() {
     let with = |token: &str| request_with_token(body(), Some(token), None);
     // a key Google never published, under a kid Google does not know
     let stranger = RsaTestKey::generate("g9");
-    let cases: Vec<(&str, crate::ingest::StoreRequest, u16, &str)> = vec![
+    let cases: Vec<(&str, storehook_shared::ingest::StoreRequest, u16, &str)> = vec![
         (
             "missing",
             request_with_token(body(), None, None),
@@ -1426,7 +1432,7 @@ async fn play_api_failures_are_503_and_the_redelivery_dedupes() {
     assert_eq!(a.id, b.id);
     assert_eq!(
         a.id,
-        crate::event::EventId::derive(&["GOOGLE_PLAY", "m-503"])
+        storehook_shared::event::EventId::derive(&["GOOGLE_PLAY", "m-503"])
     );
     assert_eq!(
         a.subscription.as_ref().unwrap().id,
@@ -1469,14 +1475,17 @@ struct BrokenLinks;
 
 #[async_trait]
 impl LinkStore for BrokenLinks {
-    async fn resolve(&self, _: &PurchaseToken) -> Result<Option<super::links::Lineage>, LinkError> {
+    async fn resolve(
+        &self,
+        _: &PurchaseToken,
+    ) -> Result<Option<storehook_shared::stores::playstore::links::Lineage>, LinkError> {
         Err(LinkError("throttled".into()))
     }
     async fn link(
         &self,
         _: &PurchaseToken,
-        _: &super::links::Lineage,
-    ) -> Result<super::links::Lineage, LinkError> {
+        _: &storehook_shared::stores::playstore::links::Lineage,
+    ) -> Result<storehook_shared::stores::playstore::links::Lineage, LinkError> {
         Err(LinkError("throttled".into()))
     }
 }
@@ -1999,7 +2008,7 @@ async fn endpoint_against(
 
 #[tokio::test]
 async fn redirects_from_google_are_not_followed() {
-    use crate::http::loopback::{Server, response};
+    use storehook_testkit::loopback::{Server, response};
     let env = PlayTestEnv::start().await;
     // another loopback server, where the redirects point
     let elsewhere = Server::start(|_| Some(response(200, &[], "{}"))).await;
@@ -2033,7 +2042,7 @@ async fn redirects_from_google_are_not_followed() {
 
 #[tokio::test]
 async fn identifiers_are_encoded_as_exactly_one_path_segment() {
-    use crate::http::loopback::{Server, response};
+    use storehook_testkit::loopback::{Server, response};
     let env = PlayTestEnv::start().await;
     let api = Server::start(|_| {
         Some(response(
@@ -2104,7 +2113,7 @@ async fn dot_segments_and_slashes_are_refused_before_any_api_call() {
 
 #[tokio::test]
 async fn a_repeated_key_in_a_play_api_answer_is_a_503() {
-    use crate::http::loopback::{Server, response};
+    use storehook_testkit::loopback::{Server, response};
     let env = PlayTestEnv::start().await;
     // subscriptionsv2 answers with subscriptionState twice
     let dup = Sub::active().json().to_string().replacen(
@@ -2112,7 +2121,7 @@ async fn a_repeated_key_in_a_play_api_answer_is_a_503() {
         r#"{"subscriptionState":"SUBSCRIPTION_STATE_EXPIRED","#,
         1,
     );
-    assert!(crate::json::check_unique_keys(dup.as_bytes()).is_err());
+    assert!(storehook_shared::json::check_unique_keys(dup.as_bytes()).is_err());
     let api = Server::start(move |_| Some(response(200, &[], &dup))).await;
     let e = endpoint_against(&env, None, Some(api.url.clone())).await;
     let req = env.request(push_body(
