@@ -531,6 +531,7 @@ async fn serve_loses_nothing_and_keeps_order_under_kills_outages_and_a_full_disk
         let client = reqwest::Client::new();
         tokio::spawn(async move {
             let mut unhealthy_seen = false;
+            let mut healed_in: Option<Duration> = None;
             let mut plan: Vec<&str> = vec!["kill"; kills];
             plan.extend(["outage", "outage"]);
             if tmpfs.is_some() {
@@ -576,17 +577,33 @@ async fn serve_loses_nothing_and_keeps_order_under_kills_outages_and_a_full_disk
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                         std::fs::remove_file(filler).unwrap();
+                        // Heals by itself: /healthz is 200 again with no restart
+                        // (the next kill comes only after this).
+                        let freed = Instant::now();
+                        loop {
+                            if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+                                && r.status() == 200
+                            {
+                                break;
+                            }
+                            assert!(
+                                freed.elapsed() < Duration::from_secs(30),
+                                "serve did not heal within 30 s of the disk being freed"
+                            );
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        healed_in = Some(freed.elapsed());
                     }
                 }
             }
-            (tmpfs, unhealthy_seen)
+            (tmpfs, unhealthy_seen, healed_in)
         })
     };
 
     for c in clients {
         c.await.unwrap();
     }
-    let (tmpfs, unhealthy_seen) = chaos.await.unwrap();
+    let (tmpfs, unhealthy_seen, healed_in) = chaos.await.unwrap();
     eprintln!(
         "chaos: every post answered 2xx after {:.1}s ({} non-2xx answers retried)",
         started.elapsed().as_secs_f64(),
@@ -700,7 +717,7 @@ async fn serve_loses_nothing_and_keeps_order_under_kills_outages_and_a_full_disk
     }
     eprintln!(
         "chaos: RESULT notifications={} posts={total_posts} subscriptions={subs} kills={kills} \
-         disk_full={} unhealthy_seen={unhealthy_seen} receiver_503={} acked={} duplicates={duplicates} \
+         disk_full={} unhealthy_seen={unhealthy_seen} healed_in={healed_in:?} receiver_503={} acked={} duplicates={duplicates} \
          lost=0 order_violations=0 dead_letters=0 bad_signatures=0 time={:.1}s",
         notifications,
         tmpfs.is_some(),
