@@ -145,7 +145,10 @@ fn open_queue(dir: &Path) -> anyhow::Result<RedbQueue> {
 
 /// Lists or replays through a running server's admin routes.
 async fn ask_server(args: &Args, base: &str, token: &AdminToken) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
+    let client = storehook_shared::http::client(storehook_shared::http::Timeouts::both(
+        std::time::Duration::from_secs(30),
+    ))
+    .map_err(anyhow::Error::msg)?;
     let selection = if args.all {
         serde_json::json!({ "all": true })
     } else {

@@ -16,9 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storehook_fuzz::{clock, runtime};
 use storehook_shared::dispatch::Dispatcher;
-use storehook_shared::dispatch::sqs_batch::{
-    ATTR_GROUP_ID, ATTR_RECEIVE_COUNT, MemoryMessageControl, handle_sqs_batch,
-};
+use storehook_shared::dispatch::sqs_batch::{ATTR_GROUP_ID, ATTR_RECEIVE_COUNT, handle_sqs_batch};
+use storehook_shared::queue::message_control::MemoryMessageControl;
 use storehook_shared::event::{Event, EventId};
 use storehook_shared::retry::RetrySchedule;
 use storehook_shared::state::MemoryState;

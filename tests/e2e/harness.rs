@@ -20,11 +20,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storehook_shared::clock::{Clock, SystemClock};
 use storehook_shared::dispatch::Dispatcher;
-use storehook_shared::dispatch::sqs_batch::MessageControl;
 use storehook_shared::dispatch::sqs_poller::poll_once;
 use storehook_shared::event::{Event, EventId, Store, SubscriptionId};
 use storehook_shared::ingest::{AppStoreEndpoint, Ingest, StoreRequest, StoreResponse};
 use storehook_shared::provision::{DEFAULT_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT_S};
+use storehook_shared::queue::message_control::MessageControl;
 use storehook_shared::queue::sqs::{SqsMessageControl, SqsQueue};
 use storehook_shared::retry::RetrySchedule;
 use storehook_shared::state::{

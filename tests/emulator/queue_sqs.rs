@@ -3,7 +3,7 @@
 
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use std::time::Duration;
-use storehook_shared::dispatch::sqs_batch::{
+use storehook_shared::queue::message_control::{
     DLQ_ATTR_REASON, DLQ_ATTR_RECEIVE_COUNT, DLQ_ATTR_SOURCE_MESSAGE_ID, DeadLetterMessage,
     MessageControl,
 };

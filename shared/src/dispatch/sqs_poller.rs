@@ -6,7 +6,8 @@
 //! Also the dead-letter replay (`storehook replay --aws`).
 
 use crate::dispatch::Dispatcher;
-use crate::dispatch::sqs_batch::{MessageControl, handle_sqs_batch};
+use crate::dispatch::sqs_batch::handle_sqs_batch;
+use crate::queue::message_control::MessageControl;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use std::collections::HashMap;

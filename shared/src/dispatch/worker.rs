@@ -34,7 +34,7 @@ pub enum Consumer {
         /// The queue.
         queue_url: String,
         /// Visibility and dead-lettering on that queue.
-        control: Arc<dyn super::sqs_batch::MessageControl>,
+        control: Arc<dyn crate::queue::message_control::MessageControl>,
     },
 }
 
@@ -94,7 +94,7 @@ async fn sqs_worker(
     client: aws_sdk_sqs::Client,
     queue_url: String,
     dispatcher: Arc<Dispatcher>,
-    control: Arc<dyn super::sqs_batch::MessageControl>,
+    control: Arc<dyn crate::queue::message_control::MessageControl>,
 ) {
     loop {
         if let Err(e) = super::sqs_poller::poll_once(

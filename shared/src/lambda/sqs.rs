@@ -3,7 +3,8 @@
 
 use super::{Error, start};
 use crate::dispatch::Dispatcher;
-use crate::dispatch::sqs_batch::{MessageControl, handle_sqs_batch};
+use crate::dispatch::sqs_batch::handle_sqs_batch;
+use crate::queue::message_control::MessageControl;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::future::Future;

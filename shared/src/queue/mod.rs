@@ -11,6 +11,7 @@
 
 mod memory;
 pub use memory::MemoryQueue;
+pub mod message_control;
 pub mod redb;
 #[cfg(feature = "aws")]
 pub mod sqs;

@@ -1,7 +1,7 @@
 //! The SQS adapters (feature `aws`): the SQS FIFO [`EventQueue`] ingest sends
 //! to, and the SQS [`MessageControl`] the dispatcher settles messages with.
 
-use crate::dispatch::sqs_batch::{
+use crate::queue::message_control::{
     DLQ_ATTR_REASON, DLQ_ATTR_RECEIVE_COUNT, DLQ_ATTR_SOURCE_MESSAGE_ID, DeadLetterMessage,
     MessageControl,
 };
