@@ -17,7 +17,7 @@
 use crate::clock::Clock;
 use crate::queue::{EventQueue, QueueError, QueueMessage, Received};
 use crate::redb_file::group_commit::{GroupCommitter, Job};
-use crate::redb_file::{Health, RedbFile, create_private_dir};
+use crate::redb_file::{Health, RedbFile};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -402,8 +402,7 @@ impl RedbQueue {
     /// Opens (or creates) `dir/queue.redb`. Messages in flight when the process
     /// stopped are visible again.
     pub fn open(dir: &Path) -> Result<Self, RedbQueueError> {
-        create_private_dir(dir).map_err(err)?;
-        Self::open_file(|init| RedbFile::open(&dir.join("queue.redb"), init))
+        Self::open_file(|init| RedbFile::open_in(dir, "queue.redb", init))
     }
 
     fn open_file(

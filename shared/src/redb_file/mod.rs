@@ -91,6 +91,14 @@ impl fmt::Debug for RedbFile {
 }
 
 impl RedbFile {
+    /// Opens `dir/name` (the directory created owner-only when absent, the file
+    /// owner-only) and runs `init`: how the queue, the state and the Play links
+    /// open their files.
+    pub(crate) fn open_in(dir: &Path, name: &str, init: Init) -> Result<Arc<Self>, String> {
+        create_private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Self::open(&dir.join(name), init)
+    }
+
     /// Opens `path` (created if absent) and runs `init`. The first open must
     /// succeed: a server that cannot open its files does not start.
     pub(crate) fn open(path: &Path, init: Init) -> Result<Arc<Self>, String> {

@@ -67,9 +67,8 @@ impl RedbState {
     /// Opens (or creates) `<dir>/state.redb`, creating `dir` if needed.
     /// A file can be open only once at a time (redb locks it).
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        crate::redb_file::create_private_dir(dir).map_err(db_err)?;
         let path = dir.join(FILE_NAME);
-        let file = RedbFile::open(&path, Box::new(create_tables)).map_err(db_err)?;
+        let file = RedbFile::open_in(dir, FILE_NAME, Box::new(create_tables)).map_err(db_err)?;
         let committer = GroupCommitter::start(file.clone(), "storehook-state").map_err(db_err)?;
         Ok(Self {
             file,

@@ -85,10 +85,10 @@ impl RedbLinkStore {
     /// Opens (or creates) `<dir>/links.redb`, creating `dir` if needed.
     /// A file can be open only once at a time (redb locks it).
     pub fn open(dir: &Path) -> Result<Self, LinkError> {
-        crate::redb_file::create_private_dir(dir).map_err(db_err)?;
         let path = dir.join(FILE_NAME);
-        let file = RedbFile::open(
-            &path,
+        let file = RedbFile::open_in(
+            dir,
+            FILE_NAME,
             Box::new(|db, _| {
                 let tx = db.begin_write().map_err(|e| e.to_string())?;
                 tx.open_table(LINKS).map_err(|e| e.to_string())?;
