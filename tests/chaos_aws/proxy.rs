@@ -6,7 +6,9 @@
 //! the proxy decides per request (seeded RNG) whether to inject a [`Fault`]:
 //! before the request reaches moto (connection dropped, 500, throttling,
 //! hang then drop) or after moto applied it (connection dropped, 500, hang
-//! then drop: the write took effect, the client does not know). Counters per
+//! then drop: the write took effect, the client does not know). Every kind
+//! is injected for sure into the 2nd … 12th request of each operation
+//! ([`FORCED`]), the others at random at the configured rate. Counters per
 //! fault kind and operation.
 //!
 //! The moto workarounds (see the module docs of `main.rs` for why) live here:
@@ -50,6 +52,18 @@ pub const FAULTABLE: &[&str] = &[
     "DynamoDB_20120810.TransactWriteItems",
     "DynamoDB_20120810.GetItem",
     "DynamoDB_20120810.UpdateItem",
+];
+
+/// The n-th request (1-based, counted per operation) that gets a fault for sure.
+const FORCED: &[(u64, Fault)] = &[
+    (2, Fault::DropAfter),
+    (3, Fault::DropBefore),
+    (5, Fault::Error500After),
+    (6, Fault::Error500Before),
+    (8, Fault::TimeoutAfter),
+    (9, Fault::Throttling),
+    (11, Fault::ProvisionedThroughputExceeded),
+    (12, Fault::TimeoutBefore),
 ];
 
 /// The longest long poll the proxy lets reach moto (seconds).
@@ -125,6 +139,8 @@ pub struct GuardStats {
     pub released: u64,
     /// Sends moto dropped as FIFO duplicates (mirrored).
     pub deduplicated: u64,
+    /// Messages handed out again (after a visibility timeout, a retry delay or a release).
+    pub redelivered: u64,
 }
 
 #[derive(Debug, Default)]
@@ -197,6 +213,9 @@ impl Tracker {
                 .unwrap_or_default()
                 .to_owned();
             if let (Some(rh), Some(id)) = (m["ReceiptHandle"].as_str(), m["MessageId"].as_str()) {
+                if self.handles.values().any(|seen| seen == id) {
+                    self.stats.redelivered += 1;
+                }
                 self.handles.insert(rh.to_owned(), id.to_owned());
             }
             match groups.iter_mut().find(|(g, _)| *g == group) {
@@ -279,9 +298,14 @@ struct Upstream {
 }
 
 impl Inner {
-    fn decide(&self, op: &str) -> Option<Fault> {
+    fn decide(&self, op: &str, nth: u64) -> Option<Fault> {
         if !self.enabled.load(Ordering::SeqCst) || !FAULTABLE.contains(&op) {
             return None;
+        }
+        // Every kind of fault, for sure, on every operation that is called often enough;
+        // the rest at random.
+        if let Some((_, f)) = FORCED.iter().find(|(n, _)| *n == nth) {
+            return Some(*f);
         }
         let rate = *lock(&self.rate);
         let mut rng = lock(&self.rng);
@@ -441,9 +465,14 @@ impl Inner {
             Ok(b) => b.to_bytes(),
             Err(_) => return Err(Dropped),
         };
-        *lock(&self.requests).entry(op.clone()).or_default() += 1;
+        let nth = {
+            let mut r = lock(&self.requests);
+            let n = r.entry(op.clone()).or_default();
+            *n += 1;
+            *n
+        };
         let t0 = std::time::Instant::now();
-        let fault = self.decide(&op);
+        let fault = self.decide(&op, nth);
         if let Some(f) = fault {
             *lock(&self.faults).entry((f, op.clone())).or_default() += 1;
         }
