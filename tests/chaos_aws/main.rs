@@ -78,10 +78,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use storehook_shared::clock::{Clock, SystemClock};
 use storehook_shared::dispatch::Dispatcher;
-use storehook_shared::dispatch::sqs_batch::MessageControl;
 use storehook_shared::dispatch::worker::Consumer;
 use storehook_shared::event::{Event, EventId};
 use storehook_shared::ingest::{AppStoreEndpoint, Ingest, StoreRequest};
+use storehook_shared::queue::message_control::MessageControl;
 use storehook_shared::queue::sqs::{SqsMessageControl, SqsQueue};
 use storehook_shared::retry::RetrySchedule;
 use storehook_shared::state::{DynamoState, StateStore};
@@ -715,14 +715,13 @@ async fn receives_are_serialized_so_two_pollers_never_hold_one_group() {
     let proxy = FaultProxy::start(&ep, 1).await;
     let proxied = aws_sdk_sqs::Client::new(&proxied_sdk(&proxy).await);
 
-    // GIVEN moto directly: more than one poller gets messages of the group (the emulator fact)
+    // GIVEN moto directly: usually more than one poller gets messages of the
+    // group (the emulator fact). A race, so it is reported, not asserted: a CI
+    // run must not fail on moto's timing.
     let (sqs, ddb, direct) = provision_all(&moto, &format!("chaos-aws-rd-{}", tag()), 30).await;
     let got = four_pollers_one_group(&sqs, &direct.queues.queue_url).await;
     let holders = got.iter().filter(|b| !b.is_empty()).count();
-    assert!(
-        holders >= 2,
-        "moto no longer hands one group to two long polls ({got:?}): workaround 1 may go"
-    );
+    eprintln!("{TEST}: moto directly handed one group to {holders} concurrent long polls: {got:?}");
 
     // WHEN the same goes through the proxy
     let (_, _, via) = provision_all(&moto, &format!("chaos-aws-rp-{}", tag()), 30).await;
