@@ -61,6 +61,10 @@
 //! `CHAOS_AWS_KILLS` (2), `CHAOS_AWS_SEED` (random, printed; the RNG of the
 //! plan and of the proxy), `CHAOS_AWS_TIMEOUT_S` (85). The full run (≈ 1,000 faults):
 //! `CHAOS_AWS_NOTIFICATIONS=600 CHAOS_AWS_FAULT_RATE=0.25 CHAOS_AWS_TIMEOUT_S=600 bash scripts/test.sh -p storehook-tests --test chaos_aws -- --nocapture`
+//! does NOT pass yet, for a reason in the harness, not in storehook: the
+//! "stores" give up after 200 consecutive 5xx answers, and at that size their
+//! sends queue behind the proxy's one-at-a-time SendMessageBatch guard and hit
+//! the 3 s attempt timeout (issue #10 stays open for it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[allow(dead_code, unused_imports)]
