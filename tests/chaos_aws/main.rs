@@ -74,7 +74,7 @@ mod proxy;
 
 use aws_config::SdkConfig;
 use aws_config::timeout::TimeoutConfig;
-use harness::AppleSub;
+use harness::{AppleSub, queue_depth};
 use proxy::{Fault, FaultProxy};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -160,30 +160,6 @@ async fn provision_all(
         table_name: name.to_owned(),
     };
     (sqs, ddb, resources)
-}
-
-/// (visible, in flight) messages of a queue, asked of moto directly.
-async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(A::ApproximateNumberOfMessages)
-        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .unwrap();
-    let attrs = out.attributes.unwrap_or_default();
-    let get = |k: A| {
-        attrs
-            .get(&k)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (
-        get(A::ApproximateNumberOfMessages),
-        get(A::ApproximateNumberOfMessagesNotVisible),
-    )
 }
 
 /// One dispatcher: the `storehook serve --aws` SQS consumer over clients behind the proxy.
@@ -429,7 +405,7 @@ async fn the_aws_path_under_chaos_applies_each_event_once_in_order_and_loses_not
         if stores_done && stores_done_at.is_none() {
             stores_done_at = Some(started.elapsed());
         }
-        if got == expected.len() && stores_done && depth(&sqs, &queue_url).await == (0, 0) {
+        if got == expected.len() && stores_done && queue_depth(&sqs, &queue_url).await == (0, 0) {
             break;
         }
         if Instant::now() >= deadline {
@@ -439,8 +415,8 @@ async fn the_aws_path_under_chaos_applies_each_event_once_in_order_and_loses_not
                  (missing e.g. {missing:?}), stores done {stores_done}, queue {:?}, dlq {:?}, \
                  faults {:?}, guard {:?}",
                 expected.len(),
-                depth(&sqs, &queue_url).await,
-                depth(&sqs, &dlq_url).await,
+                queue_depth(&sqs, &queue_url).await,
+                queue_depth(&sqs, &dlq_url).await,
                 proxy.faults_by_kind(),
                 proxy.guard_stats()
             );
@@ -549,8 +525,8 @@ async fn the_aws_path_under_chaos_applies_each_event_once_in_order_and_loses_not
         first_acks.is_empty(),
         "groups nobody expected: {first_acks:?}"
     );
-    assert_eq!(depth(&sqs, &queue_url).await, (0, 0), "queue empty");
-    assert_eq!(depth(&sqs, &dlq_url).await, (0, 0), "0 dead letters");
+    assert_eq!(queue_depth(&sqs, &queue_url).await, (0, 0), "queue empty");
+    assert_eq!(queue_depth(&sqs, &dlq_url).await, (0, 0), "0 dead letters");
     assert_eq!(proxy.live_messages(), 0, "the ordering guard's bookkeeping");
     assert_eq!(
         proxy.errors(),

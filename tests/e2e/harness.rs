@@ -339,26 +339,7 @@ impl Harness {
 
     /// (visible, in flight) messages of a queue.
     pub async fn depth(&self, url: &str) -> (u64, u64) {
-        let out = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{}: GetQueueAttributes: {e:?}", self.name));
-        let attrs = out.attributes.unwrap_or_default();
-        let get = |k: QueueAttributeName| {
-            attrs
-                .get(&k)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        (
-            get(QueueAttributeName::ApproximateNumberOfMessages),
-            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        )
+        queue_depth(&self.sqs, url).await
     }
 
     /// The dead-letter queue's messages as (body, message attributes), left in
@@ -724,4 +705,27 @@ impl<S: StateStore> StateStore for SerializedState<S> {
         let _g = self.lock.lock().await;
         self.inner.delivery(event_id).await
     }
+}
+
+/// (visible, in flight) messages of the queue `url`.
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: GetQueueAttributes: {e:?}"));
+    let attrs = out.attributes.unwrap_or_default();
+    let get = |k: QueueAttributeName| {
+        attrs
+            .get(&k)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (
+        get(QueueAttributeName::ApproximateNumberOfMessages),
+        get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    )
 }
