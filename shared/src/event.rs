@@ -508,6 +508,13 @@ pub struct Details {
     /// time from the future cannot order state). (Additive to v1.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurred_at_clamped_from: Option<Timestamp>,
+    /// Who produced the event when it was not a store notification: `"sweeper"`
+    /// (the expiry sweeper, from the store's API answer or, without API
+    /// credentials, from the expiry time itself) or `"backfill"` (`storehook
+    /// backfill`). Absent for events translated from a store notification.
+    /// (Additive to v1.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// The store's own identification of the notification.

@@ -33,4 +33,5 @@ pub mod retry;
 pub mod secrets;
 pub mod state;
 pub mod stores;
+pub mod sweep;
 pub mod webhook;

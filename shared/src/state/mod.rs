@@ -18,7 +18,7 @@ use std::fmt::Debug;
 mod memory;
 pub use memory::MemoryState;
 pub mod transition;
-pub use transition::{Applied, GroupState, transition};
+pub use transition::{Applied, GroupState, Origin, transition};
 mod redb;
 pub use redb::RedbState;
 

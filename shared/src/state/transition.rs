@@ -48,7 +48,8 @@
 //! - `app_user_id`: an in-order event without one keeps the stored one.
 
 use crate::event::{
-    Details, Entitlement, Event, EventId, EventType, PeriodType, Product, Subscription, Timestamp,
+    Details, Entitlement, Environment, Event, EventId, EventType, PeriodType, Product, Store,
+    Subscription, Timestamp, Transaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +75,23 @@ pub struct GroupState {
     pub entitlement: Entitlement,
     /// Paid renewals applied so far.
     pub renewals: u32,
+    /// Store, environment and app of the group: set by every event with a
+    /// subscription or a transaction (the sweeper needs them to ask the
+    /// store). `None` in states stored before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+    /// Snapshot: the transaction of the last applied event (the Play purchase
+    /// token lineage and Apple's transaction ids live here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<Transaction>,
+}
+
+/// Where a group's events come from (see [`GroupState::origin`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub store: Store,
+    pub environment: Environment,
+    pub app_id: String,
 }
 
 impl Default for GroupState {
@@ -87,6 +105,8 @@ impl Default for GroupState {
             app_user_id: None,
             entitlement: Entitlement::none(),
             renewals: 0,
+            origin: None,
+            transaction: None,
         }
     }
 }
@@ -163,6 +183,12 @@ pub fn transition(prev: Option<&GroupState>, mut event: Event) -> Applied {
     }
 
     let was_entitled = next.entitlement.active;
+    next.origin = Some(Origin {
+        store: event.store.clone(),
+        environment: event.environment.clone(),
+        app_id: event.app_id.clone(),
+    });
+    next.transaction = event.transaction.clone().or(next.transaction.take());
     next.applied_at = Some(event.occurred_at);
     next.applied_id = Some(event.id.clone());
     next.subscription = event.subscription.clone();
