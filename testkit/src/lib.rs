@@ -6,6 +6,7 @@
 //! - [`receiver`]: a scripted webhook receiver on loopback, [`receiver::free_port`];
 //! - [`loopback`]: a raw HTTP/1.1 server for tests of outbound calls;
 //! - [`appstore`]: a generated Apple-like PKI and notification builders;
+//! - [`apple_api`]: a fake App Store Server API that checks the JWT it gets;
 //! - [`playstore`]: a fake Google (JWKS, OAuth, androidpublisher) and push builders;
 //! - [`huawei`]: a generated IAP key, body builders and a fake Huawei API;
 //! - [`fixtures`]: event builders; [`conformance`]: the [`StateStore`] suite
@@ -16,6 +17,7 @@
 //!
 //! [`StateStore`]: storehook_shared::state::StateStore
 
+pub mod apple_api;
 pub mod appstore;
 pub mod conformance;
 #[cfg(feature = "aws")]

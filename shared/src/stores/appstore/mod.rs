@@ -1,6 +1,7 @@
 //! App Store Server Notifications V2: verify (x5c chain to Apple Root CA - G3,
 //! ES256), check the app and environment, and translate into the event language.
 
+pub mod api;
 pub mod config;
 pub mod model;
 pub mod translate;
