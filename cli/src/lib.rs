@@ -2,8 +2,11 @@
 //! code the binary runs.
 
 pub mod admin;
+pub mod apple_api;
+pub mod backfill;
 pub mod listener;
 pub mod receiver;
 pub mod replay;
 pub mod serve;
+pub mod test_notification;
 pub mod translate;

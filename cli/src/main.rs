@@ -4,8 +4,10 @@
 //!   an embedded queue and state; or SQS + DynamoDB with `--aws`).
 //! - `storehook translate --store <store> FILE|-`: verify a store HTTP body and print its events.
 //! - `storehook replay`: move dead letters back to the queue.
+//! - `storehook test-notification --store appstore`: Apple sends a TEST notification; did it arrive?
+//! - `storehook backfill --store appstore --since …`: re-post Apple's notification history to ingest.
 
-use storehook_cli::{replay, serve, translate};
+use storehook_cli::{backfill, replay, serve, test_notification, translate};
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -32,6 +34,10 @@ enum Command {
     Translate(translate::Args),
     /// Move dead letters back to the queue (all, or by event id).
     Replay(replay::Args),
+    /// Ask the store to send a test notification and report whether it arrived (exit 0 only on SUCCESS).
+    TestNotification(Box<test_notification::Args>),
+    /// Fetch what the store says happened in a window and send it through ingest.
+    Backfill(Box<backfill::Args>),
 }
 
 fn init_tracing() {
@@ -68,6 +74,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
             Command::Replay(args) => replay::run(args).await,
+            Command::TestNotification(args) => test_notification::run(*args).await,
+            Command::Backfill(args) => backfill::run(*args).await,
             Command::Translate(_) => Ok(()),
         }
     });

@@ -1,0 +1,433 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `storehook backfill --store appstore` and `storehook test-notification
+//! --store appstore`, driving the real binary against a loopback fake of
+//! Apple's App Store Server API (which checks every JWT) and a real
+//! `storehook serve` delivering to a loopback receiver.
+
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use storehook_shared::event::{EventId, Store};
+use storehook_testkit::apple_api::{ApiKey, FakeAppleApi};
+use storehook_testkit::appstore::{TestPki, payloads::*};
+use storehook_testkit::receiver::{TestReceiver, free_port};
+
+const BIN: &str = env!("CARGO_BIN_EXE_storehook");
+
+struct Serve {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clone_pki(p: &TestPki) -> TestPki {
+    TestPki {
+        root_der: p.root_der.clone(),
+        intermediate_der: p.intermediate_der.clone(),
+        leaf_der: p.leaf_der.clone(),
+        leaf_key_pem: p.leaf_key_pem.clone(),
+    }
+}
+
+async fn serve(data: &Path, root_pem: &Path, hook: &str, environments: &str) -> Serve {
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--webhook-url", hook])
+        .arg("--trust-root")
+        .arg(root_pem)
+        .args(["--apple-bundle-id", BUNDLE_ID])
+        .args(["--apple-app-apple-id", &APP_APPLE_ID.to_string()])
+        .args(["--apple-environments", environments])
+        .args(["--retry-schedule", "1s,1s,1s"])
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("STOREHOOK_ADMIN_TOKEN")
+        .env_remove("WEBHOOK_SECRET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let client = reqwest::Client::new();
+    loop {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "storehook serve did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Serve { child, base }
+}
+
+/// The test's world: Apple's PKI, an API key, the fake API, the files the CLI reads.
+struct World {
+    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    pki: TestPki,
+    fake: FakeAppleApi,
+    key_file: std::path::PathBuf,
+    root_pem: std::path::PathBuf,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new();
+    let key = ApiKey::generate();
+    let key_file = dir.path().join("AuthKey.p8");
+    std::fs::write(&key_file, &key.private_key_pem).unwrap();
+    let root_pem = dir.path().join("root.pem");
+    std::fs::write(&root_pem, pki.root_pem()).unwrap();
+    let fake = FakeAppleApi::start(key, BUNDLE_ID, clone_pki(&pki)).await;
+    World {
+        dir: dir.path().to_owned(),
+        _dir: dir,
+        pki,
+        fake,
+        key_file,
+        root_pem,
+    }
+}
+
+impl World {
+    /// Runs `storehook <args>` with the API settings of the fake (off the runtime's threads).
+    async fn run(&self, args: &[&str]) -> Output {
+        self.run_with_key(args, &self.key_file).await
+    }
+
+    async fn run_with_key(&self, args: &[&str], key_file: &Path) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .arg("--apple-api-private-key-file")
+            .arg(key_file)
+            .arg("--trust-root")
+            .arg(&self.root_pem)
+            .env("APPLE_API_KEY_ID", storehook_testkit::apple_api::KEY_ID)
+            .env(
+                "APPLE_API_ISSUER_ID",
+                storehook_testkit::apple_api::ISSUER_ID,
+            )
+            .env("APPLE_BUNDLE_ID", BUNDLE_ID)
+            .env("APPLE_API_BASE_URL", self.fake.url())
+            .env_remove("APPLE_API_PRIVATE_KEY")
+            .env_remove("APPLE_API_PRIVATE_KEY_SECRET_ARN")
+            .env("RUST_LOG", "warn");
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// A signed Sandbox notification of subscription 777, in the fake's history.
+    fn add(&self, ntype: &str, subtype: Option<&str>, uuid: &str, at: i64, status: i64) {
+        let p = notification(ntype, subtype, uuid, at, "Sandbox", Some(status));
+        let t = transaction(
+            "777",
+            &format!("777-{uuid}"),
+            "pro.monthly",
+            at,
+            30,
+            "Sandbox",
+        );
+        let r = renewal("777", "pro.monthly", true, at, "Sandbox");
+        let body: Value =
+            serde_json::from_slice(&self.pki.notification_body(p, Some(&t), Some(&r))).unwrap();
+        self.fake
+            .add_history(at, body["signedPayload"].as_str().unwrap(), "SUCCESS");
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_delivers_the_history_once_with_the_original_ids_and_refuses_forgeries() {
+    let w = world().await;
+    w.fake.set_page_size(2);
+    let now = chrono::Utc::now().timestamp_millis();
+    let uuids = ["bf-1", "bf-2", "bf-3"];
+    w.add(
+        "SUBSCRIBED",
+        Some("INITIAL_BUY"),
+        uuids[0],
+        now - 3 * DAY,
+        1,
+    );
+    w.add(
+        "DID_CHANGE_RENEWAL_STATUS",
+        Some("AUTO_RENEW_ENABLED"),
+        uuids[1],
+        now - 2 * DAY,
+        1,
+    );
+    w.add("DID_RENEW", None, uuids[2], now - DAY, 1);
+    let hook = TestReceiver::start().await.unwrap();
+    let s = serve(
+        &w.dir.join("data"),
+        &w.root_pem,
+        &format!("{}/hook", hook.url()),
+        "Production,Sandbox",
+    )
+    .await;
+    let ingest = format!("{}/appstore", s.base);
+    let since = rfc3339(now - 10 * DAY);
+    let args = [
+        "backfill",
+        "--store",
+        "appstore",
+        "--environment",
+        "sandbox",
+        "--since",
+        &since,
+        "--ingest-url",
+        &ingest,
+    ];
+
+    // WHEN the history is backfilled
+    let out = w.run(&args).await;
+    // THEN every notification is accepted and its events delivered
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("fetched: 3, accepted: 3, refused: 0"),
+        "{}",
+        text(&out)
+    );
+    hook.wait_for_requests(3, Duration::from_secs(20)).await;
+    // (and the events they imply, e.g. ACCESS_GRANTED)
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let first = hook.count();
+    // the window went to Apple as given, page after page
+    let sent = w.fake.history_requests();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0]["startDate"], json!(now - 10 * DAY));
+    assert!(w.fake.refused().is_empty(), "{:?}", w.fake.refused());
+
+    // WHEN it is backfilled again
+    let out = w.run(&args).await;
+    assert!(out.status.success(), "{}", text(&out));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // THEN nothing is delivered twice: the events are the original notifications'
+    let all = hook.requests();
+    assert_eq!(all.len(), first, "delivered again");
+    let events: Vec<Value> = all.iter().map(|r| r.json().unwrap()).collect();
+    for uuid in uuids {
+        let e = events
+            .iter()
+            .find(|e| e["store_notification"]["id"] == uuid)
+            .unwrap_or_else(|| panic!("no event of {uuid}: {events:?}"));
+        assert_eq!(
+            e["id"].as_str().unwrap(),
+            EventId::derive(&[Store::AppStore.as_str(), uuid]).as_str()
+        );
+    }
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["store_notification"]["id"] == "bf-3")
+            .count(),
+        events
+            .iter()
+            .filter(|e| e["type"] == "SUBSCRIPTION_RENEWED")
+            .count()
+    );
+
+    // GIVEN the history also holds a forgery and garbage
+    let forger = TestPki::new();
+    let p = notification(
+        "DID_RENEW",
+        None,
+        "bf-forged",
+        now - DAY / 2,
+        "Sandbox",
+        Some(1),
+    );
+    let forged: Value = serde_json::from_slice(&forger.notification_body(p, None, None)).unwrap();
+    w.fake.add_history(
+        now - DAY / 2,
+        forged["signedPayload"].as_str().unwrap(),
+        "SUCCESS",
+    );
+    w.fake.add_history(now - DAY / 3, "not.a.jws", "SUCCESS");
+    let before = hook.count();
+    // WHEN backfilled THEN they are refused, the rest accepted, and the exit code says so
+    let out = w.run(&args).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("fetched: 5, accepted: 3, refused: 2"),
+        "{}",
+        text(&out)
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(hook.count(), before, "a forgery was delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_reports_what_ingest_refuses_and_apples_own_errors() {
+    let w = world().await;
+    let now = chrono::Utc::now().timestamp_millis();
+    w.add("DID_RENEW", None, "bf-env", now - DAY, 1);
+    let hook = TestReceiver::start().await.unwrap();
+    // a deployment accepting Production only refuses the Sandbox history
+    let s = serve(
+        &w.dir.join("data"),
+        &w.root_pem,
+        &format!("{}/hook", hook.url()),
+        "Production",
+    )
+    .await;
+    let ingest = format!("{}/appstore", s.base);
+    let since = rfc3339(now - 10 * DAY);
+    let out = w
+        .run(&[
+            "backfill",
+            "--store",
+            "appstore",
+            "--environment",
+            "sandbox",
+            "--since",
+            &since,
+            "--ingest-url",
+            &ingest,
+        ])
+        .await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("fetched: 1, accepted: 0, refused: 1"), "{t}");
+    assert!(t.contains("HTTP 403 wrong_environment"), "{t}");
+
+    // a window older than Apple keeps: Apple's error is reported
+    let since = rfc3339(now - 60 * DAY);
+    let out = w
+        .run(&[
+            "backfill",
+            "--store",
+            "appstore",
+            "--environment",
+            "sandbox",
+            "--since",
+            &since,
+            "--ingest-url",
+            &ingest,
+        ])
+        .await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("HTTP 400") && t.contains("4000030") && t.contains("further in the past"),
+        "{t}"
+    );
+
+    // Apple's 5xx on a history page is retried
+    w.fake.push_reply(
+        503,
+        json!({"errorCode": 5000000, "errorMessage": "An unknown error occurred."}),
+    );
+    let since = rfc3339(now - 10 * DAY);
+    let hook2 = TestReceiver::start().await.unwrap();
+    let s2 = serve(
+        &w.dir.join("data2"),
+        &w.root_pem,
+        &format!("{}/hook", hook2.url()),
+        "Sandbox",
+    )
+    .await;
+    let out = w
+        .run(&[
+            "backfill",
+            "--store",
+            "appstore",
+            "--environment",
+            "sandbox",
+            "--since",
+            &since,
+            "--ingest-url",
+            &format!("{}/appstore", s2.base),
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("fetched: 1, accepted: 1, refused: 0"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_notification_exits_zero_only_on_success() {
+    let w = world().await;
+    let args = [
+        "test-notification",
+        "--store",
+        "appstore",
+        "--environment",
+        "sandbox",
+        "--poll-interval-ms",
+        "50",
+    ];
+    // Apple reports SUCCESS after two polls without an attempt
+    w.fake.set_test_result("SUCCESS", 2);
+    let out = w.run(&args).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("send attempt at") && text(&out).contains(": SUCCESS"),
+        "{}",
+        text(&out)
+    );
+
+    // the URL did not answer
+    w.fake.set_test_result("NO_RESPONSE", 0);
+    let out = w.run(&args).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("NO_RESPONSE") && text(&out).contains("FAILED"),
+        "{}",
+        text(&out)
+    );
+
+    // no attempt reported within the polls
+    w.fake.set_test_result("SUCCESS", 100);
+    let mut few = args.to_vec();
+    few.extend(["--poll-attempts", "3"]);
+    let out = w.run(&few).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no send attempt after 3 polls"),
+        "{}",
+        text(&out)
+    );
+
+    // a key Apple does not know: 401, said clearly
+    let other = ApiKey::generate();
+    let other_file = w.dir.join("Other.p8");
+    std::fs::write(&other_file, &other.private_key_pem).unwrap();
+    let out = w.run_with_key(&args, &other_file).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("HTTP 401") && t.contains("APPLE_API_KEY_ID"),
+        "{t}"
+    );
+    assert!(!t.contains("PRIVATE KEY"), "{t}");
+}
