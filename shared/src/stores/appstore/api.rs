@@ -887,7 +887,8 @@ mod tests {
         fn api_with(&self, key_pem: &str, bundle: &str) -> AppleApi {
             let settings = ApiSettings::new(&self.key.key_id, &self.key.issuer_id, bundle, key_pem)
                 .with_base_url(self.fake.url());
-            let verifier = Arc::new(JwsVerifier::new(std::slice::from_ref(&self.pki.root_der)).unwrap());
+            let verifier =
+                Arc::new(JwsVerifier::new(std::slice::from_ref(&self.pki.root_der)).unwrap());
             AppleApi::new(settings, verifier, self.clock.clone()).unwrap()
         }
         fn api(&self) -> AppleApi {

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 pub mod model;
+pub mod status;
 pub mod translate;
 pub mod verify;
 

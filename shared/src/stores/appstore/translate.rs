@@ -497,3 +497,94 @@ fn refund_details(d: &mut Details, tx: Option<&TransactionInfo>, config: &AppSto
             .is_suspicious(period_days, days_since_purchase),
     );
 }
+
+/// The snapshot parts of a verified transaction and renewal info with Apple's
+/// subscription `status` (1 active … 5 revoked), as the translator builds
+/// them for a notification: the sweeper's answers of Get All Subscription
+/// Statuses ([`super::status`]) go through the same code.
+#[derive(Debug, Clone)]
+pub struct StatusSnapshot {
+    /// The product.
+    pub product: Option<Product>,
+    /// The subscription (auto-renewable products only).
+    pub subscription: Option<Subscription>,
+    /// The entitlement at the given time.
+    pub entitlement: Entitlement,
+    /// The transaction.
+    pub transaction: Option<Transaction>,
+    /// The app's user id (`appAccountToken`).
+    pub app_user_id: Option<String>,
+}
+
+/// See [`StatusSnapshot`].
+pub fn status_snapshot(
+    tx: &TransactionInfo,
+    renewal: Option<&RenewalInfo>,
+    status: i32,
+    at: Timestamp,
+) -> StatusSnapshot {
+    let p = NotificationPayload {
+        data: Some(super::model::NotificationData {
+            status: Some(status),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let kind = product_kind(Some(tx), renewal);
+    let product = tx
+        .product_id
+        .clone()
+        .or_else(|| renewal.and_then(|r| r.product_id.clone()))
+        .map(|id| Product {
+            id,
+            plan_id: None,
+            kind: kind.clone().unwrap_or(ProductKind::Other("UNKNOWN".into())),
+        });
+    let subscription = match kind {
+        Some(ProductKind::AutoRenewable) => subscription(&p, Some(tx), renewal, at),
+        _ => None,
+    };
+    let entitlement = match (&subscription, &kind) {
+        (Some(s), _) => subscription_entitlement(s, at),
+        (None, Some(k)) => one_time_entitlement(k, Some(tx), at),
+        (None, None) => Entitlement::none(),
+    };
+    StatusSnapshot {
+        product,
+        subscription,
+        entitlement,
+        transaction: tx.transaction_id.clone().map(|id| Transaction {
+            id,
+            original_id: tx.original_transaction_id.clone(),
+            purchased_at: tx.purchase_date.and_then(Timestamp::from_millis),
+            price: money(tx.price, tx.currency.as_deref()),
+        }),
+        app_user_id: tx
+            .app_account_token
+            .clone()
+            .or_else(|| renewal.and_then(|r| r.app_account_token.clone())),
+    }
+}
+
+/// `details.offer` of a transaction (as on `SUBSCRIPTION_RENEWED`).
+pub fn transaction_offer(tx: &TransactionInfo) -> Option<Offer> {
+    offer(Some(tx))
+}
+
+/// `details.refund` and `details.suspicious_refund` of a revoked transaction
+/// (as on `SUBSCRIPTION_REFUNDED`).
+pub fn refund(d: &mut Details, tx: &TransactionInfo, config: &AppStoreConfig) {
+    refund_details(d, Some(tx), config);
+}
+
+/// `details.reason` of an expiry from the renewal info's `expirationIntent`
+/// (as on `EXPIRED` without a subtype).
+pub fn expiration_reason(renewal: Option<&RenewalInfo>) -> &'static str {
+    match renewal.and_then(|r| r.expiration_intent) {
+        Some(1) => "VOLUNTARY",
+        Some(2) => "BILLING_ERROR",
+        Some(3) => "PRICE_INCREASE_DECLINED",
+        Some(4) => "PRODUCT_UNAVAILABLE",
+        _ => "UNKNOWN",
+    }
+}
