@@ -58,6 +58,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         if status.send_attempts.is_empty() {
             continue;
         }
+        let uuid = match &status.payload {
+            Ok(p) => p
+                .notification_uuid
+                .clone()
+                .unwrap_or_else(|| "(no uuid)".into()),
+            Err(why) => {
+                eprintln!("warning: the test notification in Apple's answer did not verify: {why}");
+                "(unverified)".into()
+            }
+        };
         let mut success = false;
         for a in &status.send_attempts {
             let result = a.send_attempt_result.as_deref().unwrap_or("(none)");
@@ -70,12 +80,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             success |= result == "SUCCESS";
         }
         println!(
-            "notification {}: {}",
-            status
-                .payload
-                .notification_uuid
-                .as_deref()
-                .unwrap_or("(no uuid)"),
+            "notification {uuid}: {}",
             if success { "SUCCESS" } else { "FAILED" }
         );
         if success {
