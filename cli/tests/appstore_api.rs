@@ -377,6 +377,32 @@ async fn backfill_reports_what_ingest_refuses_and_apples_own_errors() {
         "{}",
         text(&out)
     );
+
+    // a page Apple refuses ends the paging: what came before is still posted, and the exit says so
+    w.add("DID_RENEW", None, "bf-env-2", now - DAY / 2, 1);
+    w.fake.set_page_size(1);
+    w.fake.push_normal();
+    w.fake.push_reply(
+        400,
+        json!({"errorCode": 4000006, "errorMessage": "Invalid pagination token."}),
+    );
+    let out = w
+        .run(&[
+            "backfill",
+            "--store",
+            "appstore",
+            "--environment",
+            "sandbox",
+            "--since",
+            &since,
+            "--ingest-url",
+            &format!("{}/appstore", s2.base),
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("fetched: 1, accepted: 1, refused: 0"), "{t}");
+    assert!(t.contains("page 2") && t.contains("4000006"), "{t}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

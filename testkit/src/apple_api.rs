@@ -99,7 +99,7 @@ struct Inner {
     history: Mutex<Vec<(i64, Value)>>,
     page_size: AtomicUsize,
     history_requests: Mutex<Vec<Value>>,
-    script: Mutex<VecDeque<(u16, Value)>>,
+    script: Mutex<VecDeque<Option<(u16, Value)>>>,
     statuses: Mutex<HashMap<String, Value>>,
     test_result: Mutex<String>,
     test_pending_polls: AtomicUsize,
@@ -192,7 +192,16 @@ impl FakeAppleApi {
 
     /// The next authenticated call is answered `status` with `body` instead.
     pub fn push_reply(&self, status: u16, body: Value) {
-        self.inner.script.lock().unwrap().push_back((status, body));
+        self.inner
+            .script
+            .lock()
+            .unwrap()
+            .push_back(Some((status, body)));
+    }
+
+    /// The next authenticated call is answered normally (to script a later one).
+    pub fn push_normal(&self) {
+        self.inner.script.lock().unwrap().push_back(None);
     }
 
     /// The answer of Get All Subscription Statuses for `transaction_id`.
@@ -253,7 +262,7 @@ fn check(inner: &Inner, headers: &HeaderMap) -> Option<Response> {
         inner.refused.lock().unwrap().push(why);
         return Some(StatusCode::UNAUTHORIZED.into_response());
     }
-    let scripted = inner.script.lock().unwrap().pop_front();
+    let scripted = inner.script.lock().unwrap().pop_front().flatten();
     scripted.map(|(status, body)| {
         (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response()
     })

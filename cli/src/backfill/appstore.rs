@@ -9,7 +9,7 @@
 //! notification, so the ones already delivered are not delivered again.
 
 use crate::apple_api::AppleApiArgs;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use chrono::{DateTime, Utc};
 use clap::Args as ClapArgs;
 use std::sync::Arc;
@@ -62,7 +62,7 @@ pub async fn run(
         start_date: since.timestamp_millis(),
         end_date: until.unwrap_or_else(Utc::now).timestamp_millis(),
     };
-    let counts = backfill(
+    let (counts, fetch_error) = backfill(
         &api,
         env,
         request,
@@ -75,13 +75,18 @@ pub async fn run(
         "fetched: {}, accepted: {}, refused: {}",
         counts.fetched, counts.accepted, counts.refused
     );
+    if let Some(e) = fetch_error {
+        return Err(e);
+    }
     if counts.refused > 0 {
         bail!("{} notification(s) refused", counts.refused);
     }
     Ok(())
 }
 
-/// Pages through the history and POSTs every verified notification.
+/// Pages through the history and POSTs every verified notification. A page
+/// that cannot be fetched ends the paging; what was already fetched is still
+/// posted and counted, and the error is returned beside the counts.
 pub async fn backfill(
     api: &AppleApi,
     env: AppleEnvironment,
@@ -89,7 +94,7 @@ pub async fn backfill(
     ingest_url: &str,
     concurrency: usize,
     attempts: u32,
-) -> anyhow::Result<Counts> {
+) -> anyhow::Result<(Counts, Option<anyhow::Error>)> {
     let http = storehook_shared::http::client(storehook_shared::http::Timeouts::new(
         Duration::from_secs(5),
         Duration::from_secs(30),
@@ -100,13 +105,23 @@ pub async fn backfill(
     let mut counts = Counts::default();
     let mut token: Option<String> = None;
     let mut page_number = 0usize;
+    let mut fetch_error = None;
     loop {
         page_number += 1;
-        let page = with_retries(attempts, || {
+        let page = match with_retries(attempts, || {
             api.notification_history(env, request, token.as_deref())
         })
         .await
-        .with_context(|| format!("Get Notification History (page {page_number})"))?;
+        {
+            Ok(page) => page,
+            Err(e) => {
+                fetch_error = Some(
+                    anyhow::Error::new(e)
+                        .context(format!("Get Notification History (page {page_number})")),
+                );
+                break;
+            }
+        };
         for item in page.items {
             counts.fetched += 1;
             let uuid = match &item.verified {
@@ -142,7 +157,7 @@ pub async fn backfill(
             }
         }
     }
-    Ok(counts)
+    Ok((counts, fetch_error))
 }
 
 /// Calls `f` until it succeeds, fails for good, or `attempts` are spent.
