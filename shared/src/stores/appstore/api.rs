@@ -1347,4 +1347,44 @@ mod tests {
         .unwrap();
         assert_eq!(s.base_url.as_deref(), Some("http://127.0.0.1:9"));
     }
+
+    /// `APPLE_API_PRIVATE_KEY_SECRET_ARN`: the key is read from Secrets Manager
+    /// once ([`crate::config::WithSecrets`], as a Lambda's cold start does) and
+    /// the client signs with it (emulator at `STOREHOOK_TEST_AWS_ENDPOINT`).
+    #[cfg(feature = "aws")]
+    #[tokio::test]
+    async fn the_key_is_read_from_its_secrets_manager_secret() {
+        let Some(sdk) = storehook_testkit::emulator::test_sdk_config().await else {
+            eprintln!(
+                "SKIP the_key_is_read_from_its_secrets_manager_secret: STOREHOOK_TEST_AWS_ENDPOINT is not set"
+            );
+            return;
+        };
+        let s = setup().await;
+        let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+        let arn = storehook_testkit::provision::create_webhook_secret(
+            &sm,
+            &format!("storehook-apple-key-{}", fastrand::u64(..)),
+            &s.key.private_key_pem,
+        )
+        .await
+        .unwrap();
+        let base = lookup(vec![
+            ("APPLE_API_KEY_ID", s.key.key_id.clone()),
+            ("APPLE_API_ISSUER_ID", s.key.issuer_id.clone()),
+            ("APPLE_BUNDLE_ID", BUNDLE_ID.to_owned()),
+            ("APPLE_API_BASE_URL", s.fake.url()),
+            ("APPLE_API_PRIVATE_KEY_SECRET_ARN", arn),
+        ]);
+        let resolved = crate::config::WithSecrets::resolve(base, &sdk, &[PRIVATE_KEY])
+            .await
+            .unwrap();
+        let settings = api_settings(&resolved).unwrap().unwrap();
+        let verifier = Arc::new(JwsVerifier::new(std::slice::from_ref(&s.pki.root_der)).unwrap());
+        let api = AppleApi::new(settings, verifier, s.clock.clone()).unwrap();
+        api.request_test_notification(AppleEnvironment::Sandbox)
+            .await
+            .unwrap();
+        assert!(s.fake.refused().is_empty(), "{:?}", s.fake.refused());
+    }
 }
