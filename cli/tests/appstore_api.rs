@@ -284,6 +284,17 @@ async fn backfill_delivers_the_history_once_with_the_original_ids_and_refuses_fo
         "{}",
         text(&out)
     );
+    // refused here, before reaching the endpoint: never posted
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("refused (not verified, not posted)").count(),
+        2,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("untrusted") || stderr.contains("chain"),
+        "{stderr}"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(hook.count(), before, "a forgery was delivered");
 }
