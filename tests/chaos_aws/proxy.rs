@@ -72,6 +72,8 @@ pub const MAX_WAIT_S: u64 = 1;
 /// How long a "timeout" fault holds the connection before dropping it; longer
 /// than the clients' attempt timeout.
 pub const HOLD: Duration = Duration::from_millis(3_500);
+/// SQS FIFO's (and moto's) deduplication interval.
+const DEDUPLICATION_INTERVAL: Duration = Duration::from_secs(300);
 
 /// What goes wrong with one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -146,8 +148,9 @@ pub struct GuardStats {
 #[derive(Debug, Default)]
 struct Tracker {
     queue_url: Option<String>,
-    /// group → live message ids (moto's append order) with their dedup ids.
-    live: HashMap<String, Vec<(String, String)>>,
+    /// group → live message ids (moto's append order) with their dedup ids
+    /// and when they were sent.
+    live: HashMap<String, Vec<(String, String, std::time::Instant)>>,
     /// receipt handle → message id.
     handles: HashMap<String, String>,
     stats: GuardStats,
@@ -160,6 +163,11 @@ impl Tracker {
     }
 
     fn sent(&mut self, request: &Value, response: &Value) {
+        self.sent_within(request, response, DEDUPLICATION_INTERVAL);
+    }
+
+    /// [`Tracker::sent`] with moto's deduplication interval as a parameter (tests).
+    fn sent_within(&mut self, request: &Value, response: &Value, interval: Duration) {
         let ok: std::collections::HashSet<&str> = response["Successful"]
             .as_array()
             .into_iter()
@@ -183,12 +191,23 @@ impl Tracker {
                 .unwrap_or_default()
                 .to_owned();
             let live = self.live.entry(group).or_default();
-            if live.iter().any(|(_, d)| *d == dedup) {
-                // moto drops a FIFO duplicate of a message still in the queue.
+            // moto drops a FIFO duplicate of a message still in the queue, but
+            // only within the 5-minute deduplication interval of that message's
+            // send (moto's `add_message`); a later one is appended. Mirroring
+            // only the first half left a message appended after 5 minutes
+            // untracked, and the guard held it back for ever (a full-size run).
+            if live
+                .iter()
+                .any(|(_, d, at)| *d == dedup && at.elapsed() < interval)
+            {
                 self.stats.deduplicated += 1;
                 continue;
             }
-            live.push((ids.get(id).copied().unwrap_or_default().to_owned(), dedup));
+            live.push((
+                ids.get(id).copied().unwrap_or_default().to_owned(),
+                dedup,
+                std::time::Instant::now(),
+            ));
         }
     }
 
@@ -197,7 +216,7 @@ impl Tracker {
             return;
         };
         for live in self.live.values_mut() {
-            live.retain(|(m, _)| m != id);
+            live.retain(|(m, _, _)| m != id);
         }
     }
 
@@ -229,7 +248,9 @@ impl Tracker {
             let live = self.live.get(&group).cloned().unwrap_or_default();
             let pos = |m: &Value| {
                 let id = m["MessageId"].as_str().unwrap_or_default();
-                live.iter().position(|(l, _)| l == id).unwrap_or(usize::MAX)
+                live.iter()
+                    .position(|(l, _, _)| l == id)
+                    .unwrap_or(usize::MAX)
             };
             let before: Vec<usize> = ms.iter().map(pos).collect();
             ms.sort_by_key(pos);
@@ -655,5 +676,51 @@ impl FaultProxy {
     /// Messages of the guarded queue the guard still counts as live, per group.
     pub fn live_messages(&self) -> usize {
         lock(&self.inner.tracker).live.values().map(Vec::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(entries: &[(&str, &str)]) -> (Value, Value) {
+        let request = json!({
+            "QueueUrl": "q",
+            "Entries": entries.iter().enumerate().map(|(i, (_, dedup))| json!({
+                "Id": i.to_string(), "MessageGroupId": "g", "MessageDeduplicationId": dedup,
+            })).collect::<Vec<_>>(),
+        });
+        let response = json!({
+            "Successful": entries.iter().enumerate().map(|(i, (message_id, _))| json!({
+                "Id": i.to_string(), "MessageId": message_id,
+            })).collect::<Vec<_>>(),
+        });
+        (request, response)
+    }
+
+    /// The mirror of moto's FIFO deduplication: a resend of a queued message is
+    /// dropped inside the interval and appended after it (as moto does), so the
+    /// guard tracks the appended copy instead of holding it back for ever.
+    #[test]
+    fn the_guard_mirrors_deduplication_only_within_the_interval() {
+        let interval = Duration::from_millis(200);
+        let mut t = Tracker::default();
+        let (rq, rs) = send(&[("m1", "d1")]);
+        t.sent_within(&rq, &rs, interval);
+        let (rq, rs) = send(&[("m2", "d1")]);
+        t.sent_within(&rq, &rs, interval);
+        assert_eq!(t.stats.deduplicated, 1);
+        assert_eq!(
+            t.live["g"].len(),
+            1,
+            "a resend inside the interval is dropped"
+        );
+
+        std::thread::sleep(interval + Duration::from_millis(50));
+        let (rq, rs) = send(&[("m3", "d1")]);
+        t.sent_within(&rq, &rs, interval);
+        assert_eq!(t.stats.deduplicated, 1);
+        let ids: Vec<&str> = t.live["g"].iter().map(|(m, _, _)| m.as_str()).collect();
+        assert_eq!(ids, ["m1", "m3"], "a resend after the interval is appended");
     }
 }
