@@ -795,6 +795,187 @@ async fn a_link_to_a_token_google_forgot_is_a_resubscription_rooted_there() {
     );
 }
 
+/// Serves a chain `tok-0 ← tok-1 ← … ← tok-<n-1>` (each linking to the one
+/// before), all live-looking except that older ones were replaced.
+fn serve_chain(h: &Harness, n: usize) {
+    for i in 0..n {
+        let mut s = Sub::active()
+            .start(T0 + i as i64 * DAY)
+            .expiry(NOW + 30 * DAY);
+        if i > 0 {
+            s = s.linked(&format!("tok-{}", i - 1));
+        }
+        if i + 1 < n {
+            s = s.state("EXPIRED").auto_renew(false).canceled("replacement");
+        }
+        h.sub(&format!("tok-{i}"), &s);
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_lineage_is_walked_back_to_its_first_token_through_the_api() {
+    // GIVEN a fresh deployment (nothing linked) and Google knowing a chain of
+    // five tokens (four upgrades)
+    let h = harness().await;
+    serve_chain(&h, 5);
+    // WHEN the newest token's renewal arrives
+    let e = h
+        .event(
+            "m-walk-1",
+            &subscription_notification(2, "tok-4", NOW - 1000),
+        )
+        .await;
+    // THEN the subscription is the first token's
+    let s = e.subscription.as_ref().unwrap();
+    assert_eq!(s.store_subscription_id, "tok-0");
+    assert_eq!(
+        s.id,
+        links::Lineage::rooted_at(&PurchaseToken::new("tok-0")).subscription_id
+    );
+    // AND every token reached is linked to it
+    assert_eq!(h.env.links.len(), 5);
+    for i in 0..5 {
+        let l = h
+            .env
+            .links
+            .resolve(&PurchaseToken::new(format!("tok-{i}")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(l.first_token.as_str(), "tok-0");
+    }
+    // AND a later notification of a middle token needs no walk (one API call: its own state)
+    let before = h.env.google.api_requests();
+    let mid = h
+        .event("m-walk-2", &subscription_notification(13, "tok-2", NOW))
+        .await;
+    assert_eq!(h.env.google.api_requests(), before + 1);
+    assert_eq!(mid.store_notification.kind, "SUBSCRIPTION_EXPIRED");
+}
+
+#[tokio::test]
+async fn a_purchase_on_an_unknown_lineage_reuses_the_walk_for_its_predecessor() {
+    // GIVEN a chain of three where the newest is a fresh upgrade (PURCHASED)
+    let h = harness().await;
+    serve_chain(&h, 3);
+    let before = h.env.google.api_requests();
+    let e = h
+        .event(
+            "m-walk-p",
+            &subscription_notification(4, "tok-2", NOW - 1000),
+        )
+        .await;
+    // THEN a product change of the first token's subscription, and exactly three
+    // API calls: the token and its two predecessors (the predecessor is not read twice)
+    assert_eq!(e.kind, EventType::ProductChanged);
+    assert_eq!(
+        e.subscription.as_ref().unwrap().store_subscription_id,
+        "tok-0"
+    );
+    assert_eq!(h.env.google.api_requests(), before + 3);
+}
+
+#[tokio::test]
+async fn the_lineage_walk_stops_at_its_bound_and_takes_the_oldest_token_reached() {
+    use storehook_shared::stores::playstore::lineage::MAX_LINEAGE_DEPTH;
+    // GIVEN a chain longer than the bound
+    let h = harness().await;
+    let n = MAX_LINEAGE_DEPTH + 5;
+    serve_chain(&h, n);
+    let newest = format!("tok-{}", n - 1);
+    let before = h.env.google.api_requests();
+    // WHEN the newest token is notified
+    let e = h
+        .event(
+            "m-bound",
+            &subscription_notification(2, &newest, NOW - 1000),
+        )
+        .await;
+    // THEN the walk made at most MAX_LINEAGE_DEPTH predecessor calls (plus the token's own)
+    assert_eq!(h.env.google.api_requests(), before + 1 + MAX_LINEAGE_DEPTH);
+    // AND the oldest token read is the root
+    let oldest = format!("tok-{}", n - 1 - MAX_LINEAGE_DEPTH);
+    assert_eq!(
+        e.subscription.as_ref().unwrap().store_subscription_id,
+        oldest
+    );
+    assert_eq!(h.env.links.len(), MAX_LINEAGE_DEPTH + 1);
+}
+
+#[tokio::test]
+async fn a_loop_of_linked_tokens_ends_the_walk() {
+    // GIVEN tokens that link to each other (x → y → z → x)
+    let h = harness().await;
+    h.sub(
+        "tok-x",
+        &Sub::active().expiry(NOW + 30 * DAY).linked("tok-z"),
+    );
+    h.sub(
+        "tok-y",
+        &Sub::active().expiry(NOW + 30 * DAY).linked("tok-x"),
+    );
+    h.sub(
+        "tok-z",
+        &Sub::active().expiry(NOW + 30 * DAY).linked("tok-y"),
+    );
+    let before = h.env.google.api_requests();
+    // WHEN one of them is notified
+    let e = h
+        .event("m-loop", &subscription_notification(2, "tok-x", NOW - 1000))
+        .await;
+    // THEN the walk stops at the loop: the oldest token reached (y) is the root
+    assert_eq!(
+        e.subscription.as_ref().unwrap().store_subscription_id,
+        "tok-y"
+    );
+    assert_eq!(h.env.google.api_requests(), before + 3);
+    assert_eq!(h.env.links.len(), 3);
+}
+
+#[tokio::test]
+async fn a_walk_that_meets_a_known_token_joins_its_lineage() {
+    // GIVEN tok-1 already linked to a lineage rooted at tok-0, Google knowing tok-2 → tok-1
+    let h = harness().await;
+    serve_chain(&h, 4);
+    let root = links::Lineage::rooted_at(&PurchaseToken::new("tok-0"));
+    h.env
+        .links
+        .link(&PurchaseToken::new("tok-1"), &root)
+        .await
+        .unwrap();
+    h.env
+        .google
+        .set_subscription(PACKAGE, "tok-0", json!({"bad": "not asked"}));
+    let before = h.env.google.api_requests();
+    // WHEN tok-3 arrives
+    let e = h
+        .event("m-join", &subscription_notification(2, "tok-3", NOW - 1000))
+        .await;
+    // THEN tok-2 is read, tok-1 is known: no further call, the lineage is tok-0's
+    assert_eq!(h.env.google.api_requests(), before + 2);
+    assert_eq!(e.subscription.as_ref().unwrap().id, root.subscription_id);
+    assert_eq!(h.env.links.len(), 3);
+}
+
+#[tokio::test]
+async fn a_failing_api_during_the_walk_is_retryable_and_links_nothing() {
+    let h = harness().await;
+    serve_chain(&h, 3);
+    // The token's own read succeeds, the predecessors' fail: emulate with a
+    // predecessor the fake answers 503 for.
+    h.env.google.set_subscription(PACKAGE, "tok-1", json!(null));
+    h.env.google.set_api_status_for(PACKAGE, "tok-1", Some(503));
+    let resp = h
+        .send(
+            "m-walk-fail",
+            &subscription_notification(2, "tok-2", NOW - 1000),
+        )
+        .await;
+    assert_eq!(resp.status, 503, "{}", resp.body);
+    assert!(h.env.links.is_empty());
+    assert!(h.queue.sent().is_empty());
+}
+
 #[tokio::test]
 async fn a_deferred_downgrade_takes_effect_at_the_next_renewal() {
     let h = harness().await;
