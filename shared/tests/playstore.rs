@@ -219,10 +219,13 @@ async fn captured_pushes_decode_as_their_expectations_say_and_translate() {
             e.occurred_at.to_string(),
             x["eventTimeISO"].as_str().unwrap()
         );
-        assert_eq!(
-            e.id,
-            storehook_shared::event::EventId::derive(&["GOOGLE_PLAY", &push.message_id])
-        );
+        // (a full void's id derives from its token and order, so that the
+        // voided-purchases backfill of the same void is the same event)
+        let want_id = match n.voided_purchase_notification.as_ref() {
+            Some(v) => translate::voided_event_id(v).unwrap(),
+            None => storehook_shared::event::EventId::derive(&["GOOGLE_PLAY", &push.message_id]),
+        };
+        assert_eq!(e.id, want_id);
         if let Some(name) = x["notificationTypeName"].as_str() {
             assert_eq!(e.store_notification.kind, name);
         }
@@ -2321,4 +2324,245 @@ async fn a_repeated_key_in_a_play_api_answer_is_a_503() {
     let r = e.process(&req, NOW).await.unwrap_err().rejection();
     assert_eq!((r.status, r.code), (503, "jwks_unavailable"));
     assert!(r.message.contains("repeats"), "{}", r.message);
+}
+
+// ---------------------------------------------------------------- voided purchases backfill
+
+fn voided(token: &str, order: &str, voided_ms: i64, reason: i64) -> Value {
+    json!({
+        "kind": "androidpublisher#voidedPurchase",
+        "purchaseToken": token,
+        "orderId": order,
+        "purchaseTimeMillis": (voided_ms - 3 * DAY).to_string(),
+        "voidedTimeMillis": voided_ms.to_string(),
+        "voidedSource": 0,
+        "voidedReason": reason,
+    })
+}
+
+fn ts(ms: i64) -> storehook_shared::event::Timestamp {
+    storehook_shared::event::Timestamp::from_millis(ms).unwrap()
+}
+
+#[tokio::test]
+async fn the_voided_backfill_pages_through_google_and_translates_each_void() {
+    // GIVEN Google listing five voids on pages of two: a subscription whose
+    // lineage storehook never saw (tok-v2 upgraded from tok-v1), a plain
+    // subscription, a one-time product, one void outside the window and one
+    // without an order id
+    let h = harness().await;
+    let g = &h.env.google;
+    g.set_voided_page_size(Some(2));
+    h.sub(
+        "tok-v1",
+        &Sub::active()
+            .start(T0)
+            .expiry(NOW - 5 * DAY)
+            .state("EXPIRED")
+            .auto_renew(false)
+            .canceled("replacement"),
+    );
+    h.sub(
+        "tok-v2",
+        &Sub::active()
+            .start(T0 + 10 * DAY)
+            .expiry(NOW + 20 * DAY)
+            .linked("tok-v1")
+            .order("GPA.2222-0000-0000-00000"),
+    );
+    h.sub(
+        "tok-s",
+        &Sub::active()
+            .start(NOW - 2 * DAY)
+            .expiry(NOW + 28 * DAY)
+            .order("GPA.3333-0000-0000-00000"),
+    );
+    g.add_voided(
+        PACKAGE,
+        voided("tok-v2", "GPA.2222-0000-0000-00000", NOW - 3 * DAY, 7),
+    );
+    g.add_voided(
+        PACKAGE,
+        voided("tok-s", "GPA.3333-0000-0000-00000", NOW - 2 * DAY, 1),
+    );
+    g.add_voided(
+        PACKAGE,
+        voided("tok-otp", "GPA.4444-0000-0000-00000", NOW - DAY, 0),
+    );
+    g.add_voided(
+        PACKAGE,
+        voided("tok-old", "GPA.5555-0000-0000-00000", NOW - 20 * DAY, 0),
+    );
+    let mut no_order = voided("tok-x", "", NOW - DAY, 0);
+    no_order.as_object_mut().unwrap().remove("orderId");
+    g.add_voided(PACKAGE, no_order);
+
+    // WHEN the last ten days are backfilled
+    let out = h
+        .endpoint
+        .voided_backfill(PACKAGE, ts(NOW - 10 * DAY), ts(NOW), ts(NOW))
+        .await
+        .unwrap();
+
+    // THEN every page was read, with type=1, the window and the page tokens
+    let queries = g.voided_queries();
+    assert_eq!(queries.len(), 2, "{queries:?}");
+    for q in &queries {
+        assert_eq!(q["type"], "1");
+        assert_eq!(q["startTime"], (NOW - 10 * DAY).to_string());
+        assert_eq!(q["endTime"], NOW.to_string());
+    }
+    assert!(!queries[0].contains_key("token"));
+    assert_eq!(queries[1]["token"], "page-2");
+    assert!(g.assertion_errors().is_empty());
+    assert_eq!(out.fetched, 4);
+    assert_eq!(out.skipped, 1);
+    assert_eq!(out.events.len(), 3);
+    for e in &out.events {
+        assert_eq!(e.details.source.as_deref(), Some("backfill"));
+        assert_eq!(e.received_at.millis(), NOW);
+        assert_eq!(e.store_notification.kind, "VOIDED_PURCHASE");
+    }
+
+    // AND the upgraded subscription's refund is in the first token's group, revoked
+    let up = &out.events[0];
+    assert_eq!(up.kind, EventType::SubscriptionRefunded);
+    assert_eq!(up.occurred_at.millis(), NOW - 3 * DAY);
+    let s = up.subscription.as_ref().unwrap();
+    assert_eq!(s.store_subscription_id, "tok-v1");
+    assert_eq!(
+        s.id,
+        links::Lineage::rooted_at(&PurchaseToken::new("tok-v1")).subscription_id
+    );
+    assert_eq!(s.status, SubscriptionStatus::Revoked);
+    assert!(!up.entitlement.active);
+    assert_eq!(
+        up.details.refund.as_ref().unwrap().reason.as_deref(),
+        Some("CHARGEBACK")
+    );
+    assert_eq!(
+        up.details.refund.as_ref().unwrap().kind,
+        Some(RefundKind::Full)
+    );
+    assert_eq!(
+        up.transaction.as_ref().unwrap().id,
+        "GPA.2222-0000-0000-00000"
+    );
+
+    // AND the plain subscription's refund is its own subscription's
+    let plain = &out.events[1];
+    assert_eq!(plain.kind, EventType::SubscriptionRefunded);
+    assert_eq!(
+        plain.subscription.as_ref().unwrap().store_subscription_id,
+        "tok-s"
+    );
+
+    // AND a token subscriptionsv2 does not know is a one-time product's refund
+    let otp = &out.events[2];
+    assert_eq!(otp.kind, EventType::OneTimePurchaseRefunded);
+    assert!(otp.subscription.is_none());
+    assert_eq!(
+        otp.transaction.as_ref().unwrap().id,
+        "GPA.4444-0000-0000-00000"
+    );
+    assert!(!otp.entitlement.active);
+
+    // AND a second backfill of the same window yields the same events (same ids)
+    let again = h
+        .endpoint
+        .voided_backfill(PACKAGE, ts(NOW - 10 * DAY), ts(NOW), ts(NOW + 60_000))
+        .await
+        .unwrap();
+    let ids = |v: &[Event]| v.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&again.events), ids(&out.events));
+}
+
+#[tokio::test]
+async fn a_void_seen_by_its_notification_and_by_the_backfill_is_one_event_of_one_group() {
+    // GIVEN a subscription refunded, its voidedPurchaseNotification delivered live
+    let h = harness().await;
+    h.sub(
+        "tok-r",
+        &Sub::active()
+            .start(NOW - 2 * DAY)
+            .expiry(NOW + 28 * DAY)
+            .order("GPA.7777-0000-0000-00000"),
+    );
+    let live = h
+        .event(
+            "m-void-live",
+            &voided_notification("tok-r", "GPA.7777-0000-0000-00000", 1, 1, NOW - DAY),
+        )
+        .await;
+    assert_eq!(live.kind, EventType::SubscriptionRefunded);
+    assert!(live.details.source.is_none());
+    // WHEN the backfill lists the same void
+    h.env.google.add_voided(
+        PACKAGE,
+        voided("tok-r", "GPA.7777-0000-0000-00000", NOW - DAY + 5, 1),
+    );
+    let out = h
+        .endpoint
+        .voided_backfill(PACKAGE, ts(NOW - 10 * DAY), ts(NOW), ts(NOW))
+        .await
+        .unwrap();
+    // THEN it is the same event: same id, same group (the dispatcher applies an id once)
+    assert_eq!(out.events.len(), 1);
+    let back = &out.events[0];
+    assert_eq!(back.id, live.id);
+    assert_eq!(back.group_key(), live.group_key());
+    assert_eq!(back.kind, live.kind);
+    // AND another Pub/Sub delivery of the same void (a new messageId) is that event too
+    let redelivered = h
+        .event(
+            "m-void-live-2",
+            &voided_notification("tok-r", "GPA.7777-0000-0000-00000", 1, 1, NOW - DAY),
+        )
+        .await;
+    assert_eq!(redelivered.id, live.id);
+    // AND a partial refund keeps the message-derived id (it may repeat for one order)
+    let partial = h
+        .event(
+            "m-void-partial",
+            &voided_notification("tok-r", "GPA.7777-0000-0000-00000", 1, 2, NOW - DAY),
+        )
+        .await;
+    assert_eq!(
+        partial.id,
+        storehook_shared::event::EventId::derive(&["GOOGLE_PLAY", "m-void-partial"])
+    );
+}
+
+#[tokio::test]
+async fn the_voided_backfill_reports_what_google_refuses_or_fails() {
+    let h = harness().await;
+    // a package that is not configured: refused before any call
+    let before = h.env.google.api_requests();
+    let err = h
+        .endpoint
+        .voided_backfill("com.other.app", ts(NOW - DAY), ts(NOW), ts(NOW))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PlayStoreError::WrongApp(_)), "{err}");
+    assert_eq!(h.env.google.api_requests(), before);
+    // Google failing: an error, nothing returned
+    h.env
+        .google
+        .add_voided(PACKAGE, voided("tok-z", "GPA.1", NOW - DAY, 0));
+    h.env.google.set_api_failure(Some(503));
+    let err = h
+        .endpoint
+        .voided_backfill(PACKAGE, ts(NOW - DAY), ts(NOW), ts(NOW))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PlayStoreError::Api(_)), "{err}");
+    assert!(!err.to_string().contains("tok-z"));
+    // Google refusing the request (400): an error naming Google's reason
+    h.env.google.set_api_failure(Some(400));
+    let err = h
+        .endpoint
+        .voided_backfill(PACKAGE, ts(NOW - DAY), ts(NOW), ts(NOW))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("backendError"), "{err}");
 }

@@ -27,6 +27,7 @@ pub mod lineage;
 pub mod links;
 pub mod model;
 pub mod translate;
+pub mod voided;
 
 pub use config::{
     DEFAULT_JWKS_URL, MIN_PUSH_TOKEN_LEN, PlayStoreConfig, SERVICE_ACCOUNT, playstore_config,
