@@ -2,6 +2,7 @@
 //! code the binary runs.
 
 pub mod admin;
+pub mod backfill;
 pub mod listener;
 pub mod receiver;
 pub mod replay;

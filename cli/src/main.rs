@@ -4,8 +4,10 @@
 //!   an embedded queue and state; or SQS + DynamoDB with `--aws`).
 //! - `storehook translate --store <store> FILE|-`: verify a store HTTP body and print its events.
 //! - `storehook replay`: move dead letters back to the queue.
+//! - `storehook backfill --store playstore --since …`: enqueue the events of what the store knows
+//!   and storehook may have missed (Google Play voided purchases).
 
-use storehook_cli::{replay, serve, translate};
+use storehook_cli::{backfill, replay, serve, translate};
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -32,6 +34,8 @@ enum Command {
     Translate(translate::Args),
     /// Move dead letters back to the queue (all, or by event id).
     Replay(replay::Args),
+    /// Enqueue what the store knows and storehook may have missed (Google Play: voided purchases).
+    Backfill(Box<backfill::Args>),
 }
 
 fn init_tracing() {
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
             Command::Replay(args) => replay::run(args).await,
+            Command::Backfill(args) => backfill::run(*args).await,
             Command::Translate(_) => Ok(()),
         }
     });
