@@ -2566,3 +2566,264 @@ async fn the_voided_backfill_reports_what_google_refuses_or_fails() {
         .unwrap_err();
     assert!(err.to_string().contains("backendError"), "{err}");
 }
+
+// ---------------------------------------------------------------- the sweeper's Play source
+
+mod sweeper {
+    use super::*;
+    use storehook_shared::stores::playstore::sweep::PlayStatusSource;
+    use storehook_shared::sweep::{SourceError, StatusSource, sweep_event_id};
+
+    /// A subscription started by notification, its group state in the ledger.
+    async fn started(h: &Harness, ledger: &mut Ledger, token: &str, expiry: i64) -> String {
+        h.sub(
+            token,
+            &Sub::active()
+                .start(NOW - 30 * DAY)
+                .expiry(expiry)
+                .order("GPA.1000-0000-0000-00000"),
+        );
+        let e = h
+            .event(
+                &format!("m-start-{token}"),
+                &subscription_notification(4, token, NOW - 30 * DAY),
+            )
+            .await;
+        ledger.apply(&e);
+        e.group_key()
+    }
+
+    fn source(h: &Harness) -> PlayStatusSource {
+        PlayStatusSource::new(h.endpoint.clone()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_missed_renewal_is_swept_once_from_the_api_answer() {
+        let h = harness().await;
+        let mut ledger = Ledger::default();
+        let old_expiry = NOW - DAY;
+        let group = started(&h, &mut ledger, "tok-sw", old_expiry).await;
+        let state = ledger.0[&group].clone();
+        // GIVEN Google renewed it and the notification was lost
+        h.sub(
+            "tok-sw",
+            &Sub::active()
+                .start(NOW - 30 * DAY)
+                .expiry(NOW + 29 * DAY)
+                .order("GPA.1000-0000-0000-00000..0"),
+        );
+        // WHEN the sweeper asks
+        let src = source(&h);
+        let events = src.refresh(&group, &state, ts(NOW)).await.unwrap();
+        // THEN one SUBSCRIPTION_RENEWED with the new expiry, in the group, from the API's facts
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e.kind, EventType::SubscriptionRenewed);
+        assert_eq!(e.group_key(), group);
+        assert_eq!(e.details.source.as_deref(), Some("sweeper"));
+        assert_eq!(e.occurred_at.millis(), old_expiry);
+        assert_eq!(e.received_at.millis(), NOW);
+        let s = e.subscription.as_ref().unwrap();
+        assert_eq!(s.expires_at.unwrap().millis(), NOW + 29 * DAY);
+        assert!(e.entitlement.active);
+        assert_eq!(
+            e.id,
+            sweep_event_id(
+                &group,
+                "SUBSCRIPTION_RENEWED",
+                &[
+                    "SUBSCRIPTION_STATE_ACTIVE",
+                    "GPA.1000-0000-0000-00000..0",
+                    &(NOW + 29 * DAY).to_string()
+                ]
+            )
+        );
+        // AND the same answer asked again is the same event (delivered once)
+        let again = src.refresh(&group, &state, ts(NOW + 60_000)).await.unwrap();
+        assert_eq!(again[0].id, e.id);
+        // AND once applied, the answer implies nothing new
+        ledger.apply(e);
+        let after = ledger.0[&group].clone();
+        assert!(
+            src.refresh(&group, &after, ts(NOW))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn grace_hold_and_expiry_are_swept_as_the_notifications_would_be() {
+        let h = harness().await;
+        let mut ledger = Ledger::default();
+        let expiry = NOW - DAY;
+        let group = started(&h, &mut ledger, "tok-gh", expiry).await;
+        let src = source(&h);
+        for (api_state, kind, at) in [
+            ("IN_GRACE_PERIOD", EventType::GracePeriodStarted, expiry),
+            // the hold and the expiry keep Google's expiryTime: just after the last applied event
+            ("ON_HOLD", EventType::BillingRetryStarted, expiry + 1),
+            ("EXPIRED", EventType::SubscriptionExpired, expiry + 2),
+        ] {
+            let state = ledger.0[&group].clone();
+            h.sub(
+                "tok-gh",
+                &Sub::active()
+                    .start(NOW - 30 * DAY)
+                    .expiry(expiry)
+                    .order("GPA.1000-0000-0000-00000")
+                    .state(api_state)
+                    .auto_renew(api_state != "EXPIRED"),
+            );
+            let events = src.refresh(&group, &state, ts(NOW)).await.unwrap();
+            assert_eq!(events.len(), 1, "{api_state}");
+            let e = &events[0];
+            assert_eq!(e.kind, kind, "{api_state}");
+            assert_eq!(e.occurred_at.millis(), at, "{api_state}");
+            assert_eq!(e.details.source.as_deref(), Some("sweeper"));
+            assert_eq!(
+                e.store_notification.kind,
+                format!("SUBSCRIPTION_STATE_{api_state}")
+            );
+            ledger.apply(e);
+            // the same state again implies nothing new
+            let now_state = ledger.0[&group].clone();
+            assert!(
+                src.refresh(&group, &now_state, ts(NOW))
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "{api_state} twice"
+            );
+        }
+        assert_eq!(
+            ledger.0[&group].subscription.as_ref().unwrap().status,
+            SubscriptionStatus::Expired
+        );
+        assert!(!ledger.0[&group].entitlement.active);
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_asks_about_the_newest_token_of_an_upgraded_lineage() {
+        let h = harness().await;
+        let mut ledger = Ledger::default();
+        let group = started(&h, &mut ledger, "tok-u1", NOW + 5 * DAY).await;
+        // GIVEN an upgrade to tok-u2, notified
+        h.sub(
+            "tok-u1",
+            &Sub::active()
+                .start(NOW - 30 * DAY)
+                .expiry(NOW - 10 * DAY)
+                .state("EXPIRED")
+                .auto_renew(false)
+                .canceled("replacement"),
+        );
+        h.sub(
+            "tok-u2",
+            &Sub::active()
+                .start(NOW - 10 * DAY)
+                .expiry(NOW - DAY)
+                .linked("tok-u1")
+                .order("GPA.2000-0000-0000-00000"),
+        );
+        let up = h
+            .event(
+                "m-up-u2",
+                &subscription_notification(4, "tok-u2", NOW - 10 * DAY),
+            )
+            .await;
+        assert_eq!(up.group_key(), group);
+        ledger.apply(&up);
+        // AND tok-u2 expired since
+        h.sub(
+            "tok-u2",
+            &Sub::active()
+                .start(NOW - 10 * DAY)
+                .expiry(NOW - DAY)
+                .linked("tok-u1")
+                .state("EXPIRED")
+                .auto_renew(false)
+                .canceled("user"),
+        );
+        // WHEN swept
+        let events = source(&h)
+            .refresh(&group, &ledger.0[&group].clone(), ts(NOW))
+            .await
+            .unwrap();
+        // THEN tok-u2 was asked (tok-u1, replaced, would have been refused)
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventType::SubscriptionExpired);
+        assert_eq!(events[0].occurred_at.millis(), NOW - DAY);
+        assert_eq!(
+            events[0]
+                .subscription
+                .as_ref()
+                .unwrap()
+                .store_subscription_id,
+            "tok-u1"
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_are_unavailable_or_refused_and_nothing_without_credentials() {
+        let h = harness().await;
+        let mut ledger = Ledger::default();
+        let group = started(&h, &mut ledger, "tok-f", NOW - DAY).await;
+        let state = ledger.0[&group].clone();
+        let src = source(&h);
+        // 5xx: ask again later
+        h.env.google.set_api_failure(Some(503));
+        let err = src.refresh(&group, &state, ts(NOW)).await.unwrap_err();
+        assert!(matches!(err, SourceError::Unavailable(_)), "{err}");
+        assert!(!err.to_string().contains("tok-f"));
+        h.env.google.set_api_failure(None);
+        // 404 / 410: Google does not know it
+        for status in [404, 410] {
+            h.env
+                .google
+                .set_api_status_for(PACKAGE, "tok-f", Some(status));
+            let err = src.refresh(&group, &state, ts(NOW)).await.unwrap_err();
+            assert!(matches!(err, SourceError::Refused(_)), "{status}: {err}");
+        }
+        h.env.google.set_api_status_for(PACKAGE, "tok-f", None);
+        // OAuth endpoint down: unavailable
+        let fresh = PlayStatusSource::new(Arc::new(h.env.endpoint())).unwrap();
+        h.env.google.set_token_failure(Some(500));
+        let err = fresh.refresh(&group, &state, ts(NOW)).await.unwrap_err();
+        assert!(matches!(err, SourceError::Unavailable(_)), "{err}");
+        // a group of another store, or without origin: refused
+        let mut other = state.clone();
+        other.origin.as_mut().unwrap().store = Store::AppStore;
+        assert!(matches!(
+            src.refresh(&group, &other, ts(NOW)).await.unwrap_err(),
+            SourceError::Refused(_)
+        ));
+        // no service account: no source
+        let vars: HashMap<String, String> = h
+            .env
+            .env_vars()
+            .into_iter()
+            .filter(|(k, _)| k != "PLAY_SERVICE_ACCOUNT_JSON")
+            .collect();
+        let links: Arc<dyn LinkStore> = h.env.links.clone();
+        assert!(
+            PlayStatusSource::from_settings(
+                &|k: &str| vars.get(k).cloned(),
+                links.clone(),
+                h.env.clock.clone()
+            )
+            .unwrap()
+            .is_none()
+        );
+        let all: HashMap<String, String> = h.env.env_vars().into_iter().collect();
+        assert!(
+            PlayStatusSource::from_settings(
+                &|k: &str| all.get(k).cloned(),
+                links,
+                h.env.clock.clone()
+            )
+            .unwrap()
+            .is_some()
+        );
+    }
+}

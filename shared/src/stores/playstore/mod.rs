@@ -26,6 +26,7 @@ pub mod config;
 pub mod lineage;
 pub mod links;
 pub mod model;
+pub mod sweep;
 pub mod translate;
 pub mod voided;
 
@@ -313,6 +314,14 @@ impl PlayStoreEndpoint {
         let walked =
             walk_lineage(api, self.links.as_ref(), package, token, linked.as_ref()).await?;
         let lineage = walked.lineage;
+        if !translate::is_replaced(&purchase) {
+            // The sweeper asks the API about a subscription's newest live token.
+            let started =
+                translate::rfc3339(purchase.start_time.as_deref()).map_or(0, |t| t.millis());
+            self.links
+                .record_latest(&lineage.subscription_id, token, started)
+                .await?;
+        }
         let previous = match (&linked, purchased) {
             (Some(previous), true) => {
                 let fetched = match walked.predecessor {

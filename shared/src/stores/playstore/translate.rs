@@ -243,7 +243,7 @@ fn raw(push: &Push, decoded: &Decoded, state: &PlayState) -> Value {
 // ---------------------------------------------------------------- subscriptions
 
 /// The line item that defines the snapshot: the one expiring last.
-fn primary(p: &SubscriptionPurchaseV2) -> Option<&LineItem> {
+pub fn primary(p: &SubscriptionPurchaseV2) -> Option<&LineItem> {
     p.line_items
         .iter()
         .max_by_key(|li| rfc3339(li.expiry_time.as_deref()))
@@ -300,7 +300,8 @@ fn google_status(state: Option<&str>) -> SubscriptionStatus {
     }
 }
 
-fn is_replaced(p: &SubscriptionPurchaseV2) -> bool {
+/// Whether the purchase was replaced by a newer token of its lineage.
+pub fn is_replaced(p: &SubscriptionPurchaseV2) -> bool {
     p.canceled_state_context
         .as_ref()
         .is_some_and(|c| c.replacement_cancellation.is_some())
