@@ -318,9 +318,14 @@ impl PlayStoreEndpoint {
             // The sweeper asks the API about a subscription's newest live token.
             let started =
                 translate::rfc3339(purchase.start_time.as_deref()).map_or(0, |t| t.millis());
-            self.links
+            // Best effort: the sweeper falls back to the first token.
+            if let Err(e) = self
+                .links
                 .record_latest(&lineage.subscription_id, token, started)
-                .await?;
+                .await
+            {
+                tracing::warn!(error = %e, token = %token.fingerprint(), "could not record the newest purchase token for the sweeper");
+            }
         }
         let previous = match (&linked, purchased) {
             (Some(previous), true) => {
