@@ -15,22 +15,22 @@
 use super::{Args as BackfillArgs, window};
 use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
-use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use storehook_shared::aws_sdk::sdk_config;
 use storehook_shared::clock::{Clock, SystemClock};
 use storehook_shared::config::Lookup;
-use storehook_shared::event::{Event, Timestamp};
+use storehook_shared::event::Timestamp;
+use storehook_shared::queue::EventQueue;
 use storehook_shared::queue::redb::RedbQueue;
 use storehook_shared::queue::sqs::SqsQueue;
-use storehook_shared::queue::{EventQueue, QueueMessage};
 use storehook_shared::state::{DynamoState, RedbState, StateStore};
 use storehook_shared::stores::Endpoints;
 use storehook_shared::stores::playstore::PlayStoreEndpoint;
 use storehook_shared::stores::playstore::links::LinkStore;
 use storehook_shared::stores::playstore::links::dynamo::DynamoLinkStore;
 use storehook_shared::stores::playstore::links::redb::RedbLinkStore;
+use storehook_shared::stores::playstore::voided::{VoidedReport, enqueue_voided};
 
 #[derive(Debug, Default, ClapArgs)]
 #[group(id = "playstore_args")]
@@ -58,19 +58,7 @@ pub struct Args {
 }
 
 /// What a run did (printed as one JSON line).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Report {
-    /// `"playstore"`.
-    pub store: &'static str,
-    /// Voided purchases Google listed.
-    pub fetched: usize,
-    /// Voids left out (no order id, or an unusable token).
-    pub skipped: usize,
-    /// Events whose delivery is already recorded: not enqueued.
-    pub already_delivered: usize,
-    /// Events handed to the queue (one still queued under the same id is dropped by it).
-    pub enqueued: usize,
-}
+pub type Report = VoidedReport;
 
 /// The queue, state and link store a backfill writes through.
 #[derive(Debug, Clone)]
@@ -153,7 +141,7 @@ pub fn endpoint(
 }
 
 /// Reads every configured (or `--package`) app's voids in the window and
-/// enqueues the events not delivered yet.
+/// enqueues the events not delivered yet ([`enqueue_voided`]).
 pub async fn backfill(
     ep: &PlayStoreEndpoint,
     packages: &[String],
@@ -162,46 +150,16 @@ pub async fn backfill(
     now: Timestamp,
     sink: &Sink,
 ) -> anyhow::Result<Report> {
-    let packages: Vec<String> = if packages.is_empty() {
-        ep.config().package_names.clone()
-    } else {
-        packages.to_vec()
-    };
-    let mut report = Report {
-        store: "playstore",
-        ..Report::default()
-    };
-    for package in &packages {
-        let out = ep
-            .voided_backfill(package, since, until, now)
-            .await
-            .with_context(|| format!("Google Play voided purchases of {package}"))?;
-        report.fetched += out.fetched;
-        report.skipped += out.skipped;
-        let mut fresh: Vec<&Event> = Vec::new();
-        for e in &out.events {
-            if sink
-                .state
-                .delivery(&e.id)
-                .await
-                .context("reading the delivery records")?
-                .is_some()
-            {
-                report.already_delivered += 1;
-            } else {
-                fresh.push(e);
-            }
-        }
-        for chunk in fresh.chunks(storehook_shared::queue::MAX_BATCH) {
-            let messages = chunk
-                .iter()
-                .map(|e| QueueMessage::for_event(e))
-                .collect::<Result<Vec<_>, _>>()?;
-            sink.queue.send(&messages).await.context("enqueueing")?;
-            report.enqueued += messages.len();
-        }
-    }
-    Ok(report)
+    Ok(enqueue_voided(
+        ep,
+        packages,
+        since,
+        until,
+        now,
+        sink.queue.as_ref(),
+        sink.state.as_ref(),
+    )
+    .await?)
 }
 
 /// `storehook backfill --store playstore …` with the process environment.

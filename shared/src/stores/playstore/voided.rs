@@ -24,6 +24,8 @@ use super::api::{self, ApiError, Fetched};
 use super::model::{DeveloperNotification, VoidedPurchase, VoidedPurchaseNotification};
 use super::translate::{Decoded, PlayState, Push, translate};
 use crate::event::{Event, Timestamp};
+use crate::queue::{EventQueue, QueueMessage};
+use crate::state::StateStore;
 use crate::sweep::SOURCE_BACKFILL;
 
 /// Most pages read in one backfill (1000 voids each).
@@ -179,4 +181,101 @@ impl PlayStoreEndpoint {
         }
         Ok(Some(e))
     }
+}
+
+/// What [`enqueue_voided`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VoidedReport {
+    /// `"playstore"`.
+    pub store: &'static str,
+    /// Voided purchases Google listed.
+    pub fetched: usize,
+    /// Voids left out (no order id, or an unusable token).
+    pub skipped: usize,
+    /// Events whose delivery is already recorded: not enqueued.
+    pub already_delivered: usize,
+    /// Events handed to the queue (one still queued under the same id is dropped by it).
+    pub enqueued: usize,
+}
+
+/// Why [`enqueue_voided`] stopped (nothing of the failing app was enqueued
+/// after the failure; a new run is idempotent).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnqueueError {
+    /// Google, the link store or the configuration.
+    #[error("Google Play voided purchases of {package}: {error}")]
+    Play {
+        /// The app.
+        package: String,
+        /// Why.
+        error: PlayStoreError,
+    },
+    /// The delivery records could not be read.
+    #[error("reading the delivery records: {0}")]
+    State(String),
+    /// The queue refused.
+    #[error("enqueueing: {0}")]
+    Queue(String),
+}
+
+/// The voided-purchases backfill end to end, as `storehook backfill --store
+/// playstore` and a scheduled function run it: reads every app of `packages`
+/// (empty: every configured app) for the window, skips the events whose
+/// delivery `state` has recorded, and sends the others to `queue` (the queue
+/// the dispatcher reads; it drops an id still queued, and the dispatcher
+/// applies an id once).
+pub async fn enqueue_voided(
+    endpoint: &PlayStoreEndpoint,
+    packages: &[String],
+    since: Timestamp,
+    until: Timestamp,
+    now: Timestamp,
+    queue: &dyn EventQueue,
+    state: &dyn StateStore,
+) -> Result<VoidedReport, EnqueueError> {
+    let packages: Vec<String> = if packages.is_empty() {
+        endpoint.config().package_names.clone()
+    } else {
+        packages.to_vec()
+    };
+    let mut report = VoidedReport {
+        store: "playstore",
+        ..VoidedReport::default()
+    };
+    for package in &packages {
+        let out = endpoint
+            .voided_backfill(package, since, until, now)
+            .await
+            .map_err(|error| EnqueueError::Play {
+                package: package.clone(),
+                error,
+            })?;
+        report.fetched += out.fetched;
+        report.skipped += out.skipped;
+        let mut fresh: Vec<&Event> = Vec::new();
+        for e in &out.events {
+            let delivered = state
+                .delivery(&e.id)
+                .await
+                .map_err(|e| EnqueueError::State(e.to_string()))?;
+            if delivered.is_some() {
+                report.already_delivered += 1;
+            } else {
+                fresh.push(e);
+            }
+        }
+        for chunk in fresh.chunks(crate::queue::MAX_BATCH) {
+            let messages = chunk
+                .iter()
+                .map(|e| QueueMessage::for_event(e))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| EnqueueError::Queue(e.to_string()))?;
+            queue
+                .send(&messages)
+                .await
+                .map_err(|e| EnqueueError::Queue(e.to_string()))?;
+            report.enqueued += messages.len();
+        }
+    }
+    Ok(report)
 }
