@@ -60,7 +60,7 @@ EXPECTED_ENV = {
         "PLAY_PUSH_TOKEN", "PLAY_SERVICE_ACCOUNT_SECRET_ARN", "INCLUDE_RAW", "RUST_LOG",
     },
     "HuaweiFunction": {
-        "QUEUE_URL", "HUAWEI_APP_IDS", "HUAWEI_PUBLIC_KEY", "HUAWEI_CLIENT_ID", "HUAWEI_CLIENT_SECRET_ARN",
+        "QUEUE_URL", "TABLE_NAME", "HUAWEI_APP_IDS", "HUAWEI_PUBLIC_KEY", "HUAWEI_CLIENT_ID", "HUAWEI_CLIENT_SECRET_ARN",
         "HUAWEI_API_URL", "HUAWEI_ORDER_API_URL", "INCLUDE_RAW", "RUST_LOG",
     },
     "DispatcherFunction": {
@@ -105,6 +105,7 @@ EXPECTED_GRANTS = {
         ("logs:PutLogEvents", "HuaweiLogGroup"),
         ("sqs:SendMessage", "EventsQueue"),
         ("secretsmanager:GetSecretValue", "HuaweiClientSecretSecret"),  # !If HasHuaweiApi
+        ("dynamodb:PutItem", "Table"),  # only the sweeper's newest-token items: see expected_conditions()
     },
     "DispatcherFunctionRole": {
         ("logs:CreateLogStream", "DispatcherLogGroup"),
@@ -131,8 +132,11 @@ def expected_conditions() -> dict:
     """(role, action, resource) -> the IAM Condition its statement must carry (all others: none)."""
     prefix = require(rust_consts(PLAY_LINKS_DYNAMO_RS), "PK_PREFIX", PLAY_LINKS_DYNAMO_RS)
     links = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [prefix + "*"]}}
+    latest_prefix = require(rust_consts(PLAY_LINKS_DYNAMO_RS), "LATEST_PK_PREFIX", PLAY_LINKS_DYNAMO_RS)
+    latest = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [latest_prefix + "*"]}}
     return {("PlayStoreFunctionRole", "dynamodb:GetItem", "Table"): links,
-            ("PlayStoreFunctionRole", "dynamodb:PutItem", "Table"): links}
+            ("PlayStoreFunctionRole", "dynamodb:PutItem", "Table"): links,
+            ("HuaweiFunctionRole", "dynamodb:PutItem", "Table"): latest}
 
 SQS_MAX_VISIBILITY_S = 43_200
 UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}

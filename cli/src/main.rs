@@ -5,7 +5,8 @@
 //! - `storehook translate --store <store> FILE|-`: verify a store HTTP body and print its events.
 //! - `storehook replay`: move dead letters back to the queue.
 //! - `storehook test-notification --store appstore`: Apple sends a TEST notification; did it arrive?
-//! - `storehook backfill --store appstore --since …`: re-post Apple's notification history to ingest.
+//! - `storehook backfill --store appstore|playstore --since …`: App Store: re-post Apple's notification
+//!   history to ingest; Google Play: enqueue the voided purchases storehook may have missed.
 
 use storehook_cli::{backfill, replay, serve, test_notification, translate};
 
@@ -36,7 +37,8 @@ enum Command {
     Replay(replay::Args),
     /// Ask the store to send a test notification and report whether it arrived (exit 0 only on SUCCESS).
     TestNotification(Box<test_notification::Args>),
-    /// Fetch what the store says happened in a window and send it through ingest.
+    /// Recover what the store knows and storehook may have missed (App Store: notification
+    /// history through ingest; Google Play: voided purchases onto the queue).
     Backfill(Box<backfill::Args>),
 }
 

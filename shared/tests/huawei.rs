@@ -1507,3 +1507,213 @@ fn bless_samples() {
 fn key_body_v2(k: &HuaweiTestKey, status: &Value, notify_time: i64) -> Vec<u8> {
     k.v2_body(status, SignAs::Pkcs1, notify_time)
 }
+
+// ------------------------------------------------------- the sweeper's Huawei source
+
+mod sweeper {
+    use super::*;
+    use storehook_shared::event::Timestamp;
+    use storehook_shared::state::{GroupState, transition};
+    use storehook_shared::stores::huawei::sweep::HuaweiStatusSource;
+    use storehook_shared::stores::playstore::links::{LinkStore, MemoryLinkStore};
+    use storehook_shared::sweep::{SourceError, StatusSource};
+
+    fn ts(ms: i64) -> Timestamp {
+        Timestamp::from_millis(ms).unwrap()
+    }
+
+    struct Setup {
+        fake: FakeHuaweiApi,
+        huawei: Arc<Huawei>,
+        tokens: Arc<MemoryLinkStore>,
+        group: String,
+        state: GroupState,
+    }
+
+    /// A subscription bought through a verified INITIAL_BUY (period
+    /// PERIOD_START..PERIOD_END), its token recorded, its state applied.
+    async fn bought() -> Setup {
+        let fake = FakeHuaweiApi::start(key().clone(), SignAs::Pkcs1).await;
+        fake.set_subscription(renewal_receipt());
+        let mut c = config();
+        c.api = Some(fake.api_config());
+        let tokens = Arc::new(MemoryLinkStore::new());
+        let huawei = Huawei::new(c, clock())
+            .unwrap()
+            .with_token_store(tokens.clone());
+        let e = one(
+            &huawei,
+            &key().v1_body(&status_update(0, Some(&renewal_receipt()))),
+        )
+        .await;
+        let group = e.group_key();
+        let state = transition(None, e).next;
+        Setup {
+            fake,
+            huawei: Arc::new(huawei),
+            tokens,
+            group,
+            state,
+        }
+    }
+
+    fn source(s: &Setup) -> HuaweiStatusSource {
+        let tokens: Arc<dyn LinkStore> = s.tokens.clone();
+        HuaweiStatusSource::new(s.huawei.clone(), tokens).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_lapsed_subscription_is_asked_about_and_its_signed_answer_decides() {
+        let s = bought().await;
+        let src = source(&s);
+        let after = PERIOD_END + DAY;
+
+        // renewed meanwhile (Huawei's notification lost): SUBSCRIPTION_RENEWED
+        s.fake
+            .set_subscription(receipt("pro.monthly", PERIOD_END, PERIOD_END + 30 * DAY));
+        let events = src.refresh(&s.group, &s.state, ts(after)).await.unwrap();
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e.kind, EventType::SubscriptionRenewed);
+        assert_eq!(e.group_key(), s.group);
+        assert_eq!(e.occurred_at.millis(), PERIOD_END);
+        assert_eq!(e.received_at.millis(), after);
+        assert_eq!(e.details.source.as_deref(), Some("sweeper"));
+        assert_eq!(
+            e.subscription
+                .as_ref()
+                .unwrap()
+                .expires_at
+                .unwrap()
+                .millis(),
+            PERIOD_END + 30 * DAY
+        );
+        assert!(e.entitlement.active);
+        // the same answer twice is the same event
+        let again = src
+            .refresh(&s.group, &s.state, ts(after + 1000))
+            .await
+            .unwrap();
+        assert_eq!(again[0].id, e.id);
+        // once applied, nothing new
+        let renewed = transition(Some(&s.state), e.clone()).next;
+        assert!(
+            src.refresh(&s.group, &renewed, ts(after))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // the API got the recorded token and the subscription id
+        let bodies = s.fake.bodies();
+        let last = bodies.last().unwrap();
+        assert_eq!(last["purchaseToken"], PURCHASE_TOKEN);
+        assert_eq!(last["subscriptionId"], SUBSCRIPTION_ID);
+        assert!(s.fake.problems().is_empty(), "{:?}", s.fake.problems());
+
+        // grace, then account hold, then expired
+        let mut grace = renewal_receipt();
+        grace["graceExpirationTime"] = json!(PERIOD_END + 3 * DAY);
+        s.fake.set_subscription(grace);
+        let e = &src.refresh(&s.group, &s.state, ts(after)).await.unwrap()[0];
+        assert_eq!(e.kind, EventType::GracePeriodStarted);
+        assert_eq!(e.occurred_at.millis(), PERIOD_END);
+        let in_grace = transition(Some(&s.state), e.clone()).next;
+
+        let mut hold = renewal_receipt();
+        hold["retryFlag"] = json!(1);
+        hold["graceExpirationTime"] = json!(PERIOD_END + 3 * DAY);
+        s.fake.set_subscription(hold);
+        let later = PERIOD_END + 5 * DAY;
+        let e = &src.refresh(&s.group, &in_grace, ts(later)).await.unwrap()[0];
+        assert_eq!(e.kind, EventType::BillingRetryStarted);
+        assert_eq!(e.occurred_at.millis(), PERIOD_END + 3 * DAY);
+        let on_hold = transition(Some(&in_grace), e.clone()).next;
+
+        let mut expired = renewal_receipt();
+        expired["subIsvalid"] = json!(false);
+        s.fake.set_subscription(expired);
+        let e = &src
+            .refresh(&s.group, &on_hold, ts(later + DAY))
+            .await
+            .unwrap()[0];
+        assert_eq!(e.kind, EventType::SubscriptionExpired);
+        assert!(
+            e.occurred_at.millis() > PERIOD_END + 3 * DAY,
+            "after the last applied event"
+        );
+        assert!(!e.entitlement.active);
+        let closed = transition(Some(&on_hold), e.clone()).next;
+        assert_eq!(
+            closed.subscription.as_ref().unwrap().status,
+            SubscriptionStatus::Expired
+        );
+        assert!(
+            src.refresh(&s.group, &closed, ts(later + DAY))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_not_signed_by_the_iap_key_is_refused() {
+        // GIVEN a subscription, then Huawei's API answering with a receipt signed by another key
+        let s = bought().await;
+        let forger = FakeHuaweiApi::start(stranger().clone(), SignAs::Pkcs1).await;
+        forger.set_subscription(receipt("pro.monthly", PERIOD_END, PERIOD_END + 30 * DAY));
+        let mut c = config();
+        c.api = Some(forger.api_config());
+        let tokens: Arc<dyn LinkStore> = s.tokens.clone();
+        let src =
+            HuaweiStatusSource::new(Arc::new(Huawei::new(c, clock()).unwrap()), tokens).unwrap();
+        // THEN the answer is refused, no event
+        let err = src
+            .refresh(&s.group, &s.state, ts(PERIOD_END + DAY))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SourceError::Refused(_)), "{err}");
+        assert!(!err.to_string().contains(PURCHASE_TOKEN));
+    }
+
+    #[tokio::test]
+    async fn failures_and_missing_tokens_and_credentials() {
+        let s = bought().await;
+        let src = source(&s);
+        // HTTP 500: ask again later
+        s.fake.push(FakeReply::Status(500));
+        let err = src
+            .refresh(&s.group, &s.state, ts(PERIOD_END + DAY))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SourceError::Unavailable(_)), "{err}");
+        // responseCode other than 0: refused
+        s.fake.push(FakeReply::Json(
+            json!({"responseCode": "6", "responseMessage": "not found"}),
+        ));
+        let err = src
+            .refresh(&s.group, &s.state, ts(PERIOD_END + DAY))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SourceError::Refused(_)), "{err}");
+        // no token recorded for the group
+        let empty: Arc<dyn LinkStore> = Arc::new(MemoryLinkStore::new());
+        let blind = HuaweiStatusSource::new(s.huawei.clone(), empty).unwrap();
+        let err = blind
+            .refresh(&s.group, &s.state, ts(PERIOD_END + DAY))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SourceError::Refused(_)), "{err}");
+        // without API credentials: no source
+        let tokens: Arc<dyn LinkStore> = s.tokens.clone();
+        assert!(HuaweiStatusSource::new(Arc::new(endpoint()), tokens.clone()).is_none());
+        let settings: HashMap<String, String> = HashMap::from([
+            ("HUAWEI_APP_IDS".to_owned(), APP_ID.to_owned()),
+            ("HUAWEI_PUBLIC_KEY".to_owned(), key().public_key_base64()),
+        ]);
+        assert!(
+            HuaweiStatusSource::from_settings(&|k: &str| settings.get(k).cloned(), tokens, clock())
+                .unwrap()
+                .is_none()
+        );
+    }
+}

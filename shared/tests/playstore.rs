@@ -219,10 +219,13 @@ async fn captured_pushes_decode_as_their_expectations_say_and_translate() {
             e.occurred_at.to_string(),
             x["eventTimeISO"].as_str().unwrap()
         );
-        assert_eq!(
-            e.id,
-            storehook_shared::event::EventId::derive(&["GOOGLE_PLAY", &push.message_id])
-        );
+        // (a full void's id derives from its token and order, so that the
+        // voided-purchases backfill of the same void is the same event)
+        let want_id = match n.voided_purchase_notification.as_ref() {
+            Some(v) => translate::voided_event_id(v).unwrap(),
+            None => storehook_shared::event::EventId::derive(&["GOOGLE_PLAY", &push.message_id]),
+        };
+        assert_eq!(e.id, want_id);
         if let Some(name) = x["notificationTypeName"].as_str() {
             assert_eq!(e.store_notification.kind, name);
         }
@@ -793,6 +796,187 @@ async fn a_link_to_a_token_google_forgot_is_a_resubscription_rooted_there() {
         ))
         .subscription_id
     );
+}
+
+/// Serves a chain `tok-0 ← tok-1 ← … ← tok-<n-1>` (each linking to the one
+/// before), all live-looking except that older ones were replaced.
+fn serve_chain(h: &Harness, n: usize) {
+    for i in 0..n {
+        let mut s = Sub::active()
+            .start(T0 + i as i64 * DAY)
+            .expiry(NOW + 30 * DAY);
+        if i > 0 {
+            s = s.linked(&format!("tok-{}", i - 1));
+        }
+        if i + 1 < n {
+            s = s.state("EXPIRED").auto_renew(false).canceled("replacement");
+        }
+        h.sub(&format!("tok-{i}"), &s);
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_lineage_is_walked_back_to_its_first_token_through_the_api() {
+    // GIVEN a fresh deployment (nothing linked) and Google knowing a chain of
+    // five tokens (four upgrades)
+    let h = harness().await;
+    serve_chain(&h, 5);
+    // WHEN the newest token's renewal arrives
+    let e = h
+        .event(
+            "m-walk-1",
+            &subscription_notification(2, "tok-4", NOW - 1000),
+        )
+        .await;
+    // THEN the subscription is the first token's
+    let s = e.subscription.as_ref().unwrap();
+    assert_eq!(s.store_subscription_id, "tok-0");
+    assert_eq!(
+        s.id,
+        links::Lineage::rooted_at(&PurchaseToken::new("tok-0")).subscription_id
+    );
+    // AND every token reached is linked to it
+    assert_eq!(h.env.links.len(), 5);
+    for i in 0..5 {
+        let l = h
+            .env
+            .links
+            .resolve(&PurchaseToken::new(format!("tok-{i}")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(l.first_token.as_str(), "tok-0");
+    }
+    // AND a later notification of a middle token needs no walk (one API call: its own state)
+    let before = h.env.google.api_requests();
+    let mid = h
+        .event("m-walk-2", &subscription_notification(13, "tok-2", NOW))
+        .await;
+    assert_eq!(h.env.google.api_requests(), before + 1);
+    assert_eq!(mid.store_notification.kind, "SUBSCRIPTION_EXPIRED");
+}
+
+#[tokio::test]
+async fn a_purchase_on_an_unknown_lineage_reuses_the_walk_for_its_predecessor() {
+    // GIVEN a chain of three where the newest is a fresh upgrade (PURCHASED)
+    let h = harness().await;
+    serve_chain(&h, 3);
+    let before = h.env.google.api_requests();
+    let e = h
+        .event(
+            "m-walk-p",
+            &subscription_notification(4, "tok-2", NOW - 1000),
+        )
+        .await;
+    // THEN a product change of the first token's subscription, and exactly three
+    // API calls: the token and its two predecessors (the predecessor is not read twice)
+    assert_eq!(e.kind, EventType::ProductChanged);
+    assert_eq!(
+        e.subscription.as_ref().unwrap().store_subscription_id,
+        "tok-0"
+    );
+    assert_eq!(h.env.google.api_requests(), before + 3);
+}
+
+#[tokio::test]
+async fn the_lineage_walk_stops_at_its_bound_and_takes_the_oldest_token_reached() {
+    use storehook_shared::stores::playstore::lineage::MAX_LINEAGE_DEPTH;
+    // GIVEN a chain longer than the bound
+    let h = harness().await;
+    let n = MAX_LINEAGE_DEPTH + 5;
+    serve_chain(&h, n);
+    let newest = format!("tok-{}", n - 1);
+    let before = h.env.google.api_requests();
+    // WHEN the newest token is notified
+    let e = h
+        .event(
+            "m-bound",
+            &subscription_notification(2, &newest, NOW - 1000),
+        )
+        .await;
+    // THEN the walk made at most MAX_LINEAGE_DEPTH predecessor calls (plus the token's own)
+    assert_eq!(h.env.google.api_requests(), before + 1 + MAX_LINEAGE_DEPTH);
+    // AND the oldest token read is the root
+    let oldest = format!("tok-{}", n - 1 - MAX_LINEAGE_DEPTH);
+    assert_eq!(
+        e.subscription.as_ref().unwrap().store_subscription_id,
+        oldest
+    );
+    assert_eq!(h.env.links.len(), MAX_LINEAGE_DEPTH + 1);
+}
+
+#[tokio::test]
+async fn a_loop_of_linked_tokens_ends_the_walk() {
+    // GIVEN tokens that link to each other (x → y → z → x)
+    let h = harness().await;
+    h.sub(
+        "tok-x",
+        &Sub::active().expiry(NOW + 30 * DAY).linked("tok-z"),
+    );
+    h.sub(
+        "tok-y",
+        &Sub::active().expiry(NOW + 30 * DAY).linked("tok-x"),
+    );
+    h.sub(
+        "tok-z",
+        &Sub::active().expiry(NOW + 30 * DAY).linked("tok-y"),
+    );
+    let before = h.env.google.api_requests();
+    // WHEN one of them is notified
+    let e = h
+        .event("m-loop", &subscription_notification(2, "tok-x", NOW - 1000))
+        .await;
+    // THEN the walk stops at the loop: the oldest token reached (y) is the root
+    assert_eq!(
+        e.subscription.as_ref().unwrap().store_subscription_id,
+        "tok-y"
+    );
+    assert_eq!(h.env.google.api_requests(), before + 3);
+    assert_eq!(h.env.links.len(), 3);
+}
+
+#[tokio::test]
+async fn a_walk_that_meets_a_known_token_joins_its_lineage() {
+    // GIVEN tok-1 already linked to a lineage rooted at tok-0, Google knowing tok-2 → tok-1
+    let h = harness().await;
+    serve_chain(&h, 4);
+    let root = links::Lineage::rooted_at(&PurchaseToken::new("tok-0"));
+    h.env
+        .links
+        .link(&PurchaseToken::new("tok-1"), &root)
+        .await
+        .unwrap();
+    h.env
+        .google
+        .set_subscription(PACKAGE, "tok-0", json!({"bad": "not asked"}));
+    let before = h.env.google.api_requests();
+    // WHEN tok-3 arrives
+    let e = h
+        .event("m-join", &subscription_notification(2, "tok-3", NOW - 1000))
+        .await;
+    // THEN tok-2 is read, tok-1 is known: no further call, the lineage is tok-0's
+    assert_eq!(h.env.google.api_requests(), before + 2);
+    assert_eq!(e.subscription.as_ref().unwrap().id, root.subscription_id);
+    assert_eq!(h.env.links.len(), 3);
+}
+
+#[tokio::test]
+async fn a_failing_api_during_the_walk_is_retryable_and_links_nothing() {
+    let h = harness().await;
+    serve_chain(&h, 3);
+    // The token's own read succeeds, the predecessors' fail: emulate with a
+    // predecessor the fake answers 503 for.
+    h.env.google.set_subscription(PACKAGE, "tok-1", json!(null));
+    h.env.google.set_api_status_for(PACKAGE, "tok-1", Some(503));
+    let resp = h
+        .send(
+            "m-walk-fail",
+            &subscription_notification(2, "tok-2", NOW - 1000),
+        )
+        .await;
+    assert_eq!(resp.status, 503, "{}", resp.body);
+    assert!(h.env.links.is_empty());
+    assert!(h.queue.sent().is_empty());
 }
 
 #[tokio::test]
@@ -2140,4 +2324,506 @@ async fn a_repeated_key_in_a_play_api_answer_is_a_503() {
     let r = e.process(&req, NOW).await.unwrap_err().rejection();
     assert_eq!((r.status, r.code), (503, "jwks_unavailable"));
     assert!(r.message.contains("repeats"), "{}", r.message);
+}
+
+// ---------------------------------------------------------------- voided purchases backfill
+
+fn voided(token: &str, order: &str, voided_ms: i64, reason: i64) -> Value {
+    json!({
+        "kind": "androidpublisher#voidedPurchase",
+        "purchaseToken": token,
+        "orderId": order,
+        "purchaseTimeMillis": (voided_ms - 3 * DAY).to_string(),
+        "voidedTimeMillis": voided_ms.to_string(),
+        "voidedSource": 0,
+        "voidedReason": reason,
+    })
+}
+
+fn ts(ms: i64) -> storehook_shared::event::Timestamp {
+    storehook_shared::event::Timestamp::from_millis(ms).unwrap()
+}
+
+#[tokio::test]
+async fn the_voided_backfill_pages_through_google_and_translates_each_void() {
+    // GIVEN Google listing five voids on pages of two: a subscription whose
+    // lineage storehook never saw (tok-v2 upgraded from tok-v1), a plain
+    // subscription, a one-time product, one void outside the window and one
+    // without an order id
+    let h = harness().await;
+    let g = &h.env.google;
+    g.set_voided_page_size(Some(2));
+    h.sub(
+        "tok-v1",
+        &Sub::active()
+            .start(T0)
+            .expiry(NOW - 5 * DAY)
+            .state("EXPIRED")
+            .auto_renew(false)
+            .canceled("replacement"),
+    );
+    h.sub(
+        "tok-v2",
+        &Sub::active()
+            .start(T0 + 10 * DAY)
+            .expiry(NOW + 20 * DAY)
+            .linked("tok-v1")
+            .order("GPA.2222-0000-0000-00000"),
+    );
+    h.sub(
+        "tok-s",
+        &Sub::active()
+            .start(NOW - 2 * DAY)
+            .expiry(NOW + 28 * DAY)
+            .order("GPA.3333-0000-0000-00000"),
+    );
+    g.add_voided(
+        PACKAGE,
+        voided("tok-v2", "GPA.2222-0000-0000-00000", NOW - 3 * DAY, 7),
+    );
+    g.add_voided(
+        PACKAGE,
+        voided("tok-s", "GPA.3333-0000-0000-00000", NOW - 2 * DAY, 1),
+    );
+    g.add_voided(
+        PACKAGE,
+        voided("tok-otp", "GPA.4444-0000-0000-00000", NOW - DAY, 0),
+    );
+    g.add_voided(
+        PACKAGE,
+        voided("tok-old", "GPA.5555-0000-0000-00000", NOW - 20 * DAY, 0),
+    );
+    let mut no_order = voided("tok-x", "", NOW - DAY, 0);
+    no_order.as_object_mut().unwrap().remove("orderId");
+    g.add_voided(PACKAGE, no_order);
+
+    // WHEN the last ten days are backfilled
+    let out = h
+        .endpoint
+        .voided_backfill(PACKAGE, ts(NOW - 10 * DAY), ts(NOW), ts(NOW))
+        .await
+        .unwrap();
+
+    // THEN every page was read, with type=1, the window and the page tokens
+    let queries = g.voided_queries();
+    assert_eq!(queries.len(), 2, "{queries:?}");
+    for q in &queries {
+        assert_eq!(q["type"], "1");
+        assert_eq!(q["startTime"], (NOW - 10 * DAY).to_string());
+        assert_eq!(q["endTime"], NOW.to_string());
+    }
+    assert!(!queries[0].contains_key("token"));
+    assert_eq!(queries[1]["token"], "page-2");
+    assert!(g.assertion_errors().is_empty());
+    assert_eq!(out.fetched, 4);
+    assert_eq!(out.skipped, 1);
+    assert_eq!(out.events.len(), 3);
+    for e in &out.events {
+        assert_eq!(e.details.source.as_deref(), Some("backfill"));
+        assert_eq!(e.received_at.millis(), NOW);
+        assert_eq!(e.store_notification.kind, "VOIDED_PURCHASE");
+    }
+
+    // AND the upgraded subscription's refund is in the first token's group, revoked
+    let up = &out.events[0];
+    assert_eq!(up.kind, EventType::SubscriptionRefunded);
+    assert_eq!(up.occurred_at.millis(), NOW - 3 * DAY);
+    let s = up.subscription.as_ref().unwrap();
+    assert_eq!(s.store_subscription_id, "tok-v1");
+    assert_eq!(
+        s.id,
+        links::Lineage::rooted_at(&PurchaseToken::new("tok-v1")).subscription_id
+    );
+    assert_eq!(s.status, SubscriptionStatus::Revoked);
+    assert!(!up.entitlement.active);
+    assert_eq!(
+        up.details.refund.as_ref().unwrap().reason.as_deref(),
+        Some("CHARGEBACK")
+    );
+    assert_eq!(
+        up.details.refund.as_ref().unwrap().kind,
+        Some(RefundKind::Full)
+    );
+    assert_eq!(
+        up.transaction.as_ref().unwrap().id,
+        "GPA.2222-0000-0000-00000"
+    );
+
+    // AND the plain subscription's refund is its own subscription's
+    let plain = &out.events[1];
+    assert_eq!(plain.kind, EventType::SubscriptionRefunded);
+    assert_eq!(
+        plain.subscription.as_ref().unwrap().store_subscription_id,
+        "tok-s"
+    );
+
+    // AND a token subscriptionsv2 does not know is a one-time product's refund
+    let otp = &out.events[2];
+    assert_eq!(otp.kind, EventType::OneTimePurchaseRefunded);
+    assert!(otp.subscription.is_none());
+    assert_eq!(
+        otp.transaction.as_ref().unwrap().id,
+        "GPA.4444-0000-0000-00000"
+    );
+    assert!(!otp.entitlement.active);
+
+    // AND a second backfill of the same window yields the same events (same ids)
+    let again = h
+        .endpoint
+        .voided_backfill(PACKAGE, ts(NOW - 10 * DAY), ts(NOW), ts(NOW + 60_000))
+        .await
+        .unwrap();
+    let ids = |v: &[Event]| v.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&again.events), ids(&out.events));
+}
+
+#[tokio::test]
+async fn a_void_seen_by_its_notification_and_by_the_backfill_is_one_event_of_one_group() {
+    // GIVEN a subscription refunded, its voidedPurchaseNotification delivered live
+    let h = harness().await;
+    h.sub(
+        "tok-r",
+        &Sub::active()
+            .start(NOW - 2 * DAY)
+            .expiry(NOW + 28 * DAY)
+            .order("GPA.7777-0000-0000-00000"),
+    );
+    let live = h
+        .event(
+            "m-void-live",
+            &voided_notification("tok-r", "GPA.7777-0000-0000-00000", 1, 1, NOW - DAY),
+        )
+        .await;
+    assert_eq!(live.kind, EventType::SubscriptionRefunded);
+    assert!(live.details.source.is_none());
+    // WHEN the backfill lists the same void
+    h.env.google.add_voided(
+        PACKAGE,
+        voided("tok-r", "GPA.7777-0000-0000-00000", NOW - DAY + 5, 1),
+    );
+    let out = h
+        .endpoint
+        .voided_backfill(PACKAGE, ts(NOW - 10 * DAY), ts(NOW), ts(NOW))
+        .await
+        .unwrap();
+    // THEN it is the same event: same id, same group (the dispatcher applies an id once)
+    assert_eq!(out.events.len(), 1);
+    let back = &out.events[0];
+    assert_eq!(back.id, live.id);
+    assert_eq!(back.group_key(), live.group_key());
+    assert_eq!(back.kind, live.kind);
+    // AND another Pub/Sub delivery of the same void (a new messageId) is that event too
+    let redelivered = h
+        .event(
+            "m-void-live-2",
+            &voided_notification("tok-r", "GPA.7777-0000-0000-00000", 1, 1, NOW - DAY),
+        )
+        .await;
+    assert_eq!(redelivered.id, live.id);
+    // AND a partial refund keeps the message-derived id (it may repeat for one order)
+    let partial = h
+        .event(
+            "m-void-partial",
+            &voided_notification("tok-r", "GPA.7777-0000-0000-00000", 1, 2, NOW - DAY),
+        )
+        .await;
+    assert_eq!(
+        partial.id,
+        storehook_shared::event::EventId::derive(&["GOOGLE_PLAY", "m-void-partial"])
+    );
+}
+
+#[tokio::test]
+async fn the_voided_backfill_reports_what_google_refuses_or_fails() {
+    let h = harness().await;
+    // a package that is not configured: refused before any call
+    let before = h.env.google.api_requests();
+    let err = h
+        .endpoint
+        .voided_backfill("com.other.app", ts(NOW - DAY), ts(NOW), ts(NOW))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PlayStoreError::WrongApp(_)), "{err}");
+    assert_eq!(h.env.google.api_requests(), before);
+    // Google failing: an error, nothing returned
+    h.env
+        .google
+        .add_voided(PACKAGE, voided("tok-z", "GPA.1", NOW - DAY, 0));
+    h.env.google.set_api_failure(Some(503));
+    let err = h
+        .endpoint
+        .voided_backfill(PACKAGE, ts(NOW - DAY), ts(NOW), ts(NOW))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PlayStoreError::Api(_)), "{err}");
+    assert!(!err.to_string().contains("tok-z"));
+    // Google refusing the request (400): an error naming Google's reason
+    h.env.google.set_api_failure(Some(400));
+    let err = h
+        .endpoint
+        .voided_backfill(PACKAGE, ts(NOW - DAY), ts(NOW), ts(NOW))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("backendError"), "{err}");
+}
+
+// ---------------------------------------------------------------- the sweeper's Play source
+
+mod sweeper {
+    use super::*;
+    use storehook_shared::stores::playstore::sweep::PlayStatusSource;
+    use storehook_shared::sweep::{SourceError, StatusSource, sweep_event_id};
+
+    /// A subscription started by notification, its group state in the ledger.
+    async fn started(h: &Harness, ledger: &mut Ledger, token: &str, expiry: i64) -> String {
+        h.sub(
+            token,
+            &Sub::active()
+                .start(NOW - 30 * DAY)
+                .expiry(expiry)
+                .order("GPA.1000-0000-0000-00000"),
+        );
+        let e = h
+            .event(
+                &format!("m-start-{token}"),
+                &subscription_notification(4, token, NOW - 30 * DAY),
+            )
+            .await;
+        ledger.apply(&e);
+        e.group_key()
+    }
+
+    fn source(h: &Harness) -> PlayStatusSource {
+        PlayStatusSource::new(h.endpoint.clone()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_missed_renewal_is_swept_once_from_the_api_answer() {
+        let h = harness().await;
+        let mut ledger = Ledger::default();
+        let old_expiry = NOW - DAY;
+        let group = started(&h, &mut ledger, "tok-sw", old_expiry).await;
+        let state = ledger.0[&group].clone();
+        // GIVEN Google renewed it and the notification was lost
+        h.sub(
+            "tok-sw",
+            &Sub::active()
+                .start(NOW - 30 * DAY)
+                .expiry(NOW + 29 * DAY)
+                .order("GPA.1000-0000-0000-00000..0"),
+        );
+        // WHEN the sweeper asks
+        let src = source(&h);
+        let events = src.refresh(&group, &state, ts(NOW)).await.unwrap();
+        // THEN one SUBSCRIPTION_RENEWED with the new expiry, in the group, from the API's facts
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e.kind, EventType::SubscriptionRenewed);
+        assert_eq!(e.group_key(), group);
+        assert_eq!(e.details.source.as_deref(), Some("sweeper"));
+        assert_eq!(e.occurred_at.millis(), old_expiry);
+        assert_eq!(e.received_at.millis(), NOW);
+        let s = e.subscription.as_ref().unwrap();
+        assert_eq!(s.expires_at.unwrap().millis(), NOW + 29 * DAY);
+        assert!(e.entitlement.active);
+        assert_eq!(
+            e.id,
+            sweep_event_id(
+                &group,
+                "SUBSCRIPTION_RENEWED",
+                &[
+                    "SUBSCRIPTION_STATE_ACTIVE",
+                    "GPA.1000-0000-0000-00000..0",
+                    &(NOW + 29 * DAY).to_string()
+                ]
+            )
+        );
+        // AND the same answer asked again is the same event (delivered once)
+        let again = src.refresh(&group, &state, ts(NOW + 60_000)).await.unwrap();
+        assert_eq!(again[0].id, e.id);
+        // AND once applied, the answer implies nothing new
+        ledger.apply(e);
+        let after = ledger.0[&group].clone();
+        assert!(
+            src.refresh(&group, &after, ts(NOW))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn grace_hold_and_expiry_are_swept_as_the_notifications_would_be() {
+        let h = harness().await;
+        let mut ledger = Ledger::default();
+        let expiry = NOW - DAY;
+        let group = started(&h, &mut ledger, "tok-gh", expiry).await;
+        let src = source(&h);
+        for (api_state, kind, at) in [
+            ("IN_GRACE_PERIOD", EventType::GracePeriodStarted, expiry),
+            // the hold and the expiry keep Google's expiryTime: just after the last applied event
+            ("ON_HOLD", EventType::BillingRetryStarted, expiry + 1),
+            ("EXPIRED", EventType::SubscriptionExpired, expiry + 2),
+        ] {
+            let state = ledger.0[&group].clone();
+            h.sub(
+                "tok-gh",
+                &Sub::active()
+                    .start(NOW - 30 * DAY)
+                    .expiry(expiry)
+                    .order("GPA.1000-0000-0000-00000")
+                    .state(api_state)
+                    .auto_renew(api_state != "EXPIRED"),
+            );
+            let events = src.refresh(&group, &state, ts(NOW)).await.unwrap();
+            assert_eq!(events.len(), 1, "{api_state}");
+            let e = &events[0];
+            assert_eq!(e.kind, kind, "{api_state}");
+            assert_eq!(e.occurred_at.millis(), at, "{api_state}");
+            assert_eq!(e.details.source.as_deref(), Some("sweeper"));
+            assert_eq!(
+                e.store_notification.kind,
+                format!("SUBSCRIPTION_STATE_{api_state}")
+            );
+            ledger.apply(e);
+            // the same state again implies nothing new
+            let now_state = ledger.0[&group].clone();
+            assert!(
+                src.refresh(&group, &now_state, ts(NOW))
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "{api_state} twice"
+            );
+        }
+        assert_eq!(
+            ledger.0[&group].subscription.as_ref().unwrap().status,
+            SubscriptionStatus::Expired
+        );
+        assert!(!ledger.0[&group].entitlement.active);
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_asks_about_the_newest_token_of_an_upgraded_lineage() {
+        let h = harness().await;
+        let mut ledger = Ledger::default();
+        let group = started(&h, &mut ledger, "tok-u1", NOW + 5 * DAY).await;
+        // GIVEN an upgrade to tok-u2, notified
+        h.sub(
+            "tok-u1",
+            &Sub::active()
+                .start(NOW - 30 * DAY)
+                .expiry(NOW - 10 * DAY)
+                .state("EXPIRED")
+                .auto_renew(false)
+                .canceled("replacement"),
+        );
+        h.sub(
+            "tok-u2",
+            &Sub::active()
+                .start(NOW - 10 * DAY)
+                .expiry(NOW - DAY)
+                .linked("tok-u1")
+                .order("GPA.2000-0000-0000-00000"),
+        );
+        let up = h
+            .event(
+                "m-up-u2",
+                &subscription_notification(4, "tok-u2", NOW - 10 * DAY),
+            )
+            .await;
+        assert_eq!(up.group_key(), group);
+        ledger.apply(&up);
+        // AND tok-u2 expired since
+        h.sub(
+            "tok-u2",
+            &Sub::active()
+                .start(NOW - 10 * DAY)
+                .expiry(NOW - DAY)
+                .linked("tok-u1")
+                .state("EXPIRED")
+                .auto_renew(false)
+                .canceled("user"),
+        );
+        // WHEN swept
+        let events = source(&h)
+            .refresh(&group, &ledger.0[&group].clone(), ts(NOW))
+            .await
+            .unwrap();
+        // THEN tok-u2 was asked (tok-u1, replaced, would have been refused)
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventType::SubscriptionExpired);
+        assert_eq!(events[0].occurred_at.millis(), NOW - DAY);
+        assert_eq!(
+            events[0]
+                .subscription
+                .as_ref()
+                .unwrap()
+                .store_subscription_id,
+            "tok-u1"
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_are_unavailable_or_refused_and_nothing_without_credentials() {
+        let h = harness().await;
+        let mut ledger = Ledger::default();
+        let group = started(&h, &mut ledger, "tok-f", NOW - DAY).await;
+        let state = ledger.0[&group].clone();
+        let src = source(&h);
+        // 5xx: ask again later
+        h.env.google.set_api_failure(Some(503));
+        let err = src.refresh(&group, &state, ts(NOW)).await.unwrap_err();
+        assert!(matches!(err, SourceError::Unavailable(_)), "{err}");
+        assert!(!err.to_string().contains("tok-f"));
+        h.env.google.set_api_failure(None);
+        // 404 / 410: Google does not know it
+        for status in [404, 410] {
+            h.env
+                .google
+                .set_api_status_for(PACKAGE, "tok-f", Some(status));
+            let err = src.refresh(&group, &state, ts(NOW)).await.unwrap_err();
+            assert!(matches!(err, SourceError::Refused(_)), "{status}: {err}");
+        }
+        h.env.google.set_api_status_for(PACKAGE, "tok-f", None);
+        // OAuth endpoint down: unavailable
+        let fresh = PlayStatusSource::new(Arc::new(h.env.endpoint())).unwrap();
+        h.env.google.set_token_failure(Some(500));
+        let err = fresh.refresh(&group, &state, ts(NOW)).await.unwrap_err();
+        assert!(matches!(err, SourceError::Unavailable(_)), "{err}");
+        // a group of another store, or without origin: refused
+        let mut other = state.clone();
+        other.origin.as_mut().unwrap().store = Store::AppStore;
+        assert!(matches!(
+            src.refresh(&group, &other, ts(NOW)).await.unwrap_err(),
+            SourceError::Refused(_)
+        ));
+        // no service account: no source
+        let vars: HashMap<String, String> = h
+            .env
+            .env_vars()
+            .into_iter()
+            .filter(|(k, _)| k != "PLAY_SERVICE_ACCOUNT_JSON")
+            .collect();
+        let links: Arc<dyn LinkStore> = h.env.links.clone();
+        assert!(
+            PlayStatusSource::from_settings(
+                &|k: &str| vars.get(k).cloned(),
+                links.clone(),
+                h.env.clock.clone()
+            )
+            .unwrap()
+            .is_none()
+        );
+        let all: HashMap<String, String> = h.env.env_vars().into_iter().collect();
+        assert!(
+            PlayStatusSource::from_settings(
+                &|k: &str| all.get(k).cloned(),
+                links,
+                h.env.clock.clone()
+            )
+            .unwrap()
+            .is_some()
+        );
+    }
 }

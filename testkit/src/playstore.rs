@@ -247,6 +247,10 @@ struct FakeState {
     subscriptions: Mutex<HashMap<(String, String), Value>>,
     products: Mutex<HashMap<(String, String, String), Value>>,
     api_failure: Mutex<Option<u16>>,
+    token_failures: Mutex<HashMap<(String, String), u16>>,
+    voided: Mutex<HashMap<String, Vec<Value>>>,
+    voided_page_size: Mutex<Option<usize>>,
+    voided_queries: Mutex<Vec<HashMap<String, String>>>,
     api_requests: AtomicUsize,
     api_unauthorized: AtomicUsize,
 }
@@ -283,6 +287,10 @@ impl FakeGoogle {
             subscriptions: Mutex::new(HashMap::new()),
             products: Mutex::new(HashMap::new()),
             api_failure: Mutex::new(None),
+            token_failures: Mutex::new(HashMap::new()),
+            voided: Mutex::new(HashMap::new()),
+            voided_page_size: Mutex::new(None),
+            voided_queries: Mutex::new(Vec::new()),
             api_requests: AtomicUsize::new(0),
             api_unauthorized: AtomicUsize::new(0),
         });
@@ -296,6 +304,10 @@ impl FakeGoogle {
             .route(
                 "/androidpublisher/v3/applications/{package}/purchases/products/{sku}/tokens/{token}",
                 get(product_handler),
+            )
+            .route(
+                "/androidpublisher/v3/applications/{package}/purchases/voidedpurchases",
+                get(voided_handler),
             )
             .with_state(state.clone());
         let task = tokio::spawn(async move {
@@ -391,6 +403,41 @@ impl FakeGoogle {
     /// Every API call answers `status` with Google's error envelope (None: normal).
     pub fn set_api_failure(&self, status: Option<u16>) {
         *lock(&self.state.api_failure) = status;
+    }
+
+    /// `subscriptionsv2.get` of (`package`, `token`) answers `status` with
+    /// Google's error envelope (None: normal).
+    pub fn set_api_status_for(&self, package: &str, token: &str, status: Option<u16>) {
+        let key = (package.to_owned(), token.to_owned());
+        let mut map = lock(&self.state.token_failures);
+        match status {
+            Some(st) => {
+                map.insert(key, st);
+            }
+            None => {
+                map.remove(&key);
+            }
+        }
+    }
+
+    /// Adds a `VoidedPurchase` resource to `voidedpurchases.list` of `package`
+    /// (filtered on its `voidedTimeMillis`).
+    pub fn add_voided(&self, package: &str, resource: Value) {
+        lock(&self.state.voided)
+            .entry(package.to_owned())
+            .or_default()
+            .push(resource);
+    }
+
+    /// Pages of `voidedpurchases.list` hold at most `n` resources whatever
+    /// `maxResults` says (None: `maxResults`, default 1000).
+    pub fn set_voided_page_size(&self, n: Option<usize>) {
+        *lock(&self.state.voided_page_size) = n;
+    }
+
+    /// The query parameters of every `voidedpurchases.list` request so far.
+    pub fn voided_queries(&self) -> Vec<HashMap<String, String>> {
+        lock(&self.state.voided_queries).clone()
     }
 
     /// API requests so far.
@@ -607,7 +654,11 @@ async fn subscription_handler(
     if let Some(r) = api_auth(&s, &headers) {
         return r;
     }
-    match lock(&s.subscriptions).get(&(package, token)) {
+    let key = (package, token);
+    if let Some(status) = lock(&s.token_failures).get(&key).copied() {
+        return google_error(status, "backendError");
+    }
+    match lock(&s.subscriptions).get(&key) {
         Some(v) => (StatusCode::OK, v.to_string()).into_response(),
         None => google_error(404, "purchaseTokenNotFound"),
     }
@@ -625,6 +676,75 @@ async fn product_handler(
         Some(v) => (StatusCode::OK, v.to_string()).into_response(),
         None => google_error(404, "purchaseTokenNotFound"),
     }
+}
+
+/// `purchases.voidedpurchases.list`: requires `type=1` (subscriptions
+/// included), filters on `voidedTimeMillis` in [`startTime`, `endTime`],
+/// pages with an opaque `token` (`tokenPagination.nextPageToken`).
+async fn voided_handler(
+    State(s): State<Arc<FakeState>>,
+    Path(package): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = api_auth(&s, &headers) {
+        return r;
+    }
+    let raw = uri.query().unwrap_or("");
+    let q: HashMap<String, String> = raw
+        .split('&')
+        .filter_map(|pair| {
+            let (k, _) = pair.split_once('=')?;
+            Some((k.to_owned(), form_value(raw, k)?))
+        })
+        .collect();
+    lock(&s.voided_queries).push(q.clone());
+    if q.get("type").map(String::as_str) != Some("1") {
+        return google_error(400, "invalidType");
+    }
+    let num = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok());
+    let start = num("startTime").unwrap_or(i64::MIN);
+    let end = num("endTime").unwrap_or(i64::MAX);
+    let page = lock(&s.voided_page_size).unwrap_or_else(|| {
+        num("maxResults")
+            .and_then(|m| usize::try_from(m).ok())
+            .unwrap_or(1000)
+    });
+    let offset = match q.get("token") {
+        None => 0,
+        Some(t) => match t
+            .strip_prefix("page-")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(n) => n,
+            None => return google_error(400, "invalidPageToken"),
+        },
+    };
+    let all: Vec<Value> = lock(&s.voided)
+        .get(&package)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| {
+            let t = v["voidedTimeMillis"]
+                .as_str()
+                .and_then(|t| t.parse::<i64>().ok())
+                .unwrap_or(0);
+            t >= start && t <= end
+        })
+        .collect();
+    let items: Vec<Value> = all.iter().skip(offset).take(page.max(1)).cloned().collect();
+    let mut body = json!({
+        "pageInfo": {"totalResults": all.len(), "resultPerPage": page, "startIndex": offset},
+    });
+    if !items.is_empty() {
+        body["voidedPurchases"] = json!(items);
+    }
+    if offset + page.max(1) < all.len() {
+        body["tokenPagination"] =
+            json!({"nextPageToken": format!("page-{}", offset + page.max(1))});
+    }
+    (StatusCode::OK, body.to_string()).into_response()
 }
 
 // ---------------------------------------------------------------- payloads

@@ -214,3 +214,41 @@ async fn dynamo_link_errors_never_contain_the_token() {
         assert!(!text.contains("secrettok"), "{label}: {text}");
     }
 }
+
+#[tokio::test]
+async fn dynamo_latest_token_keeps_the_purchase_started_last() {
+    let Some((store, client)) =
+        emulator_store("dynamo_latest_token_keeps_the_purchase_started_last").await
+    else {
+        return;
+    };
+    let sub = Lineage::rooted_at(&token("A")).subscription_id;
+    // GIVEN nothing recorded THEN none
+    assert_eq!(store.latest(&sub).await.unwrap(), None);
+    let (a, b, c) = (token("A"), token("B"), token("C"));
+    // WHEN tokens are recorded out of order
+    store.record_latest(&sub, &b, 200).await.unwrap();
+    store.record_latest(&sub, &a, 100).await.unwrap();
+    // THEN the one started last stays
+    assert_eq!(store.latest(&sub).await.unwrap(), Some(b.clone()));
+    store.record_latest(&sub, &c, 300).await.unwrap();
+    assert_eq!(store.latest(&sub).await.unwrap(), Some(c.clone()));
+    // AND it is not a link: the tokens do not resolve through it
+    assert_eq!(store.resolve(&c).await.unwrap(), None);
+    // AND its key is under the links' prefix (the Play function's IAM
+    // condition allows only LINK#GOOGLE_PLAY#* leading keys)
+    let item = client
+        .get_item()
+        .table_name(store.table())
+        .set_key(Some(
+            storehook_shared::stores::playstore::links::dynamo::latest_key(&sub),
+        ))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("newest-token item");
+    assert!(item["pk"].as_s().unwrap().starts_with("LINK#GOOGLE_PLAY#"));
+    assert_eq!(item["token"].as_s().unwrap(), c.as_str());
+}

@@ -119,7 +119,8 @@ impl<'a, L: Lookup> Endpoints<'a, L> {
     ) -> Result<Vec<Arc<dyn StoreEndpoint>>, ConfigError> {
         let mut out: Vec<Arc<dyn StoreEndpoint>> = vec![Arc::new(self.appstore()?)];
         if self.settings.get("HUAWEI_PUBLIC_KEY").is_some() {
-            out.push(Arc::new(self.huawei()?));
+            // The sweeper finds each subscription's purchase token in the link store.
+            out.push(Arc::new(self.huawei()?.with_token_store(links.clone())));
         }
         if self.settings.get("PLAY_PACKAGE_NAMES").is_some() {
             out.push(Arc::new(self.playstore(links)?));

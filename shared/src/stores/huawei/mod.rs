@@ -27,6 +27,7 @@
 pub mod api;
 pub mod config;
 pub mod model;
+pub mod sweep;
 pub mod translate;
 pub mod verify;
 
@@ -37,6 +38,7 @@ use crate::config::ConfigError;
 use crate::error::Rejection;
 use crate::event::{Environment, Event};
 use crate::ingest::{StoreEndpoint, StoreRequest, StoreResponse};
+use crate::stores::playstore::links::LinkStore;
 use api::{ApiError, HuaweiApi, SignedReceipt};
 use async_trait::async_trait;
 use model::{
@@ -226,6 +228,8 @@ pub enum Notice {
 pub struct Huawei {
     config: HuaweiConfig,
     api: Option<HuaweiApi>,
+    /// Where each subscription's purchase token is recorded for the sweeper.
+    tokens: Option<Arc<dyn LinkStore>>,
 }
 
 impl Huawei {
@@ -243,7 +247,60 @@ impl Huawei {
             .clone()
             .map(|a| HuaweiApi::new(a, clock).map_err(|e| setup(format!("API: {e}"))))
             .transpose()?;
-        Ok(Self { config, api })
+        Ok(Self {
+            config,
+            api,
+            tokens: None,
+        })
+    }
+
+    /// Records each verified subscription notification's purchase token in
+    /// `tokens` (by storehook subscription id), so that the sweeper can ask
+    /// the subscription API about it ([`sweep::HuaweiStatusSource`]).
+    pub fn with_token_store(mut self, tokens: Arc<dyn LinkStore>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// The API client, when credentials are configured.
+    pub fn api(&self) -> Option<&HuaweiApi> {
+        self.api.as_ref()
+    }
+
+    /// Records the purchase token of a verified subscription notification
+    /// (best effort: a failure is logged, the notification still processed).
+    async fn record_token(&self, v: &VerifiedSubscription) {
+        let Some(tokens) = &self.tokens else {
+            return;
+        };
+        let n = &v.notification;
+        let r = v.receipt.as_ref();
+        let subscription_id = n
+            .subscription_id
+            .clone()
+            .or_else(|| r.and_then(|r| r.subscription_id.clone()))
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
+        let token = n
+            .purchase_token
+            .clone()
+            .or_else(|| r.and_then(|r| r.purchase_token.clone()))
+            .or_else(|| n.latest_receipt.clone())
+            .filter(|t| !t.is_empty());
+        let (Some(subscription_id), Some(token)) = (subscription_id, token) else {
+            return;
+        };
+        let id = crate::event::SubscriptionId::derive(&[
+            crate::event::Store::HuaweiAppGallery.as_str(),
+            &subscription_id,
+        ]);
+        let started = r
+            .and_then(|r| r.purchased_at_ms().or(r.ori_purchase_time))
+            .unwrap_or(0);
+        let token = crate::stores::playstore::model::PurchaseToken::new(token.expose());
+        if let Err(e) = tokens.record_latest(&id, &token, started).await {
+            tracing::warn!(error = %e, "could not record the Huawei purchase token for the sweeper");
+        }
     }
 
     /// The configuration.
@@ -358,6 +415,7 @@ impl Huawei {
                 if let Some(api) = &self.api {
                     self.enrich(api, &mut v).await?;
                 }
+                self.record_token(&v).await;
                 Ok(translate::subscription(
                     &v,
                     &self.config,
@@ -774,6 +832,11 @@ impl HuaweiEndpoint {
     /// The endpoint for `config`.
     pub fn new(config: HuaweiConfig, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
         Ok(Self(Huawei::new(config, clock)?))
+    }
+
+    /// Records purchase tokens for the sweeper (see [`Huawei::with_token_store`]).
+    pub fn with_token_store(self, tokens: Arc<dyn LinkStore>) -> Self {
+        Self(self.0.with_token_store(tokens))
     }
 }
 

@@ -23,9 +23,12 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod lineage;
 pub mod links;
 pub mod model;
+pub mod sweep;
 pub mod translate;
+pub mod voided;
 
 pub use config::{
     DEFAULT_JWKS_URL, MIN_PUSH_TOKEN_LEN, PlayStoreConfig, SERVICE_ACCOUNT, playstore_config,
@@ -42,7 +45,8 @@ use auth::{AuthError, PushAuthenticator};
 use base64::Engine;
 use base64::engine::general_purpose::GeneralPurpose;
 use base64::engine::{DecodePaddingMode, GeneralPurposeConfig};
-use links::{LinkError, LinkStore, lineage_of};
+use lineage::{WalkError, walk_lineage};
+use links::{LinkError, LinkStore};
 use model::{PurchaseToken, PushBody};
 use std::sync::Arc;
 use translate::{Decoded, PlayState, Previous, Push, SubscriptionState, translate};
@@ -87,6 +91,15 @@ pub enum PlayStoreError {
     /// The notification needs the Play Developer API but no service account is configured.
     #[error("PLAY_SERVICE_ACCOUNT_JSON is not configured: the Play Developer API cannot be called")]
     ApiNotConfigured,
+}
+
+impl From<WalkError> for PlayStoreError {
+    fn from(e: WalkError) -> Self {
+        match e {
+            WalkError::Api(e) => Self::Api(e),
+            WalkError::Links(e) => Self::Links(e),
+        }
+    }
 }
 
 impl PlayStoreError {
@@ -298,15 +311,36 @@ impl PlayStoreEndpoint {
             Fetched::NotFound(reason) => return Ok(PlayState::NotFound(reason)),
         };
         let linked = purchase.linked_purchase_token.clone();
-        let lineage = lineage_of(self.links.as_ref(), token, linked.as_ref()).await?;
+        let walked =
+            walk_lineage(api, self.links.as_ref(), package, token, linked.as_ref()).await?;
+        let lineage = walked.lineage;
+        if !translate::is_replaced(&purchase) {
+            // The sweeper asks the API about a subscription's newest live token.
+            let started =
+                translate::rfc3339(purchase.start_time.as_deref()).map_or(0, |t| t.millis());
+            // Best effort: the sweeper falls back to the first token.
+            if let Err(e) = self
+                .links
+                .record_latest(&lineage.subscription_id, token, started)
+                .await
+            {
+                tracing::warn!(error = %e, token = %token.fingerprint(), "could not record the newest purchase token for the sweeper");
+            }
+        }
         let previous = match (&linked, purchased) {
-            (Some(previous), true) => Some(match api.subscription(package, previous).await? {
-                Fetched::Found { value, json } => Previous::Found {
-                    purchase: Box::new(value),
-                    json,
-                },
-                Fetched::NotFound(_) => Previous::NotFound,
-            }),
+            (Some(previous), true) => {
+                let fetched = match walked.predecessor {
+                    Some(f) => f,
+                    None => api.subscription(package, previous).await?,
+                };
+                Some(match fetched {
+                    Fetched::Found { value, json } => Previous::Found {
+                        purchase: Box::new(value),
+                        json,
+                    },
+                    Fetched::NotFound(_) => Previous::NotFound,
+                })
+            }
             _ => None,
         };
         Ok(PlayState::Subscription(Box::new(SubscriptionState {

@@ -534,3 +534,74 @@ mod tests {
         assert!(!format!("{n:?}").contains("secret"));
     }
 }
+
+/// A `VoidedPurchase` of `purchases.voidedpurchases.list`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VoidedPurchase {
+    /// `androidpublisher#voidedPurchase`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The voided purchase.
+    pub purchase_token: PurchaseToken,
+    /// The voided order (the key with `type=1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    /// When the purchase was made (ms).
+    #[serde(
+        default,
+        deserialize_with = "lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub purchase_time_millis: Option<i64>,
+    /// When Google recorded the void (ms).
+    #[serde(
+        default,
+        deserialize_with = "lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub voided_time_millis: Option<i64>,
+    /// 0 user, 1 developer, 2 Google.
+    #[serde(
+        default,
+        deserialize_with = "lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub voided_source: Option<i64>,
+    /// 0 other, 1 remorse, 2 not received, 3 defective, 4 accidental purchase,
+    /// 5 fraud, 6 friendly fraud, 7 chargeback.
+    #[serde(
+        default,
+        deserialize_with = "lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub voided_reason: Option<i64>,
+    /// Units refunded (quantity-based partial refunds only).
+    #[serde(
+        default,
+        deserialize_with = "lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub voided_quantity: Option<i64>,
+}
+
+/// `tokenPagination`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenPagination {
+    /// The next page's `token`.
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+}
+
+/// One page of `purchases.voidedpurchases.list`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VoidedPurchasesPage {
+    /// The voided purchases of the page (absent when none).
+    #[serde(default)]
+    pub voided_purchases: Vec<VoidedPurchase>,
+    /// Paging.
+    #[serde(default)]
+    pub token_pagination: Option<TokenPagination>,
+}

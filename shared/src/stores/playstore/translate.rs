@@ -15,6 +15,9 @@
 //!   of the same lineage is delivered as `STORE_NOTIFICATION` without a
 //!   subscription snapshot: the old token's CANCELED/EXPIRED must not overwrite
 //!   the lineage's live state.
+//! - A full void's event id derives from its purchase token and order id
+//!   ([`voided_event_id`]), not from the Pub/Sub message: the same refund
+//!   read back by `storehook backfill` (`voidedpurchases.list`) is the same event.
 //! - `REVOKED` and full voids set the status to `REVOKED` whatever the API still
 //!   says (Google has been seen answering ACTIVE right after a void).
 //! - A purchase the API does not know (HTTP 400/404/410) and an undecodable
@@ -163,6 +166,9 @@ pub fn translate(
         subscription_event(&mut e, s, state);
     } else if let Some(v) = &n.voided_purchase_notification {
         voided_event(&mut e, v, state, config);
+        if let Some(id) = voided_event_id(v) {
+            e.id = id;
+        }
     } else if let Some(o) = &n.one_time_product_notification {
         one_time_event(&mut e, o, state);
     } else if let Some(r) = &n.pending_refund_review_notification {
@@ -237,7 +243,7 @@ fn raw(push: &Push, decoded: &Decoded, state: &PlayState) -> Value {
 // ---------------------------------------------------------------- subscriptions
 
 /// The line item that defines the snapshot: the one expiring last.
-fn primary(p: &SubscriptionPurchaseV2) -> Option<&LineItem> {
+pub fn primary(p: &SubscriptionPurchaseV2) -> Option<&LineItem> {
     p.line_items
         .iter()
         .max_by_key(|li| rfc3339(li.expiry_time.as_deref()))
@@ -294,7 +300,8 @@ fn google_status(state: Option<&str>) -> SubscriptionStatus {
     }
 }
 
-fn is_replaced(p: &SubscriptionPurchaseV2) -> bool {
+/// Whether the purchase was replaced by a newer token of its lineage.
+pub fn is_replaced(p: &SubscriptionPurchaseV2) -> bool {
     p.canceled_state_context
         .as_ref()
         .is_some_and(|c| c.replacement_cancellation.is_some())
@@ -620,6 +627,25 @@ fn expiry_reason(p: &SubscriptionPurchaseV2) -> &'static str {
 }
 
 // ---------------------------------------------------------------- voided purchases
+
+/// The id of the event of a full void: derived from the purchase token and
+/// the voided order (store facts both the `voidedPurchaseNotification` and
+/// `voidedpurchases.list` carry), so a refund seen by the notification and by
+/// `storehook backfill` is one event, delivered once. `None` (the id derives
+/// from the Pub/Sub message) for a quantity-based partial refund, which can
+/// happen several times for one order, and for a void without an order id.
+pub fn voided_event_id(v: &VoidedPurchaseNotification) -> Option<EventId> {
+    if v.refund_type == Some(2) {
+        return None;
+    }
+    let order = v.order_id.as_deref().filter(|o| !o.is_empty())?;
+    Some(EventId::derive(&[
+        Store::GooglePlay.as_str(),
+        "VOIDED_PURCHASE",
+        v.purchase_token.as_str(),
+        order,
+    ]))
+}
 
 fn voided_event(
     e: &mut Event,

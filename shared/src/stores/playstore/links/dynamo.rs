@@ -10,6 +10,11 @@
 //! | `first_token` | S | the lineage's first purchase token |
 //! | `created_at` | N | epoch milliseconds of the first link |
 //!
+//! And one item per subscription for the sweeper: its newest live purchase token
+//! (`pk` = `LINK#GOOGLE_PLAY#LATEST#<subscription id>`, `sk` = `LATEST`, `token` S,
+//! `started_ms` N), replaced only by a token whose purchase started no earlier
+//! (a `PutItem` conditioned on `attribute_not_exists(pk) OR started_ms <= :s`).
+//!
 //! No TTL: a token belongs to one subscription forever. `resolve` is a
 //! consistent-read `GetItem`; `link` is a `PutItem` conditioned on
 //! `attribute_not_exists(pk)` with `ReturnValuesOnConditionCheckFailure =
@@ -43,6 +48,32 @@ pub const ATTR_SUBSCRIPTION_ID: &str = "subscription_id";
 pub const ATTR_FIRST_TOKEN: &str = "first_token";
 /// When the token was first linked, epoch milliseconds (N).
 pub const ATTR_CREATED_AT: &str = "created_at";
+
+/// Partition-key prefix of a subscription's newest-token item.
+/// Under the links' prefix, so the Play function's IAM condition
+/// (`dynamodb:LeadingKeys` `LINK#GOOGLE_PLAY#*`) covers it; no purchase token
+/// contains `#`, so it cannot be a token's link.
+pub const LATEST_PK_PREFIX: &str = "LINK#GOOGLE_PLAY#LATEST#";
+/// Sort key of the newest-token items.
+pub const LATEST_SK: &str = "LATEST";
+/// The newest live purchase token (S).
+pub const ATTR_TOKEN: &str = "token";
+/// When that purchase started, epoch milliseconds (N).
+pub const ATTR_STARTED_MS: &str = "started_ms";
+
+/// The primary key of `subscription_id`'s newest-token item.
+pub fn latest_key(subscription_id: &SubscriptionId) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (
+            TABLE_PARTITION_KEY.to_owned(),
+            AttributeValue::S(format!("{LATEST_PK_PREFIX}{}", subscription_id.0)),
+        ),
+        (
+            TABLE_SORT_KEY.to_owned(),
+            AttributeValue::S(LATEST_SK.to_owned()),
+        ),
+    ])
+}
 
 /// The partition key of `token`'s link item.
 pub fn link_pk(token: &PurchaseToken) -> String {
@@ -233,6 +264,75 @@ impl LinkStore for DynamoLinkStore {
             return Ok(existing);
         }
         Err(sdk_error("PutItem", purchase_token, Some(lineage), e))
+    }
+
+    #[tracing::instrument(skip_all, fields(subscription_id = %subscription_id))]
+    async fn latest(
+        &self,
+        subscription_id: &SubscriptionId,
+    ) -> Result<Option<PurchaseToken>, LinkError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(latest_key(subscription_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| {
+                LinkError(format!(
+                    "DynamoDB GetItem of the newest token of {subscription_id}: {}",
+                    DisplayErrorContext(&e)
+                ))
+            })?;
+        Ok(out
+            .item()
+            .and_then(|item| item.get(ATTR_TOKEN))
+            .and_then(|v| v.as_s().ok())
+            .filter(|t| !t.is_empty())
+            .map(|t| PurchaseToken::new(t.clone())))
+    }
+
+    #[tracing::instrument(skip_all, fields(subscription_id = %subscription_id, token = %purchase_token.fingerprint()))]
+    async fn record_latest(
+        &self,
+        subscription_id: &SubscriptionId,
+        purchase_token: &PurchaseToken,
+        started_ms: i64,
+    ) -> Result<(), LinkError> {
+        let mut item = latest_key(subscription_id);
+        item.insert(
+            ATTR_TOKEN.to_owned(),
+            AttributeValue::S(purchase_token.as_str().to_owned()),
+        );
+        item.insert(
+            ATTR_STARTED_MS.to_owned(),
+            AttributeValue::N(started_ms.to_string()),
+        );
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(format!(
+                "attribute_not_exists({TABLE_PARTITION_KEY}) OR {ATTR_STARTED_MS} <= :s"
+            ))
+            .expression_attribute_values(":s", AttributeValue::N(started_ms.to_string()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            // A token that started later is recorded: it stays.
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(PutItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_error("PutItem (newest token)", purchase_token, None, e)),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The in-memory Play link store.
 
 use super::{Lineage, LinkError, LinkStore};
+use crate::event::SubscriptionId;
 use crate::stores::playstore::model::PurchaseToken;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -11,6 +12,7 @@ use std::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct MemoryLinkStore {
     links: Mutex<HashMap<PurchaseToken, Lineage>>,
+    latest: Mutex<HashMap<SubscriptionId, (PurchaseToken, i64)>>,
     fail: Mutex<Option<LinkError>>,
     capacity: Option<usize>,
 }
@@ -83,5 +85,44 @@ impl LinkStore for MemoryLinkStore {
             .entry(purchase_token.clone())
             .or_insert_with(|| lineage.clone())
             .clone())
+    }
+
+    async fn latest(
+        &self,
+        subscription_id: &SubscriptionId,
+    ) -> Result<Option<PurchaseToken>, LinkError> {
+        self.check()?;
+        Ok(self
+            .latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(subscription_id)
+            .map(|(t, _)| t.clone()))
+    }
+
+    async fn record_latest(
+        &self,
+        subscription_id: &SubscriptionId,
+        purchase_token: &PurchaseToken,
+        started_ms: i64,
+    ) -> Result<(), LinkError> {
+        self.check()?;
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(capacity) = self.capacity
+            && latest.len() >= capacity
+            && !latest.contains_key(subscription_id)
+        {
+            latest.clear();
+        }
+        let newer = latest
+            .get(subscription_id)
+            .is_none_or(|(_, at)| *at <= started_ms);
+        if newer {
+            latest.insert(
+                subscription_id.clone(),
+                (purchase_token.clone(), started_ms),
+            );
+        }
+        Ok(())
     }
 }

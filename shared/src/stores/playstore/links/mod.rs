@@ -62,6 +62,28 @@ pub trait LinkStore: Send + Sync + Debug {
         purchase_token: &PurchaseToken,
         lineage: &Lineage,
     ) -> Result<Lineage, LinkError>;
+
+    /// The newest purchase token recorded for `subscription_id` (the one the
+    /// sweeper asks `subscriptionsv2.get` about). Default: none recorded (an
+    /// adapter without it; the sweeper then asks about the first token).
+    async fn latest(
+        &self,
+        _subscription_id: &SubscriptionId,
+    ) -> Result<Option<PurchaseToken>, LinkError> {
+        Ok(None)
+    }
+
+    /// Records `purchase_token`, a live (not replaced) purchase of
+    /// `subscription_id` started at `started_ms`, as its newest token unless
+    /// a token that started later is recorded. Default: records nothing.
+    async fn record_latest(
+        &self,
+        _subscription_id: &SubscriptionId,
+        _purchase_token: &PurchaseToken,
+        _started_ms: i64,
+    ) -> Result<(), LinkError> {
+        Ok(())
+    }
 }
 
 /// The lineage of `token`, linking it (and its `linked` predecessor when that one
@@ -141,6 +163,18 @@ mod tests {
                 .unwrap();
             assert!(links.len() <= 2);
         }
+    }
+
+    #[tokio::test]
+    async fn the_latest_token_is_the_one_started_last() {
+        let links = MemoryLinkStore::new();
+        let sub = Lineage::rooted_at(&t("A")).subscription_id;
+        assert_eq!(links.latest(&sub).await.unwrap(), None);
+        links.record_latest(&sub, &t("B"), 200).await.unwrap();
+        links.record_latest(&sub, &t("A"), 100).await.unwrap();
+        assert_eq!(links.latest(&sub).await.unwrap(), Some(t("B")));
+        links.record_latest(&sub, &t("C"), 300).await.unwrap();
+        assert_eq!(links.latest(&sub).await.unwrap(), Some(t("C")));
     }
 
     #[tokio::test]

@@ -19,6 +19,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Purchase token → JSON [`StoredLink`].
 const LINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("playstore_links");
 
+/// Subscription id → JSON [`StoredLatest`] (the newest live token).
+const LATEST: TableDefinition<&str, &[u8]> = TableDefinition::new("playstore_latest");
+
+/// The newest live purchase token of a subscription.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredLatest {
+    token: String,
+    started_ms: i64,
+}
+
 /// File name inside the data directory.
 pub const FILE_NAME: &str = "links.redb";
 
@@ -92,6 +102,7 @@ impl RedbLinkStore {
             Box::new(|db, _| {
                 let tx = db.begin_write().map_err(|e| e.to_string())?;
                 tx.open_table(LINKS).map_err(|e| e.to_string())?;
+                tx.open_table(LATEST).map_err(|e| e.to_string())?;
                 tx.commit().map_err(|e| e.to_string())
             }),
         )
@@ -181,6 +192,57 @@ impl LinkStore for RedbLinkStore {
         })
         .await
     }
+
+    async fn latest(
+        &self,
+        subscription_id: &SubscriptionId,
+    ) -> Result<Option<PurchaseToken>, LinkError> {
+        let id = subscription_id.0.clone();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let t = tx.open_table(LATEST).map_err(db_err)?;
+            match t.get(id.as_str()).map_err(db_err)? {
+                Some(v) => serde_json::from_slice::<StoredLatest>(v.value())
+                    .map(|l| Some(PurchaseToken::new(l.token)))
+                    .map_err(|e| {
+                        LinkError(format!("corrupt latest token of {id}: line {}", e.line()))
+                    }),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn record_latest(
+        &self,
+        subscription_id: &SubscriptionId,
+        purchase_token: &PurchaseToken,
+        started_ms: i64,
+    ) -> Result<(), LinkError> {
+        let id = subscription_id.0.clone();
+        let token = purchase_token.clone();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = tx.open_table(LATEST).map_err(db_err)?;
+                let newer = match t.get(id.as_str()).map_err(db_err)? {
+                    Some(v) => serde_json::from_slice::<StoredLatest>(v.value())
+                        .map_or(true, |l| l.started_ms <= started_ms),
+                    None => true,
+                };
+                if newer {
+                    let value = serde_json::to_vec(&StoredLatest {
+                        token: token.as_str().to_owned(),
+                        started_ms,
+                    })
+                    .map_err(|e| LinkError(format!("serialize latest token: {e}")))?;
+                    t.insert(id.as_str(), value.as_slice()).map_err(db_err)?;
+                }
+            }
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -235,6 +297,25 @@ mod tests {
         // AND the first writer still wins
         let x = Lineage::rooted_at(&t("X"));
         assert_eq!(store.link(&t("A"), &x).await.unwrap(), first);
+    }
+
+    #[tokio::test]
+    async fn redb_latest_token_keeps_the_newest_start_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = Lineage::rooted_at(&t("A")).subscription_id;
+        {
+            let store = RedbLinkStore::open(dir.path()).unwrap();
+            assert_eq!(store.latest(&sub).await.unwrap(), None);
+            store.record_latest(&sub, &t("A"), 100).await.unwrap();
+            store.record_latest(&sub, &t("B"), 200).await.unwrap();
+            // an older token read late does not take over
+            store.record_latest(&sub, &t("A"), 100).await.unwrap();
+            assert_eq!(store.latest(&sub).await.unwrap(), Some(t("B")));
+        }
+        let store = RedbLinkStore::open(dir.path()).unwrap();
+        assert_eq!(store.latest(&sub).await.unwrap(), Some(t("B")));
+        store.record_latest(&sub, &t("C"), 300).await.unwrap();
+        assert_eq!(store.latest(&sub).await.unwrap(), Some(t("C")));
     }
 
     #[tokio::test]
