@@ -14,7 +14,7 @@
 use proptest::prelude::*;
 use storehook_shared::event::{Event, EventType};
 use storehook_shared::state::{DeliveryRecord, MemoryState, RedbState, StateStore};
-use storehook_testkit::fixtures::sub_event;
+use storehook_testkit::fixtures::{apply_now, sub_event};
 
 const KINDS: [(EventType, bool); 6] = [
     (EventType::SubscriptionStarted, true),
@@ -79,8 +79,8 @@ async fn run(specs: Vec<Spec>, steps: Vec<Step>) -> Result<(), TestCaseError> {
         match step {
             Step::Apply(i) => {
                 let e = events[i % events.len()].clone();
-                let got = real.as_ref().unwrap().apply(e.clone()).await.unwrap();
-                let want = model.apply(e).await.unwrap();
+                let got = real.as_ref().unwrap().apply(e.clone(), apply_now()).await.unwrap();
+                let want = model.apply(e, apply_now()).await.unwrap();
                 prop_assert_eq!(got, want, "step {}: apply", n);
             }
             Step::Deliver(i, attempts) => {

@@ -16,7 +16,7 @@ pub async fn idempotent_apply(store: &dyn StateStore) {
     let e1 = sub_event("n1", EventType::SubscriptionStarted, "orig-1", 0, true);
     let group = e1.group_key();
     // WHEN applied
-    let r1 = store.apply(e1.clone()).await.unwrap();
+    let r1 = store.apply(e1.clone(), apply_now()).await.unwrap();
     // THEN it is first-time, seq 1, and derives ACCESS_GRANTED seq 2
     assert!(r1.first_time);
     assert_eq!(r1.event.sequence, 1);
@@ -28,7 +28,7 @@ pub async fn idempotent_apply(store: &dyn StateStore) {
     let mut dup = e1.clone();
     dup.occurred_at = t(99);
     dup.entitlement.active = false;
-    let r2 = store.apply(dup).await.unwrap();
+    let r2 = store.apply(dup, apply_now()).await.unwrap();
     // THEN the stored result comes back unchanged and nothing is re-applied
     assert!(!r2.first_time);
     assert_eq!(
@@ -42,7 +42,7 @@ pub async fn idempotent_apply(store: &dyn StateStore) {
 
     // WHEN the next event arrives THEN it continues the sequence
     let e2 = sub_event("n2", EventType::SubscriptionRenewed, "orig-1", 10, true);
-    let r3 = store.apply(e2).await.unwrap();
+    let r3 = store.apply(e2, apply_now()).await.unwrap();
     assert_eq!(r3.event.sequence, 3);
     assert!(r3.derived.is_empty());
     assert_eq!(r3.event.details.renewal_number, Some(1));
@@ -104,7 +104,7 @@ pub async fn idempotent_apply(store: &dyn StateStore) {
         Some(failed)
     );
     // AND re-applying after delivery records exist still returns the stored result
-    let r4 = store.apply(e1).await.unwrap();
+    let r4 = store.apply(e1, apply_now()).await.unwrap();
     assert!(!r4.first_time);
     assert_eq!(r4.event.sequence, 1);
 }
@@ -123,7 +123,7 @@ pub async fn concurrent_applies(store: std::sync::Arc<dyn StateStore>, n: usize)
                 i as i64,
                 true,
             );
-            tasks.spawn(async move { s.apply(e).await });
+            tasks.spawn(async move { s.apply(e, apply_now()).await });
         }
     }
     let mut firsts = Vec::new();

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use storehook_shared::clock::{Clock, SystemClock};
 use storehook_shared::dispatch::Dispatcher;
 use storehook_shared::dispatch::sqs_poller::poll_once;
-use storehook_shared::event::{Event, EventId, Store, SubscriptionId};
+use storehook_shared::event::{Event, EventId, Store, SubscriptionId, Timestamp};
 use storehook_shared::ingest::{AppStoreEndpoint, Ingest, StoreRequest, StoreResponse};
 use storehook_shared::provision::{DEFAULT_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT_S};
 use storehook_shared::queue::message_control::MessageControl;
@@ -677,9 +677,9 @@ impl<S> SerializedState<S> {
 
 #[async_trait]
 impl<S: StateStore> StateStore for SerializedState<S> {
-    async fn apply(&self, event: Event) -> Result<Recorded, StateError> {
+    async fn apply(&self, event: Event, now: Timestamp) -> Result<Recorded, StateError> {
         let _g = self.lock.lock().await;
-        self.inner.apply(event).await
+        self.inner.apply(event, now).await
     }
 
     async fn group(&self, group_key: &str) -> Result<Option<GroupState>, StateError> {

@@ -356,8 +356,9 @@ impl DynamoState {
         group: &str,
         prev: Option<&GroupState>,
         event: Event,
+        now: Timestamp,
     ) -> Result<Recorded, TxFailure> {
-        let applied = transition(prev, event);
+        let applied = transition(prev, event, now);
         let items = self
             .transaction(group, prev.map(|p| p.sequence), &applied)
             .map_err(TxFailure::Other)?;
@@ -378,11 +379,14 @@ impl DynamoState {
 #[async_trait]
 impl StateStore for DynamoState {
     #[tracing::instrument(skip_all, fields(event_id = %event.id))]
-    async fn apply(&self, event: Event) -> Result<Recorded, StateError> {
+    async fn apply(&self, event: Event, now: Timestamp) -> Result<Recorded, StateError> {
         let group = event.group_key();
         for attempt in 1..=MAX_CAS_ATTEMPTS {
             let prev = self.group(&group).await?;
-            match self.transact(&group, prev.as_ref(), event.clone()).await {
+            match self
+                .transact(&group, prev.as_ref(), event.clone(), now)
+                .await
+            {
                 Ok(r) => return Ok(r),
                 Err(TxFailure::AlreadyClaimed) => {
                     if let Some(r) = self.read_claim(&event.id).await? {
@@ -559,13 +563,13 @@ mod tests {
         // GIVEN a group at sequence 2 (event + ACCESS_GRANTED)
         let e1 = sub_event("s1", EventType::SubscriptionStarted, "orig-s", 0, true);
         let group = e1.group_key();
-        let r1 = st.apply(e1.clone()).await.unwrap();
+        let r1 = st.apply(e1.clone(), apply_now()).await.unwrap();
         let current = st.group(&group).await.unwrap().unwrap();
         assert_eq!(current.sequence, 2);
         let e2 = sub_event("s2", EventType::SubscriptionRenewed, "orig-s", 5, true);
 
         // WHEN a writer that read "no group yet" tries to apply e2
-        let stale_none = st.transact(&group, None, e2.clone()).await;
+        let stale_none = st.transact(&group, None, e2.clone(), apply_now()).await;
         // THEN it is a conflict (the group exists)
         assert!(
             matches!(stale_none, Err(TxFailure::Conflict)),
@@ -576,7 +580,7 @@ mod tests {
             sequence: 1,
             ..current.clone()
         };
-        let stale_seq = st.transact(&group, Some(&older), e2.clone()).await;
+        let stale_seq = st.transact(&group, Some(&older), e2.clone(), apply_now()).await;
         assert!(
             matches!(stale_seq, Err(TxFailure::Conflict)),
             "{stale_seq:?}"
@@ -587,15 +591,15 @@ mod tests {
         assert_eq!(st.history(&group).await.unwrap().len(), 2);
 
         // WHEN an already-claimed event is written again on a fresh read
-        let dup = st.transact(&group, Some(&current), e1.clone()).await;
+        let dup = st.transact(&group, Some(&current), e1.clone(), apply_now()).await;
         // THEN the claim condition reports it, and apply returns the stored result
         assert!(matches!(dup, Err(TxFailure::AlreadyClaimed)), "{dup:?}");
-        let again = st.apply(e1).await.unwrap();
+        let again = st.apply(e1, apply_now()).await.unwrap();
         assert!(!again.first_time);
         assert_eq!(again.event, r1.event);
 
         // AND a normal apply (fresh read) continues the sequence
-        assert_eq!(st.apply(e2).await.unwrap().event.sequence, 3);
+        assert_eq!(st.apply(e2, apply_now()).await.unwrap().event.sequence, 3);
         assert_eq!(st.group(&group).await.unwrap().unwrap().sequence, 3);
     }
 
@@ -607,7 +611,7 @@ mod tests {
         // GIVEN an applied event
         let e = sub_event("l1", EventType::SubscriptionStarted, "orig-l", 0, true);
         let group = e.group_key();
-        let r = st.apply(e).await.unwrap();
+        let r = st.apply(e, apply_now()).await.unwrap();
         // THEN STATE carries seq, entitled, applied_at and the JSON state
         let state = st.get(group_pk(&group), "STATE").await.unwrap().unwrap();
         assert_eq!(get_n::<u64>(&state, "seq"), Some(2));

@@ -1,7 +1,7 @@
 //! The in-memory state store (tests, benchmarks).
 
 use super::{Claim, DeliveryRecord, GroupState, Recorded, StateError, StateStore, transition};
-use crate::event::{Event, EventId};
+use crate::event::{Event, EventId, Timestamp};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -46,7 +46,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[async_trait]
 impl StateStore for MemoryState {
-    async fn apply(&self, event: Event) -> Result<Recorded, StateError> {
+    async fn apply(&self, event: Event, now: Timestamp) -> Result<Recorded, StateError> {
         self.check()?;
         let mut g = lock(&self.inner);
         if let Some(c) = g.claims.get(&event.id) {
@@ -57,7 +57,7 @@ impl StateStore for MemoryState {
             });
         }
         let group = event.group_key();
-        let applied = transition(g.groups.get(&group), event);
+        let applied = transition(g.groups.get(&group), event, now);
         for e in std::iter::once(&applied.event).chain(&applied.derived) {
             g.history.insert((group.clone(), e.sequence), e.clone());
         }
@@ -132,10 +132,10 @@ mod tests {
         let s = MemoryState::new();
         s.fail_with(Some(StateError::Unavailable("down".into())));
         // THEN operations fail retryably, then work again
-        let e = s.apply(test_event("x")).await.unwrap_err();
+        let e = s.apply(test_event("x"), apply_now()).await.unwrap_err();
         assert!(e.is_retryable());
         s.fail_with(None);
-        assert!(s.apply(test_event("x")).await.unwrap().first_time);
+        assert!(s.apply(test_event("x"), apply_now()).await.unwrap().first_time);
         assert!(!StateError::Permanent("x".into()).is_retryable());
     }
 }

@@ -18,7 +18,9 @@ use std::fmt::Debug;
 mod memory;
 pub use memory::MemoryState;
 pub mod transition;
-pub use transition::{Applied, GroupState, Origin, transition};
+pub use transition::{
+    Applied, GroupState, Origin, entitlement_at, entitlement_end, is_closed, transition,
+};
 mod redb;
 pub use redb::RedbState;
 
@@ -83,7 +85,9 @@ pub trait StateStore: Send + Sync + Debug {
     /// Claims `event.id`, applies the event to its group with [`transition`]
     /// and stores the group state, the history and the claim, atomically.
     /// For an id already claimed, returns the stored result and changes nothing.
-    async fn apply(&self, event: Event) -> Result<Recorded, StateError>;
+    /// `now` is the applying dispatcher's clock: [`transition`] judges
+    /// entitlements at it (an entitlement whose end has passed is inactive).
+    async fn apply(&self, event: Event, now: Timestamp) -> Result<Recorded, StateError>;
 
     /// The state of a group key.
     async fn group(&self, group_key: &str) -> Result<Option<GroupState>, StateError>;

@@ -5,7 +5,7 @@
 //! restarts and crashes without half-applied events.
 
 use super::{Claim, DeliveryRecord, GroupState, Recorded, StateError, StateStore, transition};
-use crate::event::{Event, EventId};
+use crate::event::{Event, EventId, Timestamp};
 use crate::redb_file::group_commit::{GroupCommitter, Job};
 use crate::redb_file::{Health, RedbFile, Reopen};
 use async_trait::async_trait;
@@ -112,7 +112,11 @@ fn create_tables(db: &Database, _: Reopen) -> Result<(), String> {
 }
 
 /// Applies `event` inside `tx` (no commit).
-fn apply_in(tx: &redb::WriteTransaction, event: Event) -> Result<Recorded, StateError> {
+fn apply_in(
+    tx: &redb::WriteTransaction,
+    event: Event,
+    now: Timestamp,
+) -> Result<Recorded, StateError> {
     let mut claims = tx.open_table(CLAIMS).map_err(db_err)?;
     if let Some(c) = claims.get(event.id.as_str()).map_err(db_err)? {
         let c: Claim = from_json(c.value())?;
@@ -128,7 +132,7 @@ fn apply_in(tx: &redb::WriteTransaction, event: Event) -> Result<Recorded, State
         Some(v) => Some(from_json(v.value())?),
         None => None,
     };
-    let applied = transition(prev.as_ref(), event);
+    let applied = transition(prev.as_ref(), event, now);
     // Serialize everything before the first write, so a failure leaves no partial write.
     let mut rows = Vec::with_capacity(1 + applied.derived.len());
     for e in std::iter::once(&applied.event).chain(&applied.derived) {
@@ -163,6 +167,7 @@ fn apply_in(tx: &redb::WriteTransaction, event: Event) -> Result<Recorded, State
 /// One apply of a group commit.
 struct ApplyJob {
     event: Option<Event>,
+    now: Timestamp,
     /// Set by `write`: the recorded event, or a failure of this event alone
     /// (bad stored data, found before anything was written).
     outcome: Option<Result<Recorded, StateError>>,
@@ -174,7 +179,7 @@ impl Job for ApplyJob {
         let Some(event) = self.event.take() else {
             return Ok(());
         };
-        match apply_in(tx, event) {
+        match apply_in(tx, event, self.now) {
             Ok(r) => self.outcome = Some(Ok(r)),
             Err(e @ StateError::Permanent(_)) => self.outcome = Some(Err(e)),
             Err(e) => return Err(e.to_string()),
@@ -215,10 +220,11 @@ impl Job for DeliveryJob {
 
 #[async_trait]
 impl StateStore for RedbState {
-    async fn apply(&self, event: Event) -> Result<Recorded, StateError> {
+    async fn apply(&self, event: Event, now: Timestamp) -> Result<Recorded, StateError> {
         let (reply, answered) = tokio::sync::oneshot::channel();
         self.committer.submit(Box::new(ApplyJob {
             event: Some(event),
+            now,
             outcome: None,
             reply,
         }));
@@ -328,7 +334,7 @@ mod tests {
                             &sub,
                             0,
                             true,
-                        ))
+                        ), apply_now())
                         .await
                         .unwrap();
                     let b = s
@@ -338,7 +344,7 @@ mod tests {
                             &sub,
                             1,
                             true,
-                        ))
+                        ), apply_now())
                         .await
                         .unwrap();
                     (a.event.sequence, b.event.sequence)
@@ -373,7 +379,7 @@ mod tests {
         let group = e1.group_key();
         let first = {
             let s = RedbState::open(&dir.path().join("nested")).unwrap();
-            let r = s.apply(e1.clone()).await.unwrap();
+            let r = s.apply(e1.clone(), apply_now()).await.unwrap();
             s.record_delivery(
                 &r.event.id,
                 &DeliveryRecord {
@@ -392,7 +398,7 @@ mod tests {
         // WHEN it is reopened
         let s = RedbState::open(&dir.path().join("nested")).unwrap();
         // THEN the claim, state, history and record are still there
-        let again = s.apply(e1).await.unwrap();
+        let again = s.apply(e1, apply_now()).await.unwrap();
         assert!(!again.first_time);
         assert_eq!(again.event, first.event);
         assert_eq!(again.derived, first.derived);
@@ -408,7 +414,7 @@ mod tests {
         );
         // AND the sequence continues after the restart
         let e2 = sub_event("r2", EventType::SubscriptionRenewed, "orig-r", 5, true);
-        assert_eq!(s.apply(e2).await.unwrap().event.sequence, 3);
+        assert_eq!(s.apply(e2, apply_now()).await.unwrap().event.sequence, 3);
         assert!(s.path().ends_with(FILE_NAME));
     }
 
@@ -435,8 +441,8 @@ mod tests {
         }
         // WHEN both are applied in the same group commit
         let go = s.committer.hold();
-        let mut a = Box::pin(s.apply(bad.clone()));
-        let mut b = Box::pin(s.apply(good.clone()));
+        let mut a = Box::pin(s.apply(bad.clone(), apply_now()));
+        let mut b = Box::pin(s.apply(good.clone(), apply_now()));
         tokio::select! {
             biased;
             _ = &mut a => panic!("answered before the commit"),
