@@ -299,8 +299,10 @@ def main() -> int:
     table = props("Table")
     pk, sk = require(p, "TABLE_PARTITION_KEY", PROVISION_RS), require(p, "TABLE_SORT_KEY", PROVISION_RS)
     c.equal(table.get("BillingMode"), require(p, "TABLE_BILLING_MODE", PROVISION_RS), "Table.BillingMode")
+    due_shard = require(p, "TABLE_DUE_SHARD_ATTRIBUTE", PROVISION_RS)
+    due_at = require(p, "TABLE_DUE_AT_ATTRIBUTE", PROVISION_RS)
     c.equal(sorted((a["AttributeName"], a["AttributeType"]) for a in table.get("AttributeDefinitions", [])),
-            sorted([(pk, "S"), (sk, "S")]), "Table.AttributeDefinitions")
+            sorted([(pk, "S"), (sk, "S"), (due_shard, "S"), (due_at, "N")]), "Table.AttributeDefinitions")
     c.equal([(k["AttributeName"], k["KeyType"]) for k in table.get("KeySchema", [])],
             [(pk, "HASH"), (sk, "RANGE")], "Table.KeySchema")
     ttl = table.get("TimeToLiveSpecification", {})
@@ -310,8 +312,17 @@ def main() -> int:
             require(p, "TABLE_POINT_IN_TIME_RECOVERY", PROVISION_RS), "Table.PointInTimeRecoverySpecification")
     c.equal(as_bool(table.get("SSESpecification", {}).get("SSEEnabled")),
             require(p, "TABLE_SSE_ENABLED", PROVISION_RS), "Table.SSESpecification.SSEEnabled")
-    c.check(not table.get("GlobalSecondaryIndexes") and not table.get("LocalSecondaryIndexes"),
-            "Table declares indexes that provision.rs does not create")
+    c.check(not table.get("LocalSecondaryIndexes"), "Table declares indexes that provision.rs does not create")
+    gsis = table.get("GlobalSecondaryIndexes", [])
+    c.equal([g.get("IndexName") for g in gsis], [require(p, "TABLE_DUE_INDEX", PROVISION_RS)],
+            "Table.GlobalSecondaryIndexes (only the due index)")
+    for g in gsis:
+        c.equal([(k["AttributeName"], k["KeyType"]) for k in g.get("KeySchema", [])],
+                [(due_shard, "HASH"), (due_at, "RANGE")], "Table.GlobalSecondaryIndexes[due].KeySchema")
+        proj = g.get("Projection", {})
+        c.equal((proj.get("ProjectionType"), proj.get("NonKeyAttributes")),
+                ("INCLUDE", [require(p, "TABLE_DUE_PROJECTED_ATTRIBUTE", PROVISION_RS)]),
+                "Table.GlobalSecondaryIndexes[due].Projection")
 
     # ---- webhook secret: valid base64 of the expected length
     gen = props("WebhookSecret").get("GenerateSecretString", {})

@@ -79,7 +79,12 @@ async fn run(specs: Vec<Spec>, steps: Vec<Step>) -> Result<(), TestCaseError> {
         match step {
             Step::Apply(i) => {
                 let e = events[i % events.len()].clone();
-                let got = real.as_ref().unwrap().apply(e.clone(), apply_now()).await.unwrap();
+                let got = real
+                    .as_ref()
+                    .unwrap()
+                    .apply(e.clone(), apply_now())
+                    .await
+                    .unwrap();
                 let want = model.apply(e, apply_now()).await.unwrap();
                 prop_assert_eq!(got, want, "step {}: apply", n);
             }

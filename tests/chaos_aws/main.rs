@@ -844,7 +844,11 @@ async fn dynamodb_calls_are_serialized_so_concurrent_transactions_all_land() {
             events.push(e.clone());
             for _ in 0..3 {
                 let (state, e) = (state.clone(), e.clone());
-                tasks.push(tokio::spawn(async move { state.apply(e, storehook_testkit::fixtures::apply_now()).await }));
+                tasks.push(tokio::spawn(async move {
+                    state
+                        .apply(e, storehook_testkit::fixtures::apply_now())
+                        .await
+                }));
             }
         }
         for t in tasks {

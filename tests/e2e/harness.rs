@@ -28,7 +28,7 @@ use storehook_shared::queue::message_control::MessageControl;
 use storehook_shared::queue::sqs::{SqsMessageControl, SqsQueue};
 use storehook_shared::retry::RetrySchedule;
 use storehook_shared::state::{
-    DeliveryRecord, DynamoState, GroupState, Recorded, StateError, StateStore,
+    DeliveryRecord, Due, DynamoState, GroupState, Recorded, StateError, StateStore,
 };
 use storehook_shared::stores::appstore::{AppStore, AppStoreConfig};
 use storehook_shared::webhook::{
@@ -704,6 +704,16 @@ impl<S: StateStore> StateStore for SerializedState<S> {
     async fn delivery(&self, event_id: &EventId) -> Result<Option<DeliveryRecord>, StateError> {
         let _g = self.lock.lock().await;
         self.inner.delivery(event_id).await
+    }
+
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Due>, StateError> {
+        let _g = self.lock.lock().await;
+        self.inner.due(now, limit).await
+    }
+
+    async fn snooze(&self, group_key: &str, until: Timestamp) -> Result<(), StateError> {
+        let _g = self.lock.lock().await;
+        self.inner.snooze(group_key, until).await
     }
 }
 

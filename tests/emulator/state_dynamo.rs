@@ -36,6 +36,14 @@ async fn dynamo_state_is_idempotent() {
 }
 
 #[tokio::test]
+async fn dynamo_state_keeps_the_due_index() {
+    let Some(st) = store("due").await else {
+        return;
+    };
+    conformance::due_index(&st).await;
+}
+
+#[tokio::test]
 async fn dynamo_state_applies_a_group_sequentially_across_instances() {
     let Some(a) = store("seq").await else { return };
     // GIVEN two store instances on one table (two Lambda containers)

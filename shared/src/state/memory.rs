@@ -1,6 +1,6 @@
 //! The in-memory state store (tests, benchmarks).
 
-use super::{Claim, DeliveryRecord, GroupState, Recorded, StateError, StateStore, transition};
+use super::{Claim, DeliveryRecord, Due, GroupState, Recorded, StateError, StateStore, transition};
 use crate::event::{Event, EventId, Timestamp};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +19,22 @@ struct MemoryInner {
     claims: HashMap<EventId, Claim>,
     history: BTreeMap<(String, u64), Event>,
     deliveries: HashMap<EventId, DeliveryRecord>,
+    /// The due index: group → its entry (ms), and (entry, group) in order.
+    due_of: HashMap<String, i64>,
+    due: std::collections::BTreeSet<(i64, String)>,
+}
+
+impl MemoryInner {
+    /// Sets (or removes) the due entry of `group`.
+    fn set_due(&mut self, group: &str, at: Option<Timestamp>) {
+        if let Some(old) = self.due_of.remove(group) {
+            self.due.remove(&(old, group.to_owned()));
+        }
+        if let Some(at) = at {
+            self.due_of.insert(group.to_owned(), at.millis());
+            self.due.insert((at.millis(), group.to_owned()));
+        }
+    }
 }
 
 impl MemoryState {
@@ -69,12 +85,44 @@ impl StateStore for MemoryState {
                 derived: applied.derived.clone(),
             },
         );
+        g.set_due(&group, applied.next.due_at());
         g.groups.insert(group, applied.next);
         Ok(Recorded {
             event: applied.event,
             derived: applied.derived,
             first_time: true,
         })
+    }
+
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Due>, StateError> {
+        self.check()?;
+        let g = lock(&self.inner);
+        let mut out = Vec::new();
+        for (at, group) in g.due.iter().take_while(|(at, _)| *at <= now.millis()) {
+            if out.len() >= limit {
+                break;
+            }
+            let Some(state) = g.groups.get(group) else {
+                continue;
+            };
+            out.push(Due {
+                group_key: group.clone(),
+                state: state.clone(),
+                due_at: Timestamp::from_millis_clamped(*at),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn snooze(&self, group_key: &str, until: Timestamp) -> Result<(), StateError> {
+        self.check()?;
+        let mut g = lock(&self.inner);
+        if let Some(&old) = g.due_of.get(group_key) {
+            if old < until.millis() {
+                g.set_due(group_key, Some(until));
+            }
+        }
+        Ok(())
     }
 
     async fn group(&self, group_key: &str) -> Result<Option<GroupState>, StateError> {
@@ -122,6 +170,11 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn memory_state_keeps_the_due_index() {
+        conformance::due_index(&MemoryState::new()).await;
+    }
+
+    #[tokio::test]
     async fn memory_state_serializes_concurrent_applies() {
         conformance::concurrent_applies(std::sync::Arc::new(MemoryState::new()), 20).await;
     }
@@ -135,7 +188,12 @@ mod tests {
         let e = s.apply(test_event("x"), apply_now()).await.unwrap_err();
         assert!(e.is_retryable());
         s.fail_with(None);
-        assert!(s.apply(test_event("x"), apply_now()).await.unwrap().first_time);
+        assert!(
+            s.apply(test_event("x"), apply_now())
+                .await
+                .unwrap()
+                .first_time
+        );
         assert!(!StateError::Permanent("x".into()).is_retryable());
     }
 }

@@ -4,7 +4,7 @@
 //! other writes waiting at that moment (group commit) — so it survives
 //! restarts and crashes without half-applied events.
 
-use super::{Claim, DeliveryRecord, GroupState, Recorded, StateError, StateStore, transition};
+use super::{Claim, DeliveryRecord, Due, GroupState, Recorded, StateError, StateStore, transition};
 use crate::event::{Event, EventId, Timestamp};
 use crate::redb_file::group_commit::{GroupCommitter, Job};
 use crate::redb_file::{Health, RedbFile, Reopen};
@@ -20,6 +20,30 @@ const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const CLAIMS: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
 const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("history");
 const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
+/// The due index of the sweeper: (due ms, group key) → (), in due order.
+const DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("due");
+/// The due entry of each group in [`DUE`]: group key → due ms.
+const DUE_OF: TableDefinition<&str, u64> = TableDefinition::new("due_of");
+
+/// A due time as the index key (times before 1970 sort first, as 0).
+fn due_key(t: Timestamp) -> u64 {
+    u64::try_from(t.millis()).unwrap_or(0)
+}
+
+/// Sets (or removes, `None`) the due entry of `group`, inside `tx`.
+fn set_due(tx: &redb::WriteTransaction, group: &str, at: Option<u64>) -> Result<(), StateError> {
+    let mut due = tx.open_table(DUE).map_err(db_err)?;
+    let mut due_of = tx.open_table(DUE_OF).map_err(db_err)?;
+    let old = due_of.remove(group).map_err(db_err)?.map(|v| v.value());
+    if let Some(old) = old {
+        due.remove((old, group)).map_err(db_err)?;
+    }
+    if let Some(at) = at {
+        due.insert((at, group), ()).map_err(db_err)?;
+        due_of.insert(group, at).map_err(db_err)?;
+    }
+    Ok(())
+}
 
 /// File name inside the data directory.
 pub const FILE_NAME: &str = "state.redb";
@@ -108,6 +132,8 @@ fn create_tables(db: &Database, _: Reopen) -> Result<(), String> {
     tx.open_table(CLAIMS).map_err(|e| e.to_string())?;
     tx.open_table(HISTORY).map_err(|e| e.to_string())?;
     tx.open_table(DELIVERIES).map_err(|e| e.to_string())?;
+    tx.open_table(DUE).map_err(|e| e.to_string())?;
+    tx.open_table(DUE_OF).map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())
 }
 
@@ -157,6 +183,7 @@ fn apply_in(
     groups
         .insert(group.as_str(), next_json.as_slice())
         .map_err(db_err)?;
+    set_due(tx, &group, applied.next.due_at().map(due_key))?;
     Ok(Recorded {
         event: claim.event,
         derived: claim.derived,
@@ -218,8 +245,73 @@ impl Job for DeliveryJob {
     }
 }
 
+/// A snooze, written in the next group commit.
+struct SnoozeJob {
+    group: String,
+    until: u64,
+    reply: tokio::sync::oneshot::Sender<Result<(), StateError>>,
+}
+
+impl Job for SnoozeJob {
+    fn write(&mut self, tx: &redb::WriteTransaction) -> Result<(), String> {
+        let current = tx
+            .open_table(DUE_OF)
+            .map_err(|e| e.to_string())?
+            .get(self.group.as_str())
+            .map_err(|e| e.to_string())?
+            .map(|v| v.value());
+        if current.is_some_and(|c| c < self.until) {
+            set_due(tx, &self.group, Some(self.until)).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let _ = self.reply.send(committed.map_err(StateError::Unavailable));
+    }
+}
+
 #[async_trait]
 impl StateStore for RedbState {
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Due>, StateError> {
+        let upto = due_key(now).saturating_add(1);
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let due = tx.open_table(DUE).map_err(db_err)?;
+            let groups = tx.open_table(GROUPS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in due.range(..(upto, "")).map_err(db_err)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, _) = row.map_err(db_err)?;
+                let (at, group) = k.value();
+                let Some(v) = groups.get(group).map_err(db_err)? else {
+                    continue;
+                };
+                out.push(Due {
+                    group_key: group.to_owned(),
+                    state: from_json(v.value())?,
+                    due_at: Timestamp::from_millis_clamped(i64::try_from(at).unwrap_or(i64::MAX)),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn snooze(&self, group_key: &str, until: Timestamp) -> Result<(), StateError> {
+        let (reply, answered) = tokio::sync::oneshot::channel();
+        self.committer.submit(Box::new(SnoozeJob {
+            group: group_key.to_owned(),
+            until: due_key(until),
+            reply,
+        }));
+        answered
+            .await
+            .map_err(|_| StateError::Unavailable("redb commit thread dropped a snooze".into()))?
+    }
+
     async fn apply(&self, event: Event, now: Timestamp) -> Result<Recorded, StateError> {
         let (reply, answered) = tokio::sync::oneshot::channel();
         self.committer.submit(Box::new(ApplyJob {
@@ -311,6 +403,12 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn redb_state_keeps_the_due_index() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::due_index(&RedbState::open(dir.path()).unwrap()).await;
+    }
+
+    #[tokio::test]
     async fn redb_state_serializes_concurrent_applies() {
         let dir = tempfile::tempdir().unwrap();
         conformance::concurrent_applies(Arc::new(RedbState::open(dir.path()).unwrap()), 10).await;
@@ -328,23 +426,29 @@ mod tests {
                 tasks.push(tokio::spawn(async move {
                     let sub = format!("gc-{i}");
                     let a = s
-                        .apply(sub_event(
-                            &format!("{sub}-a"),
-                            EventType::SubscriptionStarted,
-                            &sub,
-                            0,
-                            true,
-                        ), apply_now())
+                        .apply(
+                            sub_event(
+                                &format!("{sub}-a"),
+                                EventType::SubscriptionStarted,
+                                &sub,
+                                0,
+                                true,
+                            ),
+                            apply_now(),
+                        )
                         .await
                         .unwrap();
                     let b = s
-                        .apply(sub_event(
-                            &format!("{sub}-b"),
-                            EventType::SubscriptionRenewed,
-                            &sub,
-                            1,
-                            true,
-                        ), apply_now())
+                        .apply(
+                            sub_event(
+                                &format!("{sub}-b"),
+                                EventType::SubscriptionRenewed,
+                                &sub,
+                                1,
+                                true,
+                            ),
+                            apply_now(),
+                        )
                         .await
                         .unwrap();
                     (a.event.sequence, b.event.sequence)

@@ -247,7 +247,11 @@ pub fn transition(prev: Option<&GroupState>, mut event: Event, now: Timestamp) -
         let mut derived = Vec::new();
         if event.entitlement.active != was_entitled {
             next.sequence = next.sequence.saturating_add(1);
-            derived.push(access_event(&event, event.entitlement.active, next.sequence));
+            derived.push(access_event(
+                &event,
+                event.entitlement.active,
+                next.sequence,
+            ));
         }
         return Applied {
             event,
@@ -717,7 +721,13 @@ mod tests {
     /// A DID_RENEW as the App Store translator builds it: renewed on
     /// 2025-07-15 for a month, entitled, status ACTIVE.
     fn did_renew_2025(notification: &str) -> Event {
-        let mut e = sub_event(notification, EventType::SubscriptionRenewed, "2000000", 0, true);
+        let mut e = sub_event(
+            notification,
+            EventType::SubscriptionRenewed,
+            "2000000",
+            0,
+            true,
+        );
         e.occurred_at = day_2025(0);
         e.received_at = day_2025(0);
         let sub = e.subscription.as_mut().unwrap();
@@ -817,7 +827,10 @@ mod tests {
         let a = super::transition(None, expired.clone(), day_2025(0));
         assert_eq!(a.next.due_at(), None);
         expired.subscription.as_mut().unwrap().status = SubscriptionStatus::Revoked;
-        assert_eq!(super::transition(None, expired, day_2025(0)).next.due_at(), None);
+        assert_eq!(
+            super::transition(None, expired, day_2025(0)).next.due_at(),
+            None
+        );
         let mut retry = did_renew_2025("x2");
         retry.subscription.as_mut().unwrap().status = SubscriptionStatus::InBillingRetry;
         retry.entitlement = Entitlement::none();
