@@ -15,9 +15,15 @@
 //! `occurred_at` comes from that answer, never from the sweeper's clock.
 
 use crate::event::{Event, EventId, Store, Timestamp};
+
+mod sweeper;
 use crate::state::GroupState;
 use async_trait::async_trait;
 use std::fmt::Debug;
+pub use sweeper::{
+    DEFAULT_BATCH, DEFAULT_LEEWAY, DEFAULT_RETRY_AFTER, SWEEP_NOTIFICATION_TYPE, SweepError,
+    SweepReport, Sweeper, expired_event,
+};
 
 /// `details.source` of the events the sweeper emits.
 pub const SOURCE_SWEEPER: &str = "sweeper";
