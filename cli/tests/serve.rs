@@ -31,6 +31,17 @@ async fn serve(
     hook: &str,
     secret: &str,
 ) -> Serve {
+    serve_with(data, root_pem, hook, secret, &[]).await
+}
+
+/// [`serve`] with extra flags.
+async fn serve_with(
+    data: &std::path::Path,
+    root_pem: &std::path::Path,
+    hook: &str,
+    secret: &str,
+    extra: &[&str],
+) -> Serve {
     let port = free_port();
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -45,7 +56,8 @@ async fn serve(
             "--apple-app-apple-id",
             &APP_APPLE_ID.to_string(),
         ])
-        .args(["--retry-schedule", "1s,1s,1s"]);
+        .args(["--retry-schedule", "1s,1s,1s"])
+        .args(extra);
     start(cmd, port, data, Stdio::null()).await
 }
 
@@ -102,6 +114,10 @@ async fn wait_drained(s: &Serve) {
     }
 }
 
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 fn body(
     pki: &TestPki,
     ntype: &str,
@@ -111,14 +127,17 @@ fn body(
     status: i64,
     auto_renew: bool,
 ) -> Vec<u8> {
-    let signed = T0 + day * DAY;
+    // Signed in the recent past (`day` ≤ 45) with 90-day periods, so every
+    // period is still running when `serve` applies it, as for a live store
+    // notification (an entitlement whose end has passed is delivered inactive).
+    let signed = now_ms() - 45 * DAY + day * DAY;
     let p = notification(ntype, subtype, uuid, signed, "Production", Some(status));
     let t = transaction(
         "555",
         &format!("555-{day}"),
         "pro.monthly",
         signed,
-        30,
+        90,
         "Production",
     );
     let r = renewal("555", "pro.monthly", auto_renew, signed, "Production");
@@ -137,6 +156,55 @@ async fn post(base: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
         status,
         serde_json::from_str(&r.text().await.unwrap()).unwrap(),
     )
+}
+
+#[tokio::test]
+async fn a_lapsed_subscription_is_delivered_inactive_then_expired_by_the_sweeper_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new();
+    let root_pem = dir.path().join("root.pem");
+    std::fs::write(&root_pem, pki.root_pem()).unwrap();
+    let data = dir.path().join("data");
+    let secret = WebhookSecret::generate().unwrap();
+    let hook = TestReceiver::start().await.unwrap();
+    let hook_url = format!("{}/hooks/storehook", hook.url());
+    // GIVEN a server sweeping every second, without leeway
+    let s = serve_with(
+        &data,
+        &root_pem,
+        &hook_url,
+        &secret,
+        &["--sweep-interval", "1s", "--sweep-leeway", "0"],
+    )
+    .await;
+    // WHEN a genuine DID_RENEW arrives whose period ended ten days ago
+    let signed = now_ms() - 40 * DAY;
+    let p = notification("DID_RENEW", None, "lapsed-1", signed, "Production", Some(1));
+    let t = transaction("777", "777-1", "pro.monthly", signed, 30, "Production");
+    let r = renewal("777", "pro.monthly", true, signed, "Production");
+    let (status, answer) = post(&s.base, pki.notification_body(p, Some(&t), Some(&r))).await;
+    assert_eq!(status, 200, "{answer}");
+    // THEN its event is delivered inactive, status as Apple said, no ACCESS_GRANTED
+    let got = hook.wait_for_requests(2, Duration::from_secs(20)).await;
+    let events: Vec<serde_json::Value> = got.iter().map(|r| r.json().unwrap()).collect();
+    assert_eq!(events[0]["type"], "SUBSCRIPTION_RENEWED");
+    assert_eq!(events[0]["sequence"], 1);
+    assert_eq!(events[0]["entitlement"]["active"], false);
+    assert_eq!(events[0]["subscription"]["status"], "ACTIVE");
+    // AND the sweeper closes it: SUBSCRIPTION_EXPIRED, same subscription, next sequence,
+    // at the signed expiry
+    let x = &events[1];
+    assert_eq!(x["type"], "SUBSCRIPTION_EXPIRED", "{x}");
+    assert_eq!(x["sequence"], 2);
+    assert_eq!(x["details"]["source"], "sweeper");
+    assert_eq!(x["subscription"]["id"], events[0]["subscription"]["id"]);
+    assert_eq!(x["subscription"]["status"], "EXPIRED");
+    assert_eq!(x["entitlement"]["active"], false);
+    assert_eq!(x["occurred_at"], events[0]["entitlement"]["expires_at"]);
+    assert_eq!(x["store_notification"]["type"], "STOREHOOK_SWEEP");
+    // AND exactly once, however many sweeps follow
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(hook.count(), 2);
 }
 
 #[tokio::test]

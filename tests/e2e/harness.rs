@@ -18,7 +18,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use storehook_shared::clock::{Clock, SystemClock};
+use storehook_shared::clock::{Clock, ManualClock, SystemClock};
 use storehook_shared::dispatch::Dispatcher;
 use storehook_shared::dispatch::sqs_poller::poll_once;
 use storehook_shared::event::{Event, EventId, Store, SubscriptionId, Timestamp};
@@ -35,7 +35,13 @@ use storehook_shared::webhook::{
     DEFAULT_TOLERANCE, HttpWebhookSender, WebhookSecret, WebhookSecrets, verify,
 };
 use storehook_testkit::appstore::TestPki;
-use storehook_testkit::appstore::payloads::{self, APP_APPLE_ID, BUNDLE_ID, DAY};
+use storehook_testkit::appstore::payloads::{self, APP_APPLE_ID, BUNDLE_ID, DAY, T0};
+
+/// The dispatcher's clock in these tests: before every notification they
+/// sign (the earliest is 50 months before `T0`), so every entitlement is
+/// still running when applied, as when the store sends a notification live.
+/// (An entitlement whose end has passed at apply time is delivered inactive.)
+pub const DISPATCH_NOW: i64 = T0 - 60 * 31 * DAY;
 use storehook_testkit::emulator::{TEST_ENDPOINT_ENV, test_sdk_config};
 use storehook_testkit::provision::{self, Provisioned};
 use storehook_testkit::receiver::{ReceivedRequest, TestReceiver};
@@ -177,7 +183,7 @@ impl Harness {
             state.clone(),
             Arc::new(sender),
             schedule,
-            clock.clone(),
+            Arc::new(ManualClock::new(Timestamp::from_millis_clamped(DISPATCH_NOW).0)),
         ));
         let control: Arc<dyn MessageControl> = Arc::new(SqsMessageControl::new(
             sqs.clone(),
