@@ -34,7 +34,7 @@ use std::time::Duration;
 /// during the leeway keeps the subscription open without a spurious
 /// EXPIRED + re-grant. The leeway delays only the closing event: the
 /// entitlement is already `active: false` once its end has passed.
-pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(86_400);
 /// How long a group is left alone after a sweep asked its store (answer with
 /// nothing new, or an error) or emitted its events: the store's API is not
 /// hammered, and the dispatcher has time to apply what was queued.
@@ -45,7 +45,7 @@ pub const DEFAULT_BATCH: usize = 500;
 pub const SWEEP_NOTIFICATION_TYPE: &str = "STOREHOOK_SWEEP";
 
 /// What one [`Sweeper::sweep_once`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
     /// Groups listed as due.
     pub due: usize,
@@ -59,6 +59,18 @@ pub struct SweepReport {
     pub snoozed: usize,
     /// Groups that failed (source, queue or state errors); tried again later.
     pub errors: usize,
+}
+
+impl SweepReport {
+    /// Adds the counts of `other` (several sweeps of one invocation).
+    pub fn add(&mut self, other: &SweepReport) {
+        self.due += other.due;
+        self.asked += other.asked;
+        self.emitted += other.emitted;
+        self.expired_by_leeway += other.expired_by_leeway;
+        self.snoozed += other.snoozed;
+        self.errors += other.errors;
+    }
 }
 
 impl fmt::Display for SweepReport {
@@ -156,6 +168,11 @@ impl Sweeper {
     /// The leeway.
     pub fn leeway(&self) -> Duration {
         self.leeway
+    }
+
+    /// Due groups handled per sweep.
+    pub fn batch(&self) -> usize {
+        self.batch
     }
 
     /// One sweep: every group due now (up to the batch size).
