@@ -28,12 +28,12 @@ use storehook_shared::redb_file::Health;
 use storehook_shared::redb_file::{create_private_dir, ensure_private_file, write_private_new};
 use storehook_shared::retry::RetrySchedule;
 use storehook_shared::state::{DynamoState, RedbState, StateStore};
-use storehook_shared::sweep::{Sweeper, parse_duration};
 use storehook_shared::stores::Endpoints;
 use storehook_shared::stores::appstore::config::read_trust_roots;
 use storehook_shared::stores::playstore::links::LinkStore;
 use storehook_shared::stores::playstore::links::dynamo::DynamoLinkStore;
 use storehook_shared::stores::playstore::links::redb::RedbLinkStore;
+use storehook_shared::sweep::{Sweeper, parse_duration};
 use storehook_shared::webhook::{HttpWebhookSender, WebhookSecret, WebhookSecrets};
 
 #[derive(Debug, ClapArgs)]

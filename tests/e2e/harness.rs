@@ -183,7 +183,9 @@ impl Harness {
             state.clone(),
             Arc::new(sender),
             schedule,
-            Arc::new(ManualClock::new(Timestamp::from_millis_clamped(DISPATCH_NOW).0)),
+            Arc::new(ManualClock::new(
+                Timestamp::from_millis_clamped(DISPATCH_NOW).0,
+            )),
         ));
         let control: Arc<dyn MessageControl> = Arc::new(SqsMessageControl::new(
             sqs.clone(),

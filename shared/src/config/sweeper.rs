@@ -64,7 +64,10 @@ mod tests {
         let base = [("QUEUE_URL", "https://q"), ("TABLE_NAME", "t")];
         let c = SweeperConfig::from_lookup(lookup(&base)).unwrap();
         assert_eq!(c.leeway, DEFAULT_LEEWAY);
-        assert_eq!((c.queue_url.as_str(), c.table_name.as_str()), ("https://q", "t"));
+        assert_eq!(
+            (c.queue_url.as_str(), c.table_name.as_str()),
+            ("https://q", "t")
+        );
         let mut with = base.to_vec();
         with.push(("SWEEP_LEEWAY", "2h"));
         let c = SweeperConfig::from_lookup(lookup(&with)).unwrap();

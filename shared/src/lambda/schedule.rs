@@ -39,26 +39,26 @@ pub async fn sweep_scheduled(
 /// The whole life of the sweeper function: tracing, the cold start (read
 /// once), then every scheduled event through [`sweep_scheduled`]. The event's
 /// content is not used (any EventBridge event starts a sweep).
-pub async fn run_sweeper<E>(cold_start: impl Future<Output = Result<Sweeper, E>>) -> Result<(), Error>
+pub async fn run_sweeper<E>(
+    cold_start: impl Future<Output = Result<Sweeper, E>>,
+) -> Result<(), Error>
 where
     E: std::fmt::Display + Into<Error>,
 {
     let sweeper = start(cold_start).await?;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<serde_json::Value>| {
-            let sweeper = sweeper.clone();
-            async move {
-                let remaining = event
-                    .context
-                    .deadline()
-                    .duration_since(SystemTime::now())
-                    .unwrap_or_default();
-                let start_by = Instant::now() + remaining.saturating_sub(RESERVE);
-                sweep_scheduled(&sweeper, Some(start_by))
-                    .await
-                    .map_err(Error::from)
-            }
-        },
-    ))
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let sweeper = sweeper.clone();
+        async move {
+            let remaining = event
+                .context
+                .deadline()
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            let start_by = Instant::now() + remaining.saturating_sub(RESERVE);
+            sweep_scheduled(&sweeper, Some(start_by))
+                .await
+                .map_err(Error::from)
+        }
+    }))
     .await
 }
