@@ -143,7 +143,8 @@ async fn creates_queues_and_table_exactly_as_the_template_declares() -> TestResu
         ]
     );
     // AND the sweeper's sparse due index: due_shard/due_at, projecting the state
-    let gsis: Vec<(&str, Vec<(&str, &KeyType)>, Vec<String>)> = table
+    type Keys<'a> = Vec<(&'a str, &'a KeyType)>;
+    let gsis: Vec<(&str, Keys<'_>, Vec<String>)> = table
         .global_secondary_indexes()
         .iter()
         .map(|g| {

@@ -117,10 +117,11 @@ impl StateStore for MemoryState {
     async fn snooze(&self, group_key: &str, until: Timestamp) -> Result<(), StateError> {
         self.check()?;
         let mut g = lock(&self.inner);
-        if let Some(&old) = g.due_of.get(group_key) {
-            if old < until.millis() {
-                g.set_due(group_key, Some(until));
-            }
+        if g.due_of
+            .get(group_key)
+            .is_some_and(|&old| old < until.millis())
+        {
+            g.set_due(group_key, Some(until));
         }
         Ok(())
     }
