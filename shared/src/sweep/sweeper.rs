@@ -254,6 +254,10 @@ impl Sweeper {
         if let Some(source) = self.sources.get(&origin.store) {
             report.asked += 1;
             return match source.refresh(&d.group_key, &d.state, now).await {
+                Ok(events) if events.iter().any(|e| e.group_key() != d.group_key) => Err(format!(
+                    "the {} source answered events of another subscription: none queued",
+                    origin.store
+                )),
                 Ok(events) if !events.is_empty() => Ok(Step::Emit(events, false)),
                 Ok(_) => Ok(Step::Snooze(self.later(now))),
                 Err(e @ (SourceError::Unavailable(_) | SourceError::Refused(_))) => {
@@ -619,12 +623,22 @@ mod tests {
         assert_eq!(sweeper.sweep_once().await.unwrap().due, 0);
         assert_eq!(source.calls.load(Ordering::SeqCst), 3);
 
+        // AND an answer about another subscription is refused whole (an error, nothing queued)
+        let mut stranger = renewal.clone();
+        stranger.subscription.as_mut().unwrap().id =
+            crate::event::SubscriptionId::derive(&["APP_STORE", "someone-else"]);
+        *source.answer.lock().unwrap() = Ok(vec![renewal.clone(), stranger]);
+        r.clock.set(at(r.end, HOUR + 3 * DEFAULT_RETRY_AFTER));
+        let rep = sweeper.sweep_once().await.unwrap();
+        assert_eq!((rep.asked, rep.errors, rep.emitted), (1, 1, 0));
+        assert_eq!(r.queue.sent().len(), 1);
+
         // AND a source of another store is not asked: the leeway rule applies
         let other = Sweeper::new(r.state.clone(), r.queue.clone(), r.clock.clone())
             .with_leeway(Duration::ZERO);
-        r.clock.set(at(r.end, HOUR + 3 * DEFAULT_RETRY_AFTER));
+        r.clock.set(at(r.end, HOUR + 4 * DEFAULT_RETRY_AFTER));
         assert_eq!(other.sweep_once().await.unwrap().expired_by_leeway, 1);
-        assert_eq!(source.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(source.calls.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]
