@@ -25,6 +25,11 @@ const DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("due");
 /// The due entry of each group in [`DUE`]: group key → due ms.
 const DUE_OF: TableDefinition<&str, u64> = TableDefinition::new("due_of");
 
+/// Markers of one-time upgrades of the file: name → ().
+const UPGRADES: TableDefinition<&str, ()> = TableDefinition::new("upgrades");
+/// The marker of the due index's backfill.
+const DUE_INDEX_BUILT: &str = "due_index_v1";
+
 /// A due time as the index key (times before 1970 sort first, as 0).
 fn due_key(t: Timestamp) -> u64 {
     u64::try_from(t.millis()).unwrap_or(0)
@@ -134,7 +139,45 @@ fn create_tables(db: &Database, _: Reopen) -> Result<(), String> {
     tx.open_table(DELIVERIES).map_err(|e| e.to_string())?;
     tx.open_table(DUE).map_err(|e| e.to_string())?;
     tx.open_table(DUE_OF).map_err(|e| e.to_string())?;
+    build_due_index(&tx).map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())
+}
+
+/// Once per file (marker [`DUE_INDEX_BUILT`]): gives every group stored
+/// before the due index existed its entry, so a subscription that lapsed
+/// before the upgrade is swept too. One pass over the groups at the first
+/// open of an older file, never again (the sweeper itself never scans). A
+/// group whose stored state does not parse is left out (its applies fail
+/// alone, see `apply_in`).
+fn build_due_index(tx: &redb::WriteTransaction) -> Result<(), StateError> {
+    let mut upgrades = tx.open_table(UPGRADES).map_err(db_err)?;
+    if upgrades.get(DUE_INDEX_BUILT).map_err(db_err)?.is_some() {
+        return Ok(());
+    }
+    let mut entries = Vec::new();
+    {
+        let groups = tx.open_table(GROUPS).map_err(db_err)?;
+        for row in groups.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let Ok(state) = from_json::<GroupState>(v.value()) else {
+                continue;
+            };
+            if let Some(at) = state.due_at() {
+                entries.push((k.value().to_owned(), due_key(at)));
+            }
+        }
+    }
+    for (group, at) in &entries {
+        set_due(tx, group, Some(*at))?;
+    }
+    upgrades.insert(DUE_INDEX_BUILT, ()).map_err(db_err)?;
+    if !entries.is_empty() {
+        tracing::info!(
+            groups = entries.len(),
+            "due index built for groups stored before it existed"
+        );
+    }
+    Ok(())
 }
 
 /// Applies `event` inside `tx` (no commit).
@@ -520,6 +563,45 @@ mod tests {
         let e2 = sub_event("r2", EventType::SubscriptionRenewed, "orig-r", 5, true);
         assert_eq!(s.apply(e2, apply_now()).await.unwrap().event.sequence, 3);
         assert!(s.path().ends_with(FILE_NAME));
+    }
+
+    #[tokio::test]
+    async fn groups_stored_before_the_due_index_get_their_entry_once() {
+        // GIVEN a file whose groups were written without due entries (an older version)
+        let dir = tempfile::tempdir().unwrap();
+        let open = sub_event("u1", EventType::SubscriptionStarted, "old-open", 0, true);
+        let mut closed = sub_event("u2", EventType::SubscriptionExpired, "old-closed", 0, false);
+        closed.subscription.as_mut().unwrap().status = crate::event::SubscriptionStatus::Expired;
+        let end = open.entitlement.expires_at.unwrap();
+        {
+            let s = RedbState::open(dir.path()).unwrap();
+            s.apply(open.clone(), apply_now()).await.unwrap();
+            s.apply(closed.clone(), apply_now()).await.unwrap();
+            let tx = s.file.db().unwrap().begin_write().unwrap();
+            assert!(tx.delete_table(DUE_OF).unwrap());
+            assert!(tx.delete_table(DUE).unwrap());
+            assert!(tx.delete_table(UPGRADES).unwrap());
+            tx.open_table(GROUPS)
+                .unwrap()
+                .insert("sub_corrupt", b"{not json".as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        // WHEN it is opened by this version
+        let s = RedbState::open(dir.path()).unwrap();
+        // THEN the open subscription is due at its end, the closed and corrupt ones are not
+        let due = s.due(t(400 * 24 * 60), 10).await.unwrap();
+        assert_eq!(
+            due.iter()
+                .map(|d| (d.group_key.clone(), d.due_at))
+                .collect::<Vec<_>>(),
+            vec![(open.group_key(), end)]
+        );
+        // AND the backfill ran once: a snooze is not undone by the next open
+        s.snooze(&open.group_key(), t(400 * 24 * 60)).await.unwrap();
+        drop(s);
+        let s = RedbState::open(dir.path()).unwrap();
+        assert!(s.due(end, 10).await.unwrap().is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
