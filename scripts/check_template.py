@@ -46,6 +46,7 @@ FUNCTIONS = {
     "HuaweiFunction": ("huawei", ("functions/huawei/src/**/*.rs", "shared/src/stores/huawei/**/*.rs")),
     "DispatcherFunction": ("dispatcher", ("functions/dispatcher/src/**/*.rs", "shared/src/config/dispatcher.rs",
                                           "shared/src/dispatch/**/*.rs")),
+    "SweeperFunction": ("sweeper", ("functions/sweeper/src/**/*.rs", "shared/src/config/sweeper.rs")),
 }
 
 # The environment each function's code reads (shared/src/stores/*/config.rs, config/dispatcher.rs
@@ -67,6 +68,7 @@ EXPECTED_ENV = {
         "QUEUE_URL", "DLQ_URL", "TABLE_NAME", "WEBHOOK_URL", "WEBHOOK_SECRET_ARN", "WEBHOOK_TIMEOUT_MS",
         "RETRY_SCHEDULE", "HISTORY_TTL_DAYS", "RUST_LOG",
     },
+    "SweeperFunction": {"QUEUE_URL", "TABLE_NAME", "SWEEP_LEEWAY", "RUST_LOG"},
 }
 
 # Ingest function -> (its HttpApi POST path, endpoint output, the template condition it and all its
@@ -122,6 +124,14 @@ EXPECTED_GRANTS = {
         ("dynamodb:ConditionCheckItem", "Table"),
         ("secretsmanager:GetSecretValue", "WebhookSecret"),
     },
+    "SweeperFunctionRole": {
+        ("logs:CreateLogStream", "SweeperLogGroup"),
+        ("logs:PutLogEvents", "SweeperLogGroup"),
+        ("sqs:SendMessage", "EventsQueue"),
+        ("dynamodb:Query", "Table/index/due"),  # the due index only
+        ("dynamodb:UpdateItem", "Table"),  # only SUB# items: see expected_conditions()
+        ("dynamodb:Query", "Table"),
+    },
 }
 
 EXPECTED_OUTPUTS = {"AppStoreEndpoint", "PlayStoreEndpoint", "HuaweiEndpoint", "QueueUrl", "DeadLetterQueueUrl",
@@ -134,9 +144,12 @@ def expected_conditions() -> dict:
     links = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [prefix + "*"]}}
     latest_prefix = require(rust_consts(PLAY_LINKS_DYNAMO_RS), "LATEST_PK_PREFIX", PLAY_LINKS_DYNAMO_RS)
     latest = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [latest_prefix + "*"]}}
+    subs = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["SUB#*"]}}
     return {("PlayStoreFunctionRole", "dynamodb:GetItem", "Table"): links,
             ("PlayStoreFunctionRole", "dynamodb:PutItem", "Table"): links,
-            ("HuaweiFunctionRole", "dynamodb:PutItem", "Table"): latest}
+            ("HuaweiFunctionRole", "dynamodb:PutItem", "Table"): latest,
+            ("SweeperFunctionRole", "dynamodb:UpdateItem", "Table"): subs,
+            ("SweeperFunctionRole", "dynamodb:Query", "Table"): subs}
 
 SQS_MAX_VISIBILITY_S = 43_200
 UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -188,6 +201,13 @@ def require(consts: dict, name: str, source: Path):
     if name not in consts:
         sys.exit(f"check_template: {source.relative_to(ROOT)} has no `pub const {name}` literal")
     return consts[name]
+
+
+def index_of(value):
+    """{'Fn::Sub': '${X.Arn}/index/NAME'} -> 'X/index/NAME' (a grant on a table's index)."""
+    sub = value.get("Fn::Sub") if isinstance(value, dict) else None
+    m = re.fullmatch(r"\$\{([A-Za-z0-9]+)\.Arn\}/index/([A-Za-z0-9_.-]+)", sub) if isinstance(sub, str) else None
+    return f"{m.group(1)}/index/{m.group(2)}" if m else None
 
 
 def ref(value):
@@ -303,8 +323,10 @@ def main() -> int:
     table = props("Table")
     pk, sk = require(p, "TABLE_PARTITION_KEY", PROVISION_RS), require(p, "TABLE_SORT_KEY", PROVISION_RS)
     c.equal(table.get("BillingMode"), require(p, "TABLE_BILLING_MODE", PROVISION_RS), "Table.BillingMode")
+    due_shard = require(p, "TABLE_DUE_SHARD_ATTRIBUTE", PROVISION_RS)
+    due_at = require(p, "TABLE_DUE_AT_ATTRIBUTE", PROVISION_RS)
     c.equal(sorted((a["AttributeName"], a["AttributeType"]) for a in table.get("AttributeDefinitions", [])),
-            sorted([(pk, "S"), (sk, "S")]), "Table.AttributeDefinitions")
+            sorted([(pk, "S"), (sk, "S"), (due_shard, "S"), (due_at, "N")]), "Table.AttributeDefinitions")
     c.equal([(k["AttributeName"], k["KeyType"]) for k in table.get("KeySchema", [])],
             [(pk, "HASH"), (sk, "RANGE")], "Table.KeySchema")
     ttl = table.get("TimeToLiveSpecification", {})
@@ -314,8 +336,17 @@ def main() -> int:
             require(p, "TABLE_POINT_IN_TIME_RECOVERY", PROVISION_RS), "Table.PointInTimeRecoverySpecification")
     c.equal(as_bool(table.get("SSESpecification", {}).get("SSEEnabled")),
             require(p, "TABLE_SSE_ENABLED", PROVISION_RS), "Table.SSESpecification.SSEEnabled")
-    c.check(not table.get("GlobalSecondaryIndexes") and not table.get("LocalSecondaryIndexes"),
-            "Table declares indexes that provision.rs does not create")
+    c.check(not table.get("LocalSecondaryIndexes"), "Table declares indexes that provision.rs does not create")
+    gsis = table.get("GlobalSecondaryIndexes", [])
+    c.equal([g.get("IndexName") for g in gsis], [require(p, "TABLE_DUE_INDEX", PROVISION_RS)],
+            "Table.GlobalSecondaryIndexes (only the due index)")
+    for g in gsis:
+        c.equal([(k["AttributeName"], k["KeyType"]) for k in g.get("KeySchema", [])],
+                [(due_shard, "HASH"), (due_at, "RANGE")], "Table.GlobalSecondaryIndexes[due].KeySchema")
+        proj = g.get("Projection", {})
+        c.equal((proj.get("ProjectionType"), proj.get("NonKeyAttributes")),
+                ("INCLUDE", [require(p, "TABLE_DUE_PROJECTED_ATTRIBUTE", PROVISION_RS)]),
+                "Table.GlobalSecondaryIndexes[due].Projection")
 
     # ---- webhook secret: valid base64 of the expected length
     gen = props("WebhookSecret").get("GenerateSecretString", {})
@@ -385,6 +416,11 @@ def main() -> int:
         dc = rust_consts(DISPATCH_CONFIG_RS)
         c.equal(as_int(params.get("HistoryTtlDays", {}).get("Default")),
                 require(dc, "DEFAULT_HISTORY_TTL_DAYS", DISPATCH_CONFIG_RS), "HistoryTtlDays default")
+    leeway_ms = duration_const_ms(ROOT / "shared/src/sweep/sweeper.rs", "DEFAULT_LEEWAY")
+    leeway = str(params.get("SweepLeeway", {}).get("Default", ""))
+    m = re.fullmatch(r"([0-9]+)(ms|s|m|h|d)?", leeway)
+    c.check(m is not None and int(m.group(1)) * UNIT_S[m.group(2) or "s"] * 1000 == leeway_ms,
+            f"SweepLeeway default {leeway!r} != sweep/sweeper.rs DEFAULT_LEEWAY ({leeway_ms} ms)")
     c.check((as_int(params.get("HistoryTtlDays", {}).get("MaxValue")) or 10**9) <= 36_500,
             "HistoryTtlDays MaxValue must be <= 36500 (the dispatcher rejects more)")
     max_webhook_ms = as_int(params.get("WebhookTimeoutMs", {}).get("MaxValue"))
@@ -443,7 +479,7 @@ def main() -> int:
                 resources_ = resources_ if isinstance(resources_, list) else [resources_]
                 for a in actions:
                     for res_ in resources_:
-                        target = ref(res_) or res_
+                        target = ref(res_) or index_of(res_) or res_
                         c.check(target != "*" and "*" not in str(a), f"{role_id}: wildcard in {a} on {res_}")
                         grants.add((a, target))
                         conditions[(role_id, a, target)] = plain(st.get("Condition"))

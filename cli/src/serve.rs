@@ -33,6 +33,7 @@ use storehook_shared::stores::appstore::config::read_trust_roots;
 use storehook_shared::stores::playstore::links::LinkStore;
 use storehook_shared::stores::playstore::links::dynamo::DynamoLinkStore;
 use storehook_shared::stores::playstore::links::redb::RedbLinkStore;
+use storehook_shared::sweep::{Sweeper, parse_duration};
 use storehook_shared::webhook::{HttpWebhookSender, WebhookSecret, WebhookSecrets};
 
 #[derive(Debug, ClapArgs)]
@@ -108,6 +109,15 @@ pub struct Args {
     /// h2c: concurrent streams per connection.
     #[arg(long, default_value_t = 100, env = "STOREHOOK_MAX_H2_STREAMS")]
     pub max_h2_streams: u32,
+    /// How often the expiry sweeper looks for subscriptions whose entitlement ended without a
+    /// closing event (`60s`, `5m`, …; `0` disables it).
+    #[arg(long, default_value = "60s", env = "SWEEP_INTERVAL", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+    /// How long after an entitlement's end the sweeper, without a store API to ask, emits
+    /// SUBSCRIPTION_EXPIRED (stores deliver late notifications for hours to days; the
+    /// entitlement is already inactive by time).
+    #[arg(long, default_value = "24h", env = "SWEEP_LEEWAY", value_parser = parse_duration)]
+    pub sweep_leeway: Duration,
 }
 
 impl Args {
@@ -204,6 +214,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let ports = backend.open(clock.clone()).await?;
     let endpoints = endpoints(&args, clock.clone(), ports.links)?;
 
+    let sweeper = spawn_sweeper(
+        &args,
+        Sweeper::new(ports.state.clone(), ports.queue.clone(), clock.clone())
+            .with_leeway(args.sweep_leeway),
+    );
     let dispatcher = Arc::new(Dispatcher::new(
         ports.state,
         sender,
@@ -232,7 +247,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for w in workers {
         w.abort();
     }
+    if let Some(s) = sweeper {
+        s.abort();
+    }
     Ok(())
+}
+
+/// Runs `sweeper` every `--sweep-interval` in the background (None: disabled by `0`).
+fn spawn_sweeper(args: &Args, sweeper: Sweeper) -> Option<tokio::task::JoinHandle<()>> {
+    let every = args.sweep_interval;
+    if every.is_zero() {
+        tracing::info!("expiry sweeper disabled (--sweep-interval 0)");
+        return None;
+    }
+    tracing::info!(interval = ?every, leeway = ?sweeper.leeway(), "expiry sweeper started");
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = sweeper.sweep_once().await {
+                tracing::warn!(error = %e, "expiry sweep failed; trying again at the next interval");
+            }
+        }
+    }))
 }
 
 /// Where the queue, the state and the Play purchase-token lineages live:

@@ -31,6 +31,17 @@ async fn serve(
     hook: &str,
     secret: &str,
 ) -> Serve {
+    serve_with(data, root_pem, hook, secret, &[]).await
+}
+
+/// [`serve`] with extra flags.
+async fn serve_with(
+    data: &std::path::Path,
+    root_pem: &std::path::Path,
+    hook: &str,
+    secret: &str,
+    extra: &[&str],
+) -> Serve {
     let port = free_port();
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -45,14 +56,18 @@ async fn serve(
             "--apple-app-apple-id",
             &APP_APPLE_ID.to_string(),
         ])
-        .args(["--retry-schedule", "1s,1s,1s"]);
+        .args(["--retry-schedule", "1s,1s,1s"])
+        .args(extra);
     start(cmd, port, data, Stdio::null()).await
 }
 
 /// Starts `cmd` (a `storehook serve` listening on `port`) and waits until it answers.
 async fn start(mut cmd: Command, port: u16, data: &std::path::Path, stderr: Stdio) -> Serve {
+    // Never an emulator the caller did not name (the `--aws` test names one).
+    if !cmd.get_envs().any(|(k, _)| k == "AWS_ENDPOINT_URL") {
+        cmd.env_remove("AWS_ENDPOINT_URL");
+    }
     let child = cmd
-        .env_remove("AWS_ENDPOINT_URL")
         .env_remove("STOREHOOK_ADMIN_TOKEN")
         .stdout(Stdio::null())
         .stderr(stderr)
@@ -102,6 +117,10 @@ async fn wait_drained(s: &Serve) {
     }
 }
 
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 fn body(
     pki: &TestPki,
     ntype: &str,
@@ -111,14 +130,17 @@ fn body(
     status: i64,
     auto_renew: bool,
 ) -> Vec<u8> {
-    let signed = T0 + day * DAY;
+    // Signed in the recent past (`day` ≤ 45) with 90-day periods, so every
+    // period is still running when `serve` applies it, as for a live store
+    // notification (an entitlement whose end has passed is delivered inactive).
+    let signed = now_ms() - 45 * DAY + day * DAY;
     let p = notification(ntype, subtype, uuid, signed, "Production", Some(status));
     let t = transaction(
         "555",
         &format!("555-{day}"),
         "pro.monthly",
         signed,
-        30,
+        90,
         "Production",
     );
     let r = renewal("555", "pro.monthly", auto_renew, signed, "Production");
@@ -137,6 +159,137 @@ async fn post(base: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
         status,
         serde_json::from_str(&r.text().await.unwrap()).unwrap(),
     )
+}
+
+#[tokio::test]
+async fn a_lapsed_subscription_is_delivered_inactive_then_expired_by_the_sweeper_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new();
+    let root_pem = dir.path().join("root.pem");
+    std::fs::write(&root_pem, pki.root_pem()).unwrap();
+    let data = dir.path().join("data");
+    let secret = WebhookSecret::generate().unwrap();
+    let hook = TestReceiver::start().await.unwrap();
+    let hook_url = format!("{}/hooks/storehook", hook.url());
+    // GIVEN a server sweeping every second, without leeway
+    let s = serve_with(
+        &data,
+        &root_pem,
+        &hook_url,
+        &secret,
+        &["--sweep-interval", "1s", "--sweep-leeway", "0"],
+    )
+    .await;
+    // WHEN a genuine DID_RENEW arrives whose period ended ten days ago
+    let signed = now_ms() - 40 * DAY;
+    let p = notification("DID_RENEW", None, "lapsed-1", signed, "Production", Some(1));
+    let t = transaction("777", "777-1", "pro.monthly", signed, 30, "Production");
+    let r = renewal("777", "pro.monthly", true, signed, "Production");
+    let (status, answer) = post(&s.base, pki.notification_body(p, Some(&t), Some(&r))).await;
+    assert_eq!(status, 200, "{answer}");
+    // THEN its event is delivered inactive, status as Apple said, no ACCESS_GRANTED
+    let got = hook.wait_for_requests(2, Duration::from_secs(20)).await;
+    let events: Vec<serde_json::Value> = got.iter().map(|r| r.json().unwrap()).collect();
+    assert_eq!(events[0]["type"], "SUBSCRIPTION_RENEWED");
+    assert_eq!(events[0]["sequence"], 1);
+    assert_eq!(events[0]["entitlement"]["active"], false);
+    assert_eq!(events[0]["subscription"]["status"], "ACTIVE");
+    // AND the sweeper closes it: SUBSCRIPTION_EXPIRED, same subscription, next sequence,
+    // at the signed expiry
+    let x = &events[1];
+    assert_eq!(x["type"], "SUBSCRIPTION_EXPIRED", "{x}");
+    assert_eq!(x["sequence"], 2);
+    assert_eq!(x["details"]["source"], "sweeper");
+    assert_eq!(x["subscription"]["id"], events[0]["subscription"]["id"]);
+    assert_eq!(x["subscription"]["status"], "EXPIRED");
+    assert_eq!(x["entitlement"]["active"], false);
+    assert_eq!(x["occurred_at"], events[0]["entitlement"]["expires_at"]);
+    assert_eq!(x["store_notification"]["type"], "STOREHOOK_SWEEP");
+    // AND exactly once, however many sweeps follow
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(hook.count(), 2);
+}
+
+/// The same with `serve --aws` (SQS + DynamoDB on the emulator named by
+/// `STOREHOOK_TEST_AWS_ENDPOINT`; skipped without it): the sweeper finds the
+/// lapsed subscription in the table's due index.
+#[tokio::test]
+async fn serve_aws_expires_a_lapsed_subscription_once() {
+    let Some(sdk) = storehook_testkit::emulator::test_sdk_config().await else {
+        eprintln!(
+            "SKIP serve_aws_expires_a_lapsed_subscription_once: STOREHOOK_TEST_AWS_ENDPOINT is not set"
+        );
+        return;
+    };
+    let endpoint = std::env::var(storehook_testkit::emulator::TEST_ENDPOINT_ENV).unwrap();
+    let (sqs, ddb) = (
+        aws_sdk_sqs::Client::new(&sdk),
+        aws_sdk_dynamodb::Client::new(&sdk),
+    );
+    let name = format!("serve-sweep-{}", fastrand::u32(..));
+    let resources = storehook_testkit::provision::provision(&sqs, &ddb, &name)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new();
+    let root_pem = dir.path().join("root.pem");
+    std::fs::write(&root_pem, pki.root_pem()).unwrap();
+    let secret = WebhookSecret::generate().unwrap();
+    let hook = TestReceiver::start().await.unwrap();
+    // GIVEN serve --aws sweeping every second without leeway
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--webhook-url", &hook.url(), "--webhook-secret", &secret])
+        .arg("--trust-root")
+        .arg(&root_pem)
+        .args(["--apple-bundle-id", BUNDLE_ID])
+        .args(["--apple-app-apple-id", &APP_APPLE_ID.to_string()])
+        .args(["--aws", "--queue-url", &resources.queues.queue_url])
+        .args(["--dlq-url", &resources.queues.dlq_url])
+        .args(["--table-name", &resources.table_name])
+        .args(["--sweep-interval", "1s", "--sweep-leeway", "0"])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN");
+    let s = start(cmd, port, dir.path(), Stdio::null()).await;
+    // WHEN a genuine DID_RENEW arrives whose period ended ten days ago
+    let signed = now_ms() - 40 * DAY;
+    let p = notification(
+        "DID_RENEW",
+        None,
+        "lapsed-aws",
+        signed,
+        "Production",
+        Some(1),
+    );
+    let t = transaction("888", "888-1", "pro.monthly", signed, 30, "Production");
+    let r = renewal("888", "pro.monthly", true, signed, "Production");
+    let (status, answer) = post(&s.base, pki.notification_body(p, Some(&t), Some(&r))).await;
+    assert_eq!(status, 200, "{answer}");
+    // THEN it is delivered inactive, then the sweeper's SUBSCRIPTION_EXPIRED follows, once
+    let got = hook.wait_for_requests(2, Duration::from_secs(60)).await;
+    let events: Vec<serde_json::Value> = got.iter().map(|r| r.json().unwrap()).collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["type"], "SUBSCRIPTION_RENEWED");
+    assert_eq!(events[0]["entitlement"]["active"], false);
+    assert_eq!(events[1]["type"], "SUBSCRIPTION_EXPIRED");
+    assert_eq!(events[1]["sequence"], 2);
+    assert_eq!(events[1]["details"]["source"], "sweeper");
+    assert_eq!(
+        events[1]["subscription"]["id"],
+        events[0]["subscription"]["id"]
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(hook.count(), 2);
+    drop(s);
+    let _ = storehook_testkit::provision::destroy(&sqs, &ddb, &resources).await;
 }
 
 #[tokio::test]

@@ -340,7 +340,7 @@ mod tests {
         );
         // AND the dispatcher's state orders it, and derives ACCESS_GRANTED, at received_at
         let state = crate::state::MemoryState::new();
-        let applied = crate::state::StateStore::apply(&state, e.clone())
+        let applied = crate::state::StateStore::apply(&state, e.clone(), e.received_at)
             .await
             .unwrap();
         assert_eq!(applied.derived.len(), 1);

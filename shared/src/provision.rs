@@ -53,6 +53,19 @@ pub const TABLE_POINT_IN_TIME_RECOVERY: bool = true;
 /// Server-side encryption with the AWS managed KMS key (`SSEEnabled: true`).
 pub const TABLE_SSE_ENABLED: bool = true;
 
+/// The sparse global secondary index of the sweeper's due groups: only the
+/// `STATE` items of groups due at some time carry its keys.
+pub const TABLE_DUE_INDEX: &str = "due";
+/// Its partition key (string): one of [`TABLE_DUE_SHARDS`] fixed shards.
+pub const TABLE_DUE_SHARD_ATTRIBUTE: &str = "due_shard";
+/// Its sort key (number): the due time in epoch milliseconds.
+pub const TABLE_DUE_AT_ATTRIBUTE: &str = "due_at";
+/// Shards of the due index (`"0"` .. `"3"`): spreads the index's writes over
+/// partitions; the sweeper queries each.
+pub const TABLE_DUE_SHARDS: u32 = 4;
+/// The non-key attribute the due index projects (the group state).
+pub const TABLE_DUE_PROJECTED_ATTRIBUTE: &str = "state";
+
 /// Length of the generated webhook secret: alphanumeric characters, so valid
 /// base64 (32 characters = 24 bytes of key), like the template's
 /// `GenerateSecretString { PasswordLength: 32, ExcludePunctuation: true }`.

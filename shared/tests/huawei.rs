@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use storehook_shared::clock::ManualClock;
 use storehook_shared::event::{
     ChangeEffective, Environment, Event, EventType, OfferType, PeriodType, PriceIncreaseStatus,
-    ProductKind, SubscriptionStatus,
+    ProductKind, SubscriptionStatus, Timestamp,
 };
 use storehook_shared::ingest::{Ingest, MAX_BODY_BYTES, StoreRequest};
 use storehook_shared::queue::{MemoryQueue, QueueError};
@@ -28,6 +28,11 @@ const PERIOD_START: i64 = T0 + 30 * DAY;
 const PERIOD_END: i64 = T0 + 60 * DAY;
 
 /// Generating RSA keys takes a while: two shared keys for the whole module.
+/// `ms` as a [`Timestamp`] (the applying instant of state tests).
+fn at(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms).expect("a representable test time")
+}
+
 fn key() -> &'static HuaweiTestKey {
     static KEY: OnceLock<HuaweiTestKey> = OnceLock::new();
     KEY.get_or_init(HuaweiTestKey::generate)
@@ -1159,14 +1164,14 @@ async fn a_forged_late_order_cannot_outlive_the_genuine_refund() {
         NOW - DAY,
         "the receipt's purchaseTime"
     );
-    let r1 = state.apply(forged).await.unwrap();
+    let r1 = state.apply(forged, at(NOW)).await.unwrap();
     assert!(r1.event.entitlement.active);
     // WHEN Huawei's own refund notification arrives afterwards
     let mut refunded = order_receipt("premium", 1, NOW - DAY, 2);
     refunded["cancelTime"] = json!(NOW - 1000);
     fake.set_order(refunded);
     let genuine = one(&h, &v2_order_body(2, PURCHASE_TOKEN, "premium", NOW)).await;
-    let r2 = state.apply(genuine).await.unwrap();
+    let r2 = state.apply(genuine, at(NOW)).await.unwrap();
     // THEN it is applied in order, ends the entitlement and revokes access
     assert!(r2.first_time);
     assert_eq!(r2.event.kind, EventType::OneTimePurchaseRefunded);
@@ -1182,7 +1187,7 @@ async fn a_forged_late_order_cannot_outlive_the_genuine_refund() {
     // AND another forged purchase ORDER afterwards is the confirmed refund again
     let again = one(&h, &v2_order_body(1, PURCHASE_TOKEN, "premium", YEAR_2100)).await;
     assert_eq!(again.kind, EventType::OneTimePurchaseRefunded);
-    let r3 = state.apply(again).await.unwrap();
+    let r3 = state.apply(again, at(NOW)).await.unwrap();
     assert!(!r3.first_time);
     let g = state.group(&r2.event.group_key()).await.unwrap().unwrap();
     assert!(!g.entitlement.active);
@@ -1258,8 +1263,8 @@ async fn order_event_ids_come_from_confirmed_fields_only() {
     assert_eq!(early.entitlement, genuine.entitlement);
     assert_eq!(early.transaction, genuine.transaction);
     // so the early copy taking the id first delivers exactly the genuine facts
-    let first = state.apply(early).await.unwrap();
-    let dup = state.apply(genuine.clone()).await.unwrap();
+    let first = state.apply(early, at(NOW)).await.unwrap();
+    let dup = state.apply(genuine.clone(), at(NOW)).await.unwrap();
     assert!(first.first_time && !dup.first_time);
     assert_eq!(dup.event.kind, genuine.kind);
     assert_eq!(dup.event.occurred_at, genuine.occurred_at);
@@ -1268,7 +1273,7 @@ async fn order_event_ids_come_from_confirmed_fields_only() {
     fake.set_order(order_receipt("premium", 1, NOW - DAY, 2));
     let refund = one(&h, &v2_order_body(2, PURCHASE_TOKEN, "premium", NOW)).await;
     assert_ne!(refund.id, genuine.id);
-    let r = state.apply(refund).await.unwrap();
+    let r = state.apply(refund, at(NOW)).await.unwrap();
     assert!(r.first_time);
     assert!(!r.event.entitlement.active);
     // another purchase (another orderId) of the same product: another id

@@ -92,7 +92,7 @@ impl Ledger {
     /// Applies `e`; returns its type and the derived ACCESS_* types.
     fn apply(&mut self, e: &Event) -> Vec<EventType> {
         let key = e.group_key();
-        let applied = transition(self.0.get(&key), e.clone());
+        let applied = transition(self.0.get(&key), e.clone(), e.received_at);
         self.0.insert(key, applied.next);
         std::iter::once(applied.event.kind)
             .chain(applied.derived.into_iter().map(|d| d.kind))

@@ -3,8 +3,10 @@
 //! duplicates, applied to the real `RedbState` on a real file — dropped and
 //! reopened at random moments, as after a crash — and to `MemoryState`, the
 //! model (the pure transition with id claims). Every apply must answer the
-//! same (event with its sequence, derived events, first time or not), and at
-//! the end every group's state, history and delivery records must be equal.
+//! same (event with its sequence, derived events, first time or not), the
+//! sweeper's due index (listed and snoozed at random) must answer the same,
+//! and at the end every group's state, history, delivery records and due
+//! entries must be equal.
 //!
 //! `PROPTEST_CASES=1000 cargo test -p storehook-shared --test redb_state_model`
 //! runs a longer search (the default is 32 cases).
@@ -14,7 +16,7 @@
 use proptest::prelude::*;
 use storehook_shared::event::{Event, EventType};
 use storehook_shared::state::{DeliveryRecord, MemoryState, RedbState, StateStore};
-use storehook_testkit::fixtures::sub_event;
+use storehook_testkit::fixtures::{apply_now, sub_event, t};
 
 const KINDS: [(EventType, bool); 6] = [
     (EventType::SubscriptionStarted, true),
@@ -33,7 +35,19 @@ enum Step {
     Deliver(usize, u32),
     /// Drop the store without warning and open the file again.
     Reopen,
+    /// Snooze the group of that event to `t(minutes)`.
+    Snooze(usize, i64),
+    /// List the groups due at `t(minutes)` (the sweeper's index).
+    Due(i64),
 }
+
+/// A minute of the fixtures' time line, for due times: their periods end 30
+/// days after each event (minutes 0..20).
+fn due_minute() -> impl Strategy<Value = i64> {
+    prop_oneof![0i64..100, (30 * DAY)..(30 * DAY + 40)]
+}
+
+const DAY: i64 = 24 * 60;
 
 /// `(subscription, kind, minute)` of each generated event.
 type Spec = (u8, usize, i64);
@@ -48,6 +62,8 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
             6 => any::<usize>().prop_map(Step::Apply),
             1 => (any::<usize>(), 1u32..4).prop_map(|(i, n)| Step::Deliver(i, n)),
             1 => Just(Step::Reopen),
+            1 => (any::<usize>(), due_minute()).prop_map(|(i, m)| Step::Snooze(i, m)),
+            2 => due_minute().prop_map(Step::Due),
         ],
         1..40,
     )
@@ -79,8 +95,13 @@ async fn run(specs: Vec<Spec>, steps: Vec<Step>) -> Result<(), TestCaseError> {
         match step {
             Step::Apply(i) => {
                 let e = events[i % events.len()].clone();
-                let got = real.as_ref().unwrap().apply(e.clone()).await.unwrap();
-                let want = model.apply(e).await.unwrap();
+                let got = real
+                    .as_ref()
+                    .unwrap()
+                    .apply(e.clone(), apply_now())
+                    .await
+                    .unwrap();
+                let want = model.apply(e, apply_now()).await.unwrap();
                 prop_assert_eq!(got, want, "step {}: apply", n);
             }
             Step::Deliver(i, attempts) => {
@@ -100,9 +121,24 @@ async fn run(specs: Vec<Spec>, steps: Vec<Step>) -> Result<(), TestCaseError> {
                 drop(real.take());
                 real = Some(RedbState::open(dir.path()).unwrap());
             }
+            Step::Snooze(i, minute) => {
+                let g = events[i % events.len()].group_key();
+                real.as_ref().unwrap().snooze(&g, t(minute)).await.unwrap();
+                model.snooze(&g, t(minute)).await.unwrap();
+            }
+            Step::Due(minute) => {
+                let got = real.as_ref().unwrap().due(t(minute), 100).await.unwrap();
+                let want = model.due(t(minute), 100).await.unwrap();
+                prop_assert_eq!(got, want, "step {}: due", n);
+            }
         }
     }
     let real = real.unwrap();
+    let far = t(400 * DAY);
+    prop_assert_eq!(
+        real.due(far, 100).await.unwrap(),
+        model.due(far, 100).await.unwrap()
+    );
     for e in &events {
         let g = e.group_key();
         prop_assert_eq!(

@@ -89,3 +89,12 @@ pub fn test_event(notification: &str) -> Event {
     e.entitlement = Entitlement::none();
     e
 }
+
+/// An applying instant ([`StateStore::apply`]'s `now`) before every expiry
+/// of these fixtures (an hour after the base time; events expire 30 days
+/// after they occur), so time ends no entitlement unless a test says so.
+///
+/// [`StateStore::apply`]: storehook_shared::state::StateStore::apply
+pub fn apply_now() -> Timestamp {
+    t(60)
+}

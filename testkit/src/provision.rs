@@ -287,8 +287,9 @@ pub async fn create_queues(
     })
 }
 
-/// Creates (or reuses) the table `name` with the key schema, billing mode,
-/// encryption, TTL and point-in-time recovery `template.yaml` declares, and
+/// Creates (or reuses) the table `name` with the key schema, the sweeper's
+/// due index, billing mode, encryption, TTL and point-in-time recovery
+/// `template.yaml` declares, and
 /// waits until it is ACTIVE.
 #[tracing::instrument(skip(ddb))]
 pub async fn create_table(
@@ -315,8 +316,19 @@ pub async fn create_table(
         .table_name(name)
         .attribute_definitions(attr(TABLE_PARTITION_KEY)?)
         .attribute_definitions(attr(TABLE_SORT_KEY)?)
+        .attribute_definitions(attr(TABLE_DUE_SHARD_ATTRIBUTE)?)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(TABLE_DUE_AT_ATTRIBUTE)
+                .attribute_type(ScalarAttributeType::N)
+                .build()
+                .map_err(aws_err("CreateTable"))?,
+        )
         .key_schema(key(TABLE_PARTITION_KEY, KeyType::Hash)?)
         .key_schema(key(TABLE_SORT_KEY, KeyType::Range)?)
+        .global_secondary_indexes(
+            storehook_shared::state::DynamoState::due_index().map_err(aws_err("CreateTable"))?,
+        )
         .billing_mode(BillingMode::from(TABLE_BILLING_MODE))
         .sse_specification(
             SseSpecification::builder()

@@ -95,7 +95,7 @@ use storehook_shared::webhook::{
     DEFAULT_TOLERANCE, HttpWebhookSender, WebhookSecret, WebhookSecrets, verify,
 };
 use storehook_testkit::appstore::TestPki;
-use storehook_testkit::appstore::payloads::{APP_APPLE_ID, BUNDLE_ID, DAY, T0};
+use storehook_testkit::appstore::payloads::{APP_APPLE_ID, BUNDLE_ID, DAY};
 use storehook_testkit::emulator::{TEST_ENDPOINT_ENV, emulator_sdk_config};
 use storehook_testkit::provision::{self, Provisioned};
 use storehook_testkit::receiver::TestReceiver;
@@ -323,16 +323,26 @@ async fn the_aws_path_under_chaos_applies_each_event_once_in_order_and_loses_not
         clock.clone(),
     ));
 
-    // The plan: SUBSCRIBED (→ ACCESS_GRANTED), then renewals, monthly, in the past.
+    // The plan: SUBSCRIBED (→ ACCESS_GRANTED), then renewals, daily, in the recent past:
+    // signed before receipt (a later signedDate would be clamped), and every 30-day period
+    // still running when applied (an entitlement whose end has passed is delivered inactive
+    // and grants nothing).
     let subs = notifications.div_ceil(PER_SUB).max(1);
-    let month = 31 * DAY;
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let first = now_ms - (PER_SUB as i64 + 1) * DAY;
     let plans: Vec<Arc<SubPlan>> = (0..subs)
         .map(|s| {
             let sub = AppleSub::new(format!("{t}-s{s}"));
             let notes = (0..PER_SUB)
                 .map(|k| {
                     let uuid = format!("{t}-s{s}-n{k}");
-                    let at = T0 - (PER_SUB as i64 + 1) * month + k as i64 * month;
+                    let at = first + k as i64 * DAY;
                     let body = if k == 0 {
                         sub.subscribed(&pki, &uuid, at)
                     } else {
@@ -865,7 +875,11 @@ async fn dynamodb_calls_are_serialized_so_concurrent_transactions_all_land() {
             events.push(e.clone());
             for _ in 0..3 {
                 let (state, e) = (state.clone(), e.clone());
-                tasks.push(tokio::spawn(async move { state.apply(e).await }));
+                tasks.push(tokio::spawn(async move {
+                    state
+                        .apply(e, storehook_testkit::fixtures::apply_now())
+                        .await
+                }));
             }
         }
         for t in tasks {

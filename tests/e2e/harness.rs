@@ -18,24 +18,30 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use storehook_shared::clock::{Clock, SystemClock};
+use storehook_shared::clock::{Clock, ManualClock, SystemClock};
 use storehook_shared::dispatch::Dispatcher;
 use storehook_shared::dispatch::sqs_poller::poll_once;
-use storehook_shared::event::{Event, EventId, Store, SubscriptionId};
+use storehook_shared::event::{Event, EventId, Store, SubscriptionId, Timestamp};
 use storehook_shared::ingest::{AppStoreEndpoint, Ingest, StoreRequest, StoreResponse};
 use storehook_shared::provision::{DEFAULT_MAX_RECEIVE_COUNT, QUEUE_VISIBILITY_TIMEOUT_S};
 use storehook_shared::queue::message_control::MessageControl;
 use storehook_shared::queue::sqs::{SqsMessageControl, SqsQueue};
 use storehook_shared::retry::RetrySchedule;
 use storehook_shared::state::{
-    DeliveryRecord, DynamoState, GroupState, Recorded, StateError, StateStore,
+    DeliveryRecord, Due, DynamoState, GroupState, Recorded, StateError, StateStore,
 };
 use storehook_shared::stores::appstore::{AppStore, AppStoreConfig};
 use storehook_shared::webhook::{
     DEFAULT_TOLERANCE, HttpWebhookSender, WebhookSecret, WebhookSecrets, verify,
 };
 use storehook_testkit::appstore::TestPki;
-use storehook_testkit::appstore::payloads::{self, APP_APPLE_ID, BUNDLE_ID, DAY};
+use storehook_testkit::appstore::payloads::{self, APP_APPLE_ID, BUNDLE_ID, DAY, T0};
+
+/// The dispatcher's clock in these tests: before every notification they
+/// sign (the earliest is 50 months before `T0`), so every entitlement is
+/// still running when applied, as when the store sends a notification live.
+/// (An entitlement whose end has passed at apply time is delivered inactive.)
+pub const DISPATCH_NOW: i64 = T0 - 60 * 31 * DAY;
 use storehook_testkit::emulator::{TEST_ENDPOINT_ENV, test_sdk_config};
 use storehook_testkit::provision::{self, Provisioned};
 use storehook_testkit::receiver::{ReceivedRequest, TestReceiver};
@@ -177,7 +183,9 @@ impl Harness {
             state.clone(),
             Arc::new(sender),
             schedule,
-            clock.clone(),
+            Arc::new(ManualClock::new(
+                Timestamp::from_millis_clamped(DISPATCH_NOW).0,
+            )),
         ));
         let control: Arc<dyn MessageControl> = Arc::new(SqsMessageControl::new(
             sqs.clone(),
@@ -677,9 +685,9 @@ impl<S> SerializedState<S> {
 
 #[async_trait]
 impl<S: StateStore> StateStore for SerializedState<S> {
-    async fn apply(&self, event: Event) -> Result<Recorded, StateError> {
+    async fn apply(&self, event: Event, now: Timestamp) -> Result<Recorded, StateError> {
         let _g = self.lock.lock().await;
-        self.inner.apply(event).await
+        self.inner.apply(event, now).await
     }
 
     async fn group(&self, group_key: &str) -> Result<Option<GroupState>, StateError> {
@@ -704,6 +712,16 @@ impl<S: StateStore> StateStore for SerializedState<S> {
     async fn delivery(&self, event_id: &EventId) -> Result<Option<DeliveryRecord>, StateError> {
         let _g = self.lock.lock().await;
         self.inner.delivery(event_id).await
+    }
+
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Due>, StateError> {
+        let _g = self.lock.lock().await;
+        self.inner.due(now, limit).await
+    }
+
+    async fn snooze(&self, group_key: &str, until: Timestamp) -> Result<(), StateError> {
+        let _g = self.lock.lock().await;
+        self.inner.snooze(group_key, until).await
     }
 }
 

@@ -749,3 +749,100 @@ async fn the_redrive_policy_moves_a_message_that_keeps_failing() {
     assert_eq!(h.depth(h.dlq_url()).await, (0, 0));
     h.destroy().await;
 }
+
+/// 10. The sweeper Lambda's handler: a subscription whose entitlement ended
+/// without a closing notification is found in the table's due index, its
+/// SUBSCRIPTION_EXPIRED goes through SQS, the dispatcher applies it (next
+/// sequence, ACCESS_REVOKED) and delivers it exactly once, however often the
+/// sweep repeats.
+#[tokio::test]
+async fn the_sweeper_lambda_expires_a_lapsed_subscription_through_the_queue_once() {
+    use std::sync::Arc;
+    use storehook_shared::clock::ManualClock;
+    use storehook_shared::config::sweeper::SweeperConfig;
+    use storehook_shared::event::Timestamp;
+    use storehook_shared::lambda::sweep_scheduled;
+    use storehook_shared::queue::sqs::SqsQueue;
+    use storehook_shared::state::DynamoState;
+    use storehook_shared::sweep::{DEFAULT_RETRY_AFTER, Sweeper};
+
+    let Some(h) = Harness::start("sweeper", Options::default()).await else {
+        return;
+    };
+    // GIVEN a subscription started at T0 (period until T0 + 30 days), delivered
+    let sub = AppleSub::new(h.store_id("2000"));
+    h.post(sub.subscribed(&h.pki, &h.store_id("s-1"), T0)).await;
+    h.pump_until_requests(2, PUMP).await;
+    h.drain(PUMP).await;
+    // AND the sweeper as the Lambda builds it from its environment (SWEEP_LEEWAY=0)
+    let (queue_url, table) = (h.queue_url().to_owned(), h.resources.table_name.clone());
+    let config = SweeperConfig::from_lookup(move |k: &str| match k {
+        "QUEUE_URL" => Some(queue_url.clone()),
+        "TABLE_NAME" => Some(table.clone()),
+        "SWEEP_LEEWAY" => Some("0".to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    let clock = Arc::new(ManualClock::new(
+        Timestamp::from_millis(T0 + 29 * DAY).unwrap().0,
+    ));
+    let sweeper = Sweeper::new(
+        Arc::new(DynamoState::new(
+            h.ddb.clone(),
+            &config.table_name,
+            clock.clone(),
+        )),
+        Arc::new(SqsQueue::new(h.sqs.clone(), config.queue_url.clone())),
+        clock.clone(),
+    )
+    .with_leeway(config.leeway);
+
+    // WHEN it runs before the period ends THEN nothing is due
+    let r = sweep_scheduled(&sweeper, None).await.unwrap();
+    assert_eq!((r.due, r.emitted), (0, 0));
+    // WHEN it runs after the end
+    clock.set(Timestamp::from_millis(T0 + 30 * DAY + HOUR).unwrap().0);
+    let r = sweep_scheduled(&sweeper, None).await.unwrap();
+    // THEN it queues one SUBSCRIPTION_EXPIRED
+    assert_eq!((r.due, r.emitted, r.expired_by_leeway), (1, 1, 1), "{r}");
+    // AND a sweep repeated after the retry pause queues the same id again
+    clock.advance(chrono::Duration::from_std(DEFAULT_RETRY_AFTER).unwrap());
+    let r = sweep_scheduled(&sweeper, None).await.unwrap();
+    assert_eq!(r.emitted, 1, "{r}");
+
+    // WHEN the dispatcher consumes the queue
+    h.pump_until_requests(4, PUMP).await;
+    h.drain(PUMP).await;
+    // THEN the webhook got SUBSCRIPTION_EXPIRED (sequence 3, from the sweeper, at the
+    // signed end) then ACCESS_REVOKED, once each
+    let ds = h.deliveries();
+    assert_eq!(
+        kinds(&ds),
+        vec![
+            EventType::SubscriptionStarted,
+            EventType::AccessGranted,
+            EventType::SubscriptionExpired,
+            EventType::AccessRevoked
+        ],
+        "{:?}",
+        h.summary()
+    );
+    assert_eq!(seqs(&ds), vec![1, 2, 3, 4]);
+    let x = &ds[2].event;
+    assert_eq!(x.details.source.as_deref(), Some("sweeper"));
+    assert_eq!(x.occurred_at.millis(), T0 + 30 * DAY);
+    assert_eq!(x.subscription.as_ref().unwrap().id.0, sub.group());
+    assert_eq!(
+        x.subscription.as_ref().unwrap().status,
+        SubscriptionStatus::Expired
+    );
+    assert!(!x.entitlement.active);
+    assert_eq!(x.store_notification.kind, "STOREHOOK_SWEEP");
+    // AND the closed subscription left the due index
+    clock.advance(chrono::Duration::days(365));
+    let r = sweep_scheduled(&sweeper, None).await.unwrap();
+    assert_eq!(r.due, 0, "{r}");
+    assert_eq!(h.deliveries().len(), 4);
+    assert!(!h.group(&sub.group()).await.entitlement.active);
+    h.destroy().await;
+}

@@ -136,9 +136,37 @@ async fn creates_queues_and_table_exactly_as_the_template_declares() -> TestResu
     assert_eq!(
         defs,
         vec![
+            ("due_at", &ScalarAttributeType::N),
+            ("due_shard", &ScalarAttributeType::S),
             ("pk", &ScalarAttributeType::S),
             ("sk", &ScalarAttributeType::S)
         ]
+    );
+    // AND the sweeper's sparse due index: due_shard/due_at, projecting the state
+    type Keys<'a> = Vec<(&'a str, &'a KeyType)>;
+    let gsis: Vec<(&str, Keys<'_>, Vec<String>)> = table
+        .global_secondary_indexes()
+        .iter()
+        .map(|g| {
+            (
+                g.index_name().unwrap_or_default(),
+                g.key_schema()
+                    .iter()
+                    .map(|k| (k.attribute_name(), k.key_type()))
+                    .collect(),
+                g.projection()
+                    .map(|p| p.non_key_attributes().to_vec())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        gsis,
+        vec![(
+            "due",
+            vec![("due_shard", &KeyType::Hash), ("due_at", &KeyType::Range)],
+            vec!["state".to_owned()]
+        )]
     );
     assert_eq!(
         table.billing_mode_summary().and_then(|b| b.billing_mode()),

@@ -36,6 +36,14 @@ async fn dynamo_state_is_idempotent() {
 }
 
 #[tokio::test]
+async fn dynamo_state_keeps_the_due_index() {
+    let Some(st) = store("due").await else {
+        return;
+    };
+    conformance::due_index(&st).await;
+}
+
+#[tokio::test]
 async fn dynamo_state_applies_a_group_sequentially_across_instances() {
     let Some(a) = store("seq").await else { return };
     // GIVEN two store instances on one table (two Lambda containers)
@@ -51,8 +59,8 @@ async fn dynamo_state_applies_a_group_sequentially_across_instances() {
             i % 2 == 0,
         );
         let (first, second) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
-        let r = first.apply(e.clone()).await.unwrap();
-        let r2 = second.apply(e).await.unwrap();
+        let r = first.apply(e.clone(), apply_now()).await.unwrap();
+        let r2 = second.apply(e, apply_now()).await.unwrap();
         assert!(r.first_time && !r2.first_time);
         assert_eq!(r2.event, r.event);
         seqs.push(r.event.sequence);

@@ -15,6 +15,7 @@ use crate::policy::RefundPolicy;
 use crate::secrets::SecretSource;
 
 pub mod dispatcher;
+pub mod sweeper;
 #[cfg(feature = "aws")]
 mod with_secrets;
 #[cfg(feature = "aws")]

@@ -118,7 +118,7 @@ impl Dispatcher {
     #[tracing::instrument(skip_all, fields(event_id = %event.id, attempt = receive_count))]
     pub async fn process(&self, event: Event, receive_count: u32) -> Outcome {
         let attempt = receive_count.max(1);
-        let recorded = match self.state.apply(event).await {
+        let recorded = match self.state.apply(event, Timestamp(self.clock.now())).await {
             Ok(r) => r,
             Err(e) if e.is_retryable() => {
                 tracing::warn!(error = %e, "state apply failed");

@@ -1,14 +1,17 @@
 //! The AWS Lambda edge (feature `lambda`; the four functions enable it, the
 //! `storehook` CLI does not, so it links no Lambda runtime): the API Gateway
 //! adapter of [`Ingest`](crate::ingest::Ingest), the SQS-event entry of the
-//! [`Dispatcher`](crate::dispatch::Dispatcher), each with the whole life of a
+//! [`Dispatcher`](crate::dispatch::Dispatcher), the scheduled (EventBridge)
+//! entry of the [`Sweeper`](crate::sweep::Sweeper), each with the whole life of a
 //! function (tracing, the cold start once, then every invocation), and the one
 //! tracing setup of every function.
 
 mod api_gateway;
+mod schedule;
 mod sqs;
 
 pub use api_gateway::run_ingest;
+pub use schedule::{MAX_ROUNDS, run_sweeper, sweep_scheduled};
 pub use sqs::{SqsConsumer, run_dispatcher};
 
 /// What a function's `main` returns: the Lambda runtime's error.

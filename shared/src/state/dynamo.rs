@@ -2,11 +2,18 @@
 //!
 //! | pk | sk | attributes |
 //! |---|---|---|
-//! | `SUB#<group key>` | `STATE` | `seq` (N, last sequence), `applied_at` (S, last applied store time), `entitled` (BOOL), `state` (S, JSON [`GroupState`]: snapshot + entitlement), `updated_at` |
+//! | `SUB#<group key>` | `STATE` | `seq` (N, last sequence), `applied_at` (S, last applied store time), `entitled` (BOOL), `state` (S, JSON [`GroupState`]: snapshot + entitlement), `updated_at`; while the group is due for the sweeper ([`GroupState::due_at`]): `due_shard` (S, `"0"`..`"3"`) and `due_at` (N, epoch ms), the keys of the sparse index `due` |
 //! | `SUB#<group key>` | `EVT#<seq, 20 digits>` | `event` (S, JSON as delivered), `event_id`, `type`, `expires_at_epoch` (TTL) |
 //! | `EVT#<event id>` | `EVT` | claim: `group`, `seq`, `event`, `derived` (S, JSON), `claimed_at`; delivery record: `attempts`, `last_status`, `latency_ms`, `delivered_at`, `last_error`, `last_attempt_at`; `expires_at_epoch` (TTL) |
 //!
 //! Sequence sort keys are zero-padded so a `Query` returns history in order.
+//!
+//! The due index (`due`, a sparse GSI: hash `due_shard`, range `due_at`,
+//! projecting `state`) holds only the `STATE` items that carry its keys: every
+//! apply writes them (or, by replacing the item without them, removes the
+//! group from the index) in the same transaction. The sweeper queries each
+//! shard with `due_at <= now`; no scan. `snooze` moves `due_at` later with a
+//! conditional update.
 //!
 //! `apply` = read `STATE` (consistent), run the pure [`transition`], then ONE
 //! `TransactWriteItems`: put the claim (`attribute_not_exists(pk)`), put the
@@ -16,9 +23,13 @@
 //! condition (another writer won) or a transaction conflict re-runs the
 //! read-modify-write, up to [`MAX_CAS_ATTEMPTS`] times.
 
-use super::{DeliveryRecord, GroupState, Recorded, StateError, StateStore, transition};
+use super::{DeliveryRecord, Due, GroupState, Recorded, StateError, StateStore, transition};
 use crate::clock::Clock;
 use crate::event::{Event, EventId, Timestamp};
+use crate::provision::{
+    TABLE_DUE_AT_ATTRIBUTE, TABLE_DUE_INDEX, TABLE_DUE_PROJECTED_ATTRIBUTE,
+    TABLE_DUE_SHARD_ATTRIBUTE, TABLE_DUE_SHARDS,
+};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -77,6 +88,17 @@ fn get_n<T: std::str::FromStr>(item: &Item, key: &str) -> Option<T> {
     item.get(key)
         .and_then(|v| v.as_n().ok())
         .and_then(|x| x.parse().ok())
+}
+
+/// The due-index shard of a group: FNV-1a of its key, modulo
+/// [`TABLE_DUE_SHARDS`] (stable across processes and versions).
+fn due_shard(group: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in group.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % u64::from(TABLE_DUE_SHARDS)).to_string()
 }
 
 fn group_pk(group: &str) -> String {
@@ -219,8 +241,17 @@ impl DynamoState {
             .table_name(&self.table)
             .attribute_definitions(attr("pk")?)
             .attribute_definitions(attr("sk")?)
+            .attribute_definitions(attr(TABLE_DUE_SHARD_ATTRIBUTE)?)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(TABLE_DUE_AT_ATTRIBUTE)
+                    .attribute_type(ScalarAttributeType::N)
+                    .build()
+                    .map_err(build_err)?,
+            )
             .key_schema(key_el("pk", KeyType::Hash)?)
             .key_schema(key_el("sk", KeyType::Range)?)
+            .global_secondary_indexes(due_index().map_err(build_err)?)
             .billing_mode(BillingMode::PayPerRequest)
             .send()
             .await
@@ -239,6 +270,78 @@ impl DynamoState {
             .await
             .map_err(|e| sdk_err("UpdateTimeToLive", e))?;
         Ok(())
+    }
+
+    /// Postpones the due entry of `group_key` to `until` when it has one
+    /// that is earlier (conditional update; a failed condition is no error).
+    async fn snooze_item(&self, group_key: &str, until: Timestamp) -> Result<(), StateError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(group_pk(group_key), "STATE")))
+            .update_expression("SET #due = :until")
+            .condition_expression("attribute_exists(#due) AND #due < :until")
+            .expression_attribute_names("#due", TABLE_DUE_AT_ATTRIBUTE)
+            .expression_attribute_values(":until", n(until.millis()))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_err("UpdateItem", e)),
+        }
+    }
+
+    /// The due entries of one shard at or before `now`, at most `limit`.
+    async fn due_in_shard(
+        &self,
+        shard: u32,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Due>, StateError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        while out.len() < limit {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(TABLE_DUE_INDEX)
+                .key_condition_expression("#shard = :shard AND #due <= :now")
+                .expression_attribute_names("#shard", TABLE_DUE_SHARD_ATTRIBUTE)
+                .expression_attribute_names("#due", TABLE_DUE_AT_ATTRIBUTE)
+                .expression_attribute_values(":shard", s(shard.to_string()))
+                .expression_attribute_values(":now", n(now.millis()))
+                .limit(i32::try_from(limit - out.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_err("Query", e))?;
+            for item in page.items() {
+                let Some(group) = get_s(item, "pk").and_then(|pk| pk.strip_prefix("SUB#")) else {
+                    continue;
+                };
+                let at: i64 = get_n(item, TABLE_DUE_AT_ATTRIBUTE).ok_or_else(|| {
+                    StateError::Permanent(format!("due index item lacks {TABLE_DUE_AT_ATTRIBUTE}"))
+                })?;
+                out.push(Due {
+                    group_key: group.to_owned(),
+                    state: parse(item, TABLE_DUE_PROJECTED_ATTRIBUTE)?,
+                    due_at: Timestamp::from_millis_clamped(at),
+                });
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(out)
     }
 
     fn now(&self) -> Timestamp {
@@ -326,6 +429,10 @@ impl DynamoState {
             AttributeValue::Bool(applied.next.entitlement.active),
         );
         st.insert("state".into(), s(json(&applied.next)?));
+        if let Some(due) = applied.next.due_at() {
+            st.insert(TABLE_DUE_SHARD_ATTRIBUTE.into(), s(due_shard(group)));
+            st.insert(TABLE_DUE_AT_ATTRIBUTE.into(), n(due.millis()));
+        }
         st.insert("updated_at".into(), s(now));
         items.push(match prev_seq {
             Some(p) => self.put(
@@ -356,8 +463,9 @@ impl DynamoState {
         group: &str,
         prev: Option<&GroupState>,
         event: Event,
+        now: Timestamp,
     ) -> Result<Recorded, TxFailure> {
-        let applied = transition(prev, event);
+        let applied = transition(prev, event, now);
         let items = self
             .transaction(group, prev.map(|p| p.sequence), &applied)
             .map_err(TxFailure::Other)?;
@@ -375,14 +483,69 @@ impl DynamoState {
     }
 }
 
+impl DynamoState {
+    /// The due index (sparse GSI `due`) as `template.yaml` declares it, for
+    /// the tables tests and `create_table` make.
+    pub fn due_index()
+    -> Result<aws_sdk_dynamodb::types::GlobalSecondaryIndex, aws_sdk_dynamodb::error::BuildError>
+    {
+        due_index()
+    }
+}
+
+fn due_index()
+-> Result<aws_sdk_dynamodb::types::GlobalSecondaryIndex, aws_sdk_dynamodb::error::BuildError> {
+    use aws_sdk_dynamodb::types::{GlobalSecondaryIndex, Projection, ProjectionType};
+    GlobalSecondaryIndex::builder()
+        .index_name(TABLE_DUE_INDEX)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(TABLE_DUE_SHARD_ATTRIBUTE)
+                .key_type(KeyType::Hash)
+                .build()?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(TABLE_DUE_AT_ATTRIBUTE)
+                .key_type(KeyType::Range)
+                .build()?,
+        )
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .non_key_attributes(TABLE_DUE_PROJECTED_ATTRIBUTE)
+                .build(),
+        )
+        .build()
+}
+
 #[async_trait]
 impl StateStore for DynamoState {
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Due>, StateError> {
+        let mut out = Vec::new();
+        for shard in 0..TABLE_DUE_SHARDS {
+            if out.len() >= limit {
+                break;
+            }
+            out.extend(self.due_in_shard(shard, now, limit - out.len()).await?);
+        }
+        out.sort_by_key(|d| d.due_at);
+        Ok(out)
+    }
+
+    async fn snooze(&self, group_key: &str, until: Timestamp) -> Result<(), StateError> {
+        self.snooze_item(group_key, until).await
+    }
+
     #[tracing::instrument(skip_all, fields(event_id = %event.id))]
-    async fn apply(&self, event: Event) -> Result<Recorded, StateError> {
+    async fn apply(&self, event: Event, now: Timestamp) -> Result<Recorded, StateError> {
         let group = event.group_key();
         for attempt in 1..=MAX_CAS_ATTEMPTS {
             let prev = self.group(&group).await?;
-            match self.transact(&group, prev.as_ref(), event.clone()).await {
+            match self
+                .transact(&group, prev.as_ref(), event.clone(), now)
+                .await
+            {
                 Ok(r) => return Ok(r),
                 Err(TxFailure::AlreadyClaimed) => {
                     if let Some(r) = self.read_claim(&event.id).await? {
@@ -559,13 +722,13 @@ mod tests {
         // GIVEN a group at sequence 2 (event + ACCESS_GRANTED)
         let e1 = sub_event("s1", EventType::SubscriptionStarted, "orig-s", 0, true);
         let group = e1.group_key();
-        let r1 = st.apply(e1.clone()).await.unwrap();
+        let r1 = st.apply(e1.clone(), apply_now()).await.unwrap();
         let current = st.group(&group).await.unwrap().unwrap();
         assert_eq!(current.sequence, 2);
         let e2 = sub_event("s2", EventType::SubscriptionRenewed, "orig-s", 5, true);
 
         // WHEN a writer that read "no group yet" tries to apply e2
-        let stale_none = st.transact(&group, None, e2.clone()).await;
+        let stale_none = st.transact(&group, None, e2.clone(), apply_now()).await;
         // THEN it is a conflict (the group exists)
         assert!(
             matches!(stale_none, Err(TxFailure::Conflict)),
@@ -576,7 +739,9 @@ mod tests {
             sequence: 1,
             ..current.clone()
         };
-        let stale_seq = st.transact(&group, Some(&older), e2.clone()).await;
+        let stale_seq = st
+            .transact(&group, Some(&older), e2.clone(), apply_now())
+            .await;
         assert!(
             matches!(stale_seq, Err(TxFailure::Conflict)),
             "{stale_seq:?}"
@@ -587,15 +752,17 @@ mod tests {
         assert_eq!(st.history(&group).await.unwrap().len(), 2);
 
         // WHEN an already-claimed event is written again on a fresh read
-        let dup = st.transact(&group, Some(&current), e1.clone()).await;
+        let dup = st
+            .transact(&group, Some(&current), e1.clone(), apply_now())
+            .await;
         // THEN the claim condition reports it, and apply returns the stored result
         assert!(matches!(dup, Err(TxFailure::AlreadyClaimed)), "{dup:?}");
-        let again = st.apply(e1).await.unwrap();
+        let again = st.apply(e1, apply_now()).await.unwrap();
         assert!(!again.first_time);
         assert_eq!(again.event, r1.event);
 
         // AND a normal apply (fresh read) continues the sequence
-        assert_eq!(st.apply(e2).await.unwrap().event.sequence, 3);
+        assert_eq!(st.apply(e2, apply_now()).await.unwrap().event.sequence, 3);
         assert_eq!(st.group(&group).await.unwrap().unwrap().sequence, 3);
     }
 
@@ -607,12 +774,22 @@ mod tests {
         // GIVEN an applied event
         let e = sub_event("l1", EventType::SubscriptionStarted, "orig-l", 0, true);
         let group = e.group_key();
-        let r = st.apply(e).await.unwrap();
+        let r = st.apply(e, apply_now()).await.unwrap();
         // THEN STATE carries seq, entitled, applied_at and the JSON state
         let state = st.get(group_pk(&group), "STATE").await.unwrap().unwrap();
         assert_eq!(get_n::<u64>(&state, "seq"), Some(2));
         assert_eq!(state.get("entitled").unwrap().as_bool().unwrap(), &true);
         assert_eq!(get_s(&state, "applied_at"), Some(t(0).to_string().as_str()));
+        // AND, the group being due at its entitlement end, the due index keys
+        assert_eq!(
+            get_n::<i64>(&state, TABLE_DUE_AT_ATTRIBUTE),
+            Some(t(30 * 24 * 60).millis())
+        );
+        assert_eq!(
+            get_s(&state, TABLE_DUE_SHARD_ATTRIBUTE),
+            Some(due_shard(&group).as_str())
+        );
+        assert!(due_shard(&group).parse::<u32>().unwrap() < TABLE_DUE_SHARDS);
         // AND history items are zero-padded, with a TTL
         let h = st
             .get(group_pk(&group), "EVT#00000000000000000002")

@@ -1,7 +1,7 @@
 //! The in-memory state store (tests, benchmarks).
 
-use super::{Claim, DeliveryRecord, GroupState, Recorded, StateError, StateStore, transition};
-use crate::event::{Event, EventId};
+use super::{Claim, DeliveryRecord, Due, GroupState, Recorded, StateError, StateStore, transition};
+use crate::event::{Event, EventId, Timestamp};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -19,6 +19,22 @@ struct MemoryInner {
     claims: HashMap<EventId, Claim>,
     history: BTreeMap<(String, u64), Event>,
     deliveries: HashMap<EventId, DeliveryRecord>,
+    /// The due index: group → its entry (ms), and (entry, group) in order.
+    due_of: HashMap<String, i64>,
+    due: std::collections::BTreeSet<(i64, String)>,
+}
+
+impl MemoryInner {
+    /// Sets (or removes) the due entry of `group`.
+    fn set_due(&mut self, group: &str, at: Option<Timestamp>) {
+        if let Some(old) = self.due_of.remove(group) {
+            self.due.remove(&(old, group.to_owned()));
+        }
+        if let Some(at) = at {
+            self.due_of.insert(group.to_owned(), at.millis());
+            self.due.insert((at.millis(), group.to_owned()));
+        }
+    }
 }
 
 impl MemoryState {
@@ -46,7 +62,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[async_trait]
 impl StateStore for MemoryState {
-    async fn apply(&self, event: Event) -> Result<Recorded, StateError> {
+    async fn apply(&self, event: Event, now: Timestamp) -> Result<Recorded, StateError> {
         self.check()?;
         let mut g = lock(&self.inner);
         if let Some(c) = g.claims.get(&event.id) {
@@ -57,7 +73,7 @@ impl StateStore for MemoryState {
             });
         }
         let group = event.group_key();
-        let applied = transition(g.groups.get(&group), event);
+        let applied = transition(g.groups.get(&group), event, now);
         for e in std::iter::once(&applied.event).chain(&applied.derived) {
             g.history.insert((group.clone(), e.sequence), e.clone());
         }
@@ -69,12 +85,45 @@ impl StateStore for MemoryState {
                 derived: applied.derived.clone(),
             },
         );
+        g.set_due(&group, applied.next.due_at());
         g.groups.insert(group, applied.next);
         Ok(Recorded {
             event: applied.event,
             derived: applied.derived,
             first_time: true,
         })
+    }
+
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Due>, StateError> {
+        self.check()?;
+        let g = lock(&self.inner);
+        let mut out = Vec::new();
+        for (at, group) in g.due.iter().take_while(|(at, _)| *at <= now.millis()) {
+            if out.len() >= limit {
+                break;
+            }
+            let Some(state) = g.groups.get(group) else {
+                continue;
+            };
+            out.push(Due {
+                group_key: group.clone(),
+                state: state.clone(),
+                due_at: Timestamp::from_millis_clamped(*at),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn snooze(&self, group_key: &str, until: Timestamp) -> Result<(), StateError> {
+        self.check()?;
+        let mut g = lock(&self.inner);
+        if g.due_of
+            .get(group_key)
+            .is_some_and(|&old| old < until.millis())
+        {
+            g.set_due(group_key, Some(until));
+        }
+        Ok(())
     }
 
     async fn group(&self, group_key: &str) -> Result<Option<GroupState>, StateError> {
@@ -122,6 +171,11 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn memory_state_keeps_the_due_index() {
+        conformance::due_index(&MemoryState::new()).await;
+    }
+
+    #[tokio::test]
     async fn memory_state_serializes_concurrent_applies() {
         conformance::concurrent_applies(std::sync::Arc::new(MemoryState::new()), 20).await;
     }
@@ -132,10 +186,15 @@ mod tests {
         let s = MemoryState::new();
         s.fail_with(Some(StateError::Unavailable("down".into())));
         // THEN operations fail retryably, then work again
-        let e = s.apply(test_event("x")).await.unwrap_err();
+        let e = s.apply(test_event("x"), apply_now()).await.unwrap_err();
         assert!(e.is_retryable());
         s.fail_with(None);
-        assert!(s.apply(test_event("x")).await.unwrap().first_time);
+        assert!(
+            s.apply(test_event("x"), apply_now())
+                .await
+                .unwrap()
+                .first_time
+        );
         assert!(!StateError::Permanent("x".into()).is_retryable());
     }
 }

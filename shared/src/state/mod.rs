@@ -18,7 +18,9 @@ use std::fmt::Debug;
 mod memory;
 pub use memory::MemoryState;
 pub mod transition;
-pub use transition::{Applied, GroupState, Origin, transition};
+pub use transition::{
+    Applied, GroupState, Origin, entitlement_at, entitlement_end, is_closed, transition,
+};
 mod redb;
 pub use redb::RedbState;
 
@@ -37,6 +39,18 @@ pub struct Recorded {
     /// True when this call applied it; false when the id was already claimed
     /// (nothing was changed, the stored result is returned).
     pub first_time: bool,
+}
+
+/// A group due for the sweeper ([`StateStore::due`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Due {
+    /// The group key.
+    pub group_key: String,
+    /// Its state when it was listed.
+    pub state: GroupState,
+    /// When it became due: its entitlement end ([`GroupState::due_at`]), or
+    /// the time it was snoozed to ([`StateStore::snooze`]).
+    pub due_at: Timestamp,
 }
 
 /// Delivery bookkeeping of one event id (`EVT#<event id>` / `EVT`).
@@ -83,7 +97,23 @@ pub trait StateStore: Send + Sync + Debug {
     /// Claims `event.id`, applies the event to its group with [`transition`]
     /// and stores the group state, the history and the claim, atomically.
     /// For an id already claimed, returns the stored result and changes nothing.
-    async fn apply(&self, event: Event) -> Result<Recorded, StateError>;
+    /// `now` is the applying dispatcher's clock: [`transition`] judges
+    /// entitlements at it (an entitlement whose end has passed is inactive).
+    async fn apply(&self, event: Event, now: Timestamp) -> Result<Recorded, StateError>;
+
+    /// The groups due for the sweeper at `now` (at most `limit`, earliest
+    /// first where the store can order them): every group whose due entry is
+    /// at or before `now`. Each apply sets a group's entry to
+    /// [`GroupState::due_at`] of its new state (its entitlement end while its
+    /// subscription status is not closed) in the same atomic write, or
+    /// removes it (closed, no subscription, no end); no full scan is needed.
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Due>, StateError>;
+
+    /// Postpones a due group: its entry moves to `until` if it still has
+    /// one and it is earlier (never earlier than it was, so an apply in
+    /// between that moved it later wins). A group without an entry (closed
+    /// meanwhile) stays without.
+    async fn snooze(&self, group_key: &str, until: Timestamp) -> Result<(), StateError>;
 
     /// The state of a group key.
     async fn group(&self, group_key: &str) -> Result<Option<GroupState>, StateError>;

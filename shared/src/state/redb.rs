@@ -4,8 +4,8 @@
 //! other writes waiting at that moment (group commit) — so it survives
 //! restarts and crashes without half-applied events.
 
-use super::{Claim, DeliveryRecord, GroupState, Recorded, StateError, StateStore, transition};
-use crate::event::{Event, EventId};
+use super::{Claim, DeliveryRecord, Due, GroupState, Recorded, StateError, StateStore, transition};
+use crate::event::{Event, EventId, Timestamp};
 use crate::redb_file::group_commit::{GroupCommitter, Job};
 use crate::redb_file::{Health, RedbFile, Reopen};
 use async_trait::async_trait;
@@ -20,6 +20,35 @@ const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 const CLAIMS: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
 const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("history");
 const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
+/// The due index of the sweeper: (due ms, group key) → (), in due order.
+const DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("due");
+/// The due entry of each group in [`DUE`]: group key → due ms.
+const DUE_OF: TableDefinition<&str, u64> = TableDefinition::new("due_of");
+
+/// Markers of one-time upgrades of the file: name → ().
+const UPGRADES: TableDefinition<&str, ()> = TableDefinition::new("upgrades");
+/// The marker of the due index's backfill.
+const DUE_INDEX_BUILT: &str = "due_index_v1";
+
+/// A due time as the index key (times before 1970 sort first, as 0).
+fn due_key(t: Timestamp) -> u64 {
+    u64::try_from(t.millis()).unwrap_or(0)
+}
+
+/// Sets (or removes, `None`) the due entry of `group`, inside `tx`.
+fn set_due(tx: &redb::WriteTransaction, group: &str, at: Option<u64>) -> Result<(), StateError> {
+    let mut due = tx.open_table(DUE).map_err(db_err)?;
+    let mut due_of = tx.open_table(DUE_OF).map_err(db_err)?;
+    let old = due_of.remove(group).map_err(db_err)?.map(|v| v.value());
+    if let Some(old) = old {
+        due.remove((old, group)).map_err(db_err)?;
+    }
+    if let Some(at) = at {
+        due.insert((at, group), ()).map_err(db_err)?;
+        due_of.insert(group, at).map_err(db_err)?;
+    }
+    Ok(())
+}
 
 /// File name inside the data directory.
 pub const FILE_NAME: &str = "state.redb";
@@ -108,11 +137,55 @@ fn create_tables(db: &Database, _: Reopen) -> Result<(), String> {
     tx.open_table(CLAIMS).map_err(|e| e.to_string())?;
     tx.open_table(HISTORY).map_err(|e| e.to_string())?;
     tx.open_table(DELIVERIES).map_err(|e| e.to_string())?;
+    tx.open_table(DUE).map_err(|e| e.to_string())?;
+    tx.open_table(DUE_OF).map_err(|e| e.to_string())?;
+    build_due_index(&tx).map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())
 }
 
+/// Once per file (marker [`DUE_INDEX_BUILT`]): gives every group stored
+/// before the due index existed its entry, so a subscription that lapsed
+/// before the upgrade is swept too. One pass over the groups at the first
+/// open of an older file, never again (the sweeper itself never scans). A
+/// group whose stored state does not parse is left out (its applies fail
+/// alone, see `apply_in`).
+fn build_due_index(tx: &redb::WriteTransaction) -> Result<(), StateError> {
+    let mut upgrades = tx.open_table(UPGRADES).map_err(db_err)?;
+    if upgrades.get(DUE_INDEX_BUILT).map_err(db_err)?.is_some() {
+        return Ok(());
+    }
+    let mut entries = Vec::new();
+    {
+        let groups = tx.open_table(GROUPS).map_err(db_err)?;
+        for row in groups.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let Ok(state) = from_json::<GroupState>(v.value()) else {
+                continue;
+            };
+            if let Some(at) = state.due_at() {
+                entries.push((k.value().to_owned(), due_key(at)));
+            }
+        }
+    }
+    for (group, at) in &entries {
+        set_due(tx, group, Some(*at))?;
+    }
+    upgrades.insert(DUE_INDEX_BUILT, ()).map_err(db_err)?;
+    if !entries.is_empty() {
+        tracing::info!(
+            groups = entries.len(),
+            "due index built for groups stored before it existed"
+        );
+    }
+    Ok(())
+}
+
 /// Applies `event` inside `tx` (no commit).
-fn apply_in(tx: &redb::WriteTransaction, event: Event) -> Result<Recorded, StateError> {
+fn apply_in(
+    tx: &redb::WriteTransaction,
+    event: Event,
+    now: Timestamp,
+) -> Result<Recorded, StateError> {
     let mut claims = tx.open_table(CLAIMS).map_err(db_err)?;
     if let Some(c) = claims.get(event.id.as_str()).map_err(db_err)? {
         let c: Claim = from_json(c.value())?;
@@ -128,7 +201,7 @@ fn apply_in(tx: &redb::WriteTransaction, event: Event) -> Result<Recorded, State
         Some(v) => Some(from_json(v.value())?),
         None => None,
     };
-    let applied = transition(prev.as_ref(), event);
+    let applied = transition(prev.as_ref(), event, now);
     // Serialize everything before the first write, so a failure leaves no partial write.
     let mut rows = Vec::with_capacity(1 + applied.derived.len());
     for e in std::iter::once(&applied.event).chain(&applied.derived) {
@@ -153,6 +226,7 @@ fn apply_in(tx: &redb::WriteTransaction, event: Event) -> Result<Recorded, State
     groups
         .insert(group.as_str(), next_json.as_slice())
         .map_err(db_err)?;
+    set_due(tx, &group, applied.next.due_at().map(due_key))?;
     Ok(Recorded {
         event: claim.event,
         derived: claim.derived,
@@ -163,6 +237,7 @@ fn apply_in(tx: &redb::WriteTransaction, event: Event) -> Result<Recorded, State
 /// One apply of a group commit.
 struct ApplyJob {
     event: Option<Event>,
+    now: Timestamp,
     /// Set by `write`: the recorded event, or a failure of this event alone
     /// (bad stored data, found before anything was written).
     outcome: Option<Result<Recorded, StateError>>,
@@ -174,7 +249,7 @@ impl Job for ApplyJob {
         let Some(event) = self.event.take() else {
             return Ok(());
         };
-        match apply_in(tx, event) {
+        match apply_in(tx, event, self.now) {
             Ok(r) => self.outcome = Some(Ok(r)),
             Err(e @ StateError::Permanent(_)) => self.outcome = Some(Err(e)),
             Err(e) => return Err(e.to_string()),
@@ -213,12 +288,78 @@ impl Job for DeliveryJob {
     }
 }
 
+/// A snooze, written in the next group commit.
+struct SnoozeJob {
+    group: String,
+    until: u64,
+    reply: tokio::sync::oneshot::Sender<Result<(), StateError>>,
+}
+
+impl Job for SnoozeJob {
+    fn write(&mut self, tx: &redb::WriteTransaction) -> Result<(), String> {
+        let current = tx
+            .open_table(DUE_OF)
+            .map_err(|e| e.to_string())?
+            .get(self.group.as_str())
+            .map_err(|e| e.to_string())?
+            .map(|v| v.value());
+        if current.is_some_and(|c| c < self.until) {
+            set_due(tx, &self.group, Some(self.until)).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let _ = self.reply.send(committed.map_err(StateError::Unavailable));
+    }
+}
+
 #[async_trait]
 impl StateStore for RedbState {
-    async fn apply(&self, event: Event) -> Result<Recorded, StateError> {
+    async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Due>, StateError> {
+        let upto = due_key(now).saturating_add(1);
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let due = tx.open_table(DUE).map_err(db_err)?;
+            let groups = tx.open_table(GROUPS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in due.range(..(upto, "")).map_err(db_err)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, _) = row.map_err(db_err)?;
+                let (at, group) = k.value();
+                let Some(v) = groups.get(group).map_err(db_err)? else {
+                    continue;
+                };
+                out.push(Due {
+                    group_key: group.to_owned(),
+                    state: from_json(v.value())?,
+                    due_at: Timestamp::from_millis_clamped(i64::try_from(at).unwrap_or(i64::MAX)),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn snooze(&self, group_key: &str, until: Timestamp) -> Result<(), StateError> {
+        let (reply, answered) = tokio::sync::oneshot::channel();
+        self.committer.submit(Box::new(SnoozeJob {
+            group: group_key.to_owned(),
+            until: due_key(until),
+            reply,
+        }));
+        answered
+            .await
+            .map_err(|_| StateError::Unavailable("redb commit thread dropped a snooze".into()))?
+    }
+
+    async fn apply(&self, event: Event, now: Timestamp) -> Result<Recorded, StateError> {
         let (reply, answered) = tokio::sync::oneshot::channel();
         self.committer.submit(Box::new(ApplyJob {
             event: Some(event),
+            now,
             outcome: None,
             reply,
         }));
@@ -305,6 +446,12 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn redb_state_keeps_the_due_index() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::due_index(&RedbState::open(dir.path()).unwrap()).await;
+    }
+
+    #[tokio::test]
     async fn redb_state_serializes_concurrent_applies() {
         let dir = tempfile::tempdir().unwrap();
         conformance::concurrent_applies(Arc::new(RedbState::open(dir.path()).unwrap()), 10).await;
@@ -322,23 +469,29 @@ mod tests {
                 tasks.push(tokio::spawn(async move {
                     let sub = format!("gc-{i}");
                     let a = s
-                        .apply(sub_event(
-                            &format!("{sub}-a"),
-                            EventType::SubscriptionStarted,
-                            &sub,
-                            0,
-                            true,
-                        ))
+                        .apply(
+                            sub_event(
+                                &format!("{sub}-a"),
+                                EventType::SubscriptionStarted,
+                                &sub,
+                                0,
+                                true,
+                            ),
+                            apply_now(),
+                        )
                         .await
                         .unwrap();
                     let b = s
-                        .apply(sub_event(
-                            &format!("{sub}-b"),
-                            EventType::SubscriptionRenewed,
-                            &sub,
-                            1,
-                            true,
-                        ))
+                        .apply(
+                            sub_event(
+                                &format!("{sub}-b"),
+                                EventType::SubscriptionRenewed,
+                                &sub,
+                                1,
+                                true,
+                            ),
+                            apply_now(),
+                        )
                         .await
                         .unwrap();
                     (a.event.sequence, b.event.sequence)
@@ -373,7 +526,7 @@ mod tests {
         let group = e1.group_key();
         let first = {
             let s = RedbState::open(&dir.path().join("nested")).unwrap();
-            let r = s.apply(e1.clone()).await.unwrap();
+            let r = s.apply(e1.clone(), apply_now()).await.unwrap();
             s.record_delivery(
                 &r.event.id,
                 &DeliveryRecord {
@@ -392,7 +545,7 @@ mod tests {
         // WHEN it is reopened
         let s = RedbState::open(&dir.path().join("nested")).unwrap();
         // THEN the claim, state, history and record are still there
-        let again = s.apply(e1).await.unwrap();
+        let again = s.apply(e1, apply_now()).await.unwrap();
         assert!(!again.first_time);
         assert_eq!(again.event, first.event);
         assert_eq!(again.derived, first.derived);
@@ -408,8 +561,47 @@ mod tests {
         );
         // AND the sequence continues after the restart
         let e2 = sub_event("r2", EventType::SubscriptionRenewed, "orig-r", 5, true);
-        assert_eq!(s.apply(e2).await.unwrap().event.sequence, 3);
+        assert_eq!(s.apply(e2, apply_now()).await.unwrap().event.sequence, 3);
         assert!(s.path().ends_with(FILE_NAME));
+    }
+
+    #[tokio::test]
+    async fn groups_stored_before_the_due_index_get_their_entry_once() {
+        // GIVEN a file whose groups were written without due entries (an older version)
+        let dir = tempfile::tempdir().unwrap();
+        let open = sub_event("u1", EventType::SubscriptionStarted, "old-open", 0, true);
+        let mut closed = sub_event("u2", EventType::SubscriptionExpired, "old-closed", 0, false);
+        closed.subscription.as_mut().unwrap().status = crate::event::SubscriptionStatus::Expired;
+        let end = open.entitlement.expires_at.unwrap();
+        {
+            let s = RedbState::open(dir.path()).unwrap();
+            s.apply(open.clone(), apply_now()).await.unwrap();
+            s.apply(closed.clone(), apply_now()).await.unwrap();
+            let tx = s.file.db().unwrap().begin_write().unwrap();
+            assert!(tx.delete_table(DUE_OF).unwrap());
+            assert!(tx.delete_table(DUE).unwrap());
+            assert!(tx.delete_table(UPGRADES).unwrap());
+            tx.open_table(GROUPS)
+                .unwrap()
+                .insert("sub_corrupt", b"{not json".as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        // WHEN it is opened by this version
+        let s = RedbState::open(dir.path()).unwrap();
+        // THEN the open subscription is due at its end, the closed and corrupt ones are not
+        let due = s.due(t(400 * 24 * 60), 10).await.unwrap();
+        assert_eq!(
+            due.iter()
+                .map(|d| (d.group_key.clone(), d.due_at))
+                .collect::<Vec<_>>(),
+            vec![(open.group_key(), end)]
+        );
+        // AND the backfill ran once: a snooze is not undone by the next open
+        s.snooze(&open.group_key(), t(400 * 24 * 60)).await.unwrap();
+        drop(s);
+        let s = RedbState::open(dir.path()).unwrap();
+        assert!(s.due(end, 10).await.unwrap().is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,8 +627,8 @@ mod tests {
         }
         // WHEN both are applied in the same group commit
         let go = s.committer.hold();
-        let mut a = Box::pin(s.apply(bad.clone()));
-        let mut b = Box::pin(s.apply(good.clone()));
+        let mut a = Box::pin(s.apply(bad.clone(), apply_now()));
+        let mut b = Box::pin(s.apply(good.clone(), apply_now()));
         tokio::select! {
             biased;
             _ = &mut a => panic!("answered before the commit"),

@@ -16,8 +16,9 @@
 //! - **Out of order**: an event ranked below the group's last applied event
 //!   (older `occurred_at`, or a tie it loses) leaves the snapshot untouched; it
 //!   is delivered carrying the stored snapshot (subscription, product,
-//!   app_user_id, entitlement) and `details.out_of_order = true`. It derives
-//!   nothing.
+//!   app_user_id, entitlement judged at `now`, see **Time**) and
+//!   `details.out_of_order = true`. It derives nothing, unless time ended the
+//!   stored entitlement (then `ACCESS_REVOKED`).
 //! - **In order** (ranked at or above the last applied event, or first event):
 //!   the event's subscription, product, app_user_id and entitlement become the
 //!   snapshot.
@@ -28,6 +29,20 @@
 //!   notification id, so every arrival order of the same events ends in the
 //!   same snapshot (property-tested below). Before this rule, the event that
 //!   arrived last won a tie.
+//! - **Time**: [`transition`] is given the applying instant `now` (the
+//!   dispatcher's clock). Every snapshot it computes reports
+//!   `entitlement.active: false` once the entitlement's end has passed
+//!   ([`entitlement_end`]: `entitlement.expires_at`, or the subscription's
+//!   `grace_period_expires_at` when later and the status is
+//!   `IN_GRACE_PERIOD`), whatever the store's status said; the status stays
+//!   what the store said (the store or the sweeper closes it). Time never
+//!   grants, and never orders: order uses store-signed times only. An
+//!   out-of-order event carries the stored snapshot judged at `now`; if that
+//!   turns the stored entitlement inactive, the flip is stored and derives
+//!   `ACCESS_REVOKED` like any other.
+//! - **Due**: a group whose subscription status is not closed (`EXPIRED`,
+//!   `REVOKED`) is due for the sweeper at its entitlement end
+//!   ([`GroupState::due_at`]).
 //! - **ACCESS_GRANTED / ACCESS_REVOKED** are derived when `entitlement.active`
 //!   flips (a new group starts "not entitled"): id =
 //!   `EventId::derive(&[cause_id, "ACCESS_GRANTED" | "ACCESS_REVOKED"])`,
@@ -49,7 +64,7 @@
 
 use crate::event::{
     Details, Entitlement, Environment, Event, EventId, EventType, PeriodType, Product, Store,
-    Subscription, Timestamp, Transaction,
+    Subscription, SubscriptionStatus, Timestamp, Transaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -129,9 +144,76 @@ fn is_paid_renewal(kind: &EventType) -> bool {
     )
 }
 
-/// Applies `event` to the group state `prev` (`None` = a group never seen).
-/// Pure: see the module docs for the rules.
-pub fn transition(prev: Option<&GroupState>, mut event: Event) -> Applied {
+/// When the entitlement described by `entitlement` and `subscription` ends by
+/// time: `entitlement.expires_at` (or, failing that, the subscription's
+/// `expires_at`), or the subscription's `grace_period_expires_at` when it is
+/// later and the status is `IN_GRACE_PERIOD`. `None`: no end known (e.g. a
+/// non-consumable), nothing ends by time.
+///
+/// These times come from the store's signed data (or its authenticated API
+/// answer): they are the only times that may end access.
+pub fn entitlement_end(
+    entitlement: &Entitlement,
+    subscription: Option<&Subscription>,
+) -> Option<Timestamp> {
+    let base = entitlement
+        .expires_at
+        .or_else(|| subscription.and_then(|s| s.expires_at));
+    let grace = subscription
+        .filter(|s| s.status == SubscriptionStatus::InGracePeriod)
+        .and_then(|s| s.grace_period_expires_at);
+    match (base, grace) {
+        (Some(b), Some(g)) => Some(b.max(g)),
+        (b, g) => b.or(g),
+    }
+}
+
+/// `entitlement` judged at `now`: inactive once its [`entitlement_end`] has
+/// passed (`end <= now`), whatever the store's status said. Never turns an
+/// inactive entitlement active.
+pub fn entitlement_at(
+    entitlement: &Entitlement,
+    subscription: Option<&Subscription>,
+    now: Timestamp,
+) -> Entitlement {
+    let mut e = entitlement.clone();
+    if e.active && entitlement_end(entitlement, subscription).is_some_and(|end| end <= now) {
+        e.active = false;
+    }
+    e
+}
+
+/// Whether a subscription status is closed (the store or the sweeper said
+/// the subscription ended): `EXPIRED` or `REVOKED`. A group whose status is
+/// not closed is due for the sweeper at its [`entitlement_end`].
+pub fn is_closed(status: &SubscriptionStatus) -> bool {
+    matches!(
+        status,
+        SubscriptionStatus::Expired | SubscriptionStatus::Revoked
+    )
+}
+
+impl GroupState {
+    /// When the sweeper should look at this group: the end of its
+    /// entitlement ([`entitlement_end`]) while its subscription status is not
+    /// closed ([`is_closed`]); `None` otherwise (no subscription, closed, or
+    /// no end known). Whether the entitlement is still active does not
+    /// matter: a subscription whose access ended by time without a closing
+    /// event gets one from the sweeper.
+    pub fn due_at(&self) -> Option<Timestamp> {
+        let sub = self.subscription.as_ref()?;
+        if is_closed(&sub.status) {
+            return None;
+        }
+        entitlement_end(&self.entitlement, Some(sub))
+    }
+}
+
+/// Applies `event` to the group state `prev` (`None` = a group never seen),
+/// at `now` (the applying dispatcher's clock: it only decides whether an
+/// entitlement has ended by time, never order). Pure: see the module docs for
+/// the rules.
+pub fn transition(prev: Option<&GroupState>, mut event: Event, now: Timestamp) -> Applied {
     let mut next = prev.cloned().unwrap_or_default();
     next.sequence = next.sequence.saturating_add(1);
     event.sequence = next.sequence;
@@ -149,15 +231,31 @@ pub fn transition(prev: Option<&GroupState>, mut event: Event) -> Applied {
         event.details.renewal_number.get_or_insert(next.renewals);
     }
 
-    if !supersedes(&event, &next) {
+    event.entitlement = entitlement_at(&event.entitlement, event.subscription.as_ref(), now);
+    let was_entitled = next.entitlement.active;
+
+    if !supersedes(&event, &next, now) {
         event.details.out_of_order = Some(true);
         event.subscription = next.subscription.clone();
         event.product = next.product.clone();
         event.app_user_id = next.app_user_id.clone();
+        // The stored snapshot judged at `now`: an entitlement that ended by
+        // time since it was stored is delivered inactive, and that flip is
+        // recorded (and derives ACCESS_REVOKED) like any other.
+        next.entitlement = entitlement_at(&next.entitlement, next.subscription.as_ref(), now);
         event.entitlement = next.entitlement.clone();
+        let mut derived = Vec::new();
+        if event.entitlement.active != was_entitled {
+            next.sequence = next.sequence.saturating_add(1);
+            derived.push(access_event(
+                &event,
+                event.entitlement.active,
+                next.sequence,
+            ));
+        }
         return Applied {
             event,
-            derived: Vec::new(),
+            derived,
             next,
         };
     }
@@ -182,7 +280,6 @@ pub fn transition(prev: Option<&GroupState>, mut event: Event) -> Applied {
         event.app_user_id = next.app_user_id.clone();
     }
 
-    let was_entitled = next.entitlement.active;
     next.origin = Some(Origin {
         store: event.store.clone(),
         environment: event.environment.clone(),
@@ -225,14 +322,16 @@ pub fn transition(prev: Option<&GroupState>, mut event: Event) -> Applied {
 ///   every arrival order ends in the same snapshot.
 /// - A group state stored before `applied_id` existed lets a tie with equal
 ///   entitlement in (the earlier rule).
-fn supersedes(event: &Event, state: &GroupState) -> bool {
+/// - Both entitlements of a tie are judged at `now` ([`entitlement_at`]).
+fn supersedes(event: &Event, state: &GroupState, now: Timestamp) -> bool {
     let Some(last) = state.applied_at else {
         return true;
     };
     if event.occurred_at != last {
         return event.occurred_at > last;
     }
-    match (event.entitlement.active, state.entitlement.active) {
+    let stored = entitlement_at(&state.entitlement, state.subscription.as_ref(), now);
+    match (event.entitlement.active, stored.active) {
         (false, true) => true,
         (true, false) => false,
         _ => state
@@ -281,6 +380,20 @@ mod tests {
     use crate::event::{PeriodType, SubscriptionStatus};
     use crate::state::fixtures::*;
     use crate::state::{MemoryState, StateStore};
+
+    /// The applying instant of these tests: an hour after the fixtures' base
+    /// time, before any fixture expiry (30 days after its event), so time
+    /// ends no entitlement unless a test says so.
+    const NOW_MINUTE: i64 = 60;
+
+    fn now() -> Timestamp {
+        t(NOW_MINUTE)
+    }
+
+    /// [`super::transition`] at [`now`].
+    fn transition(prev: Option<&GroupState>, event: Event) -> Applied {
+        super::transition(prev, event, now())
+    }
 
     fn apply_all(events: Vec<Event>) -> (Vec<Applied>, GroupState) {
         let mut state: Option<GroupState> = None;
@@ -600,6 +713,162 @@ mod tests {
         assert_eq!(f.event.details.trial_converted, Some(true));
     }
 
+    /// `2025-07-15T10:00:00Z` plus `days`.
+    fn day_2025(days: i64) -> Timestamp {
+        Timestamp::from_millis(1_752_573_600_000 + days * 86_400_000).unwrap()
+    }
+
+    /// A DID_RENEW as the App Store translator builds it: renewed on
+    /// 2025-07-15 for a month, entitled, status ACTIVE.
+    fn did_renew_2025(notification: &str) -> Event {
+        let mut e = sub_event(
+            notification,
+            EventType::SubscriptionRenewed,
+            "2000000",
+            0,
+            true,
+        );
+        e.occurred_at = day_2025(0);
+        e.received_at = day_2025(0);
+        let sub = e.subscription.as_mut().unwrap();
+        sub.current_period_started_at = Some(day_2025(0));
+        sub.expires_at = Some(day_2025(31));
+        e.entitlement.expires_at = Some(day_2025(31));
+        e
+    }
+
+    #[test]
+    fn an_entitlement_whose_end_has_passed_is_inactive_whatever_the_status() {
+        let renew = did_renew_2025("r1");
+        // GIVEN a genuine DID_RENEW whose expiry (2025-08-15) is long past at apply time
+        let now = day_2025(500);
+        // WHEN it is applied to a new group
+        let a = super::transition(None, renew.clone(), now);
+        // THEN it is delivered inactive, its status and expiry as the store said
+        assert!(!a.event.entitlement.active);
+        assert_eq!(a.event.entitlement.expires_at, Some(day_2025(31)));
+        assert_eq!(
+            a.event.subscription.as_ref().unwrap().status,
+            SubscriptionStatus::Active
+        );
+        // AND no access is granted (a new group starts "not entitled")
+        assert!(a.derived.is_empty());
+        assert!(!a.next.entitlement.active);
+        // AND the group is due for the sweeper at that expiry
+        assert_eq!(a.next.due_at(), Some(day_2025(31)));
+
+        // GIVEN the same group entitled by an earlier start (applied in time)
+        let mut start = renew.clone();
+        start.id = EventId::derive(&["TEST_STORE", "start"]);
+        start.kind = EventType::SubscriptionStarted;
+        start.occurred_at = day_2025(-31);
+        let s = super::transition(None, start, day_2025(-31)).next;
+        assert!(s.entitlement.active);
+        // WHEN the renewal is applied after its expiry
+        let b = super::transition(Some(&s), renew.clone(), now);
+        // THEN it is inactive and ACCESS_REVOKED is derived right after it
+        assert!(!b.event.entitlement.active);
+        assert_eq!(b.derived.len(), 1);
+        assert_eq!(b.derived[0].kind, EventType::AccessRevoked);
+        assert_eq!(b.derived[0].sequence, b.event.sequence + 1);
+        assert!(!b.derived[0].entitlement.active);
+        assert_eq!(b.derived[0].occurred_at, renew.occurred_at);
+        // AND applied before its expiry, it stays active and derives nothing
+        let c = super::transition(Some(&s), renew.clone(), day_2025(30));
+        assert!(c.event.entitlement.active);
+        assert!(c.derived.is_empty());
+        // AND at exactly its end it is over
+        let d = super::transition(Some(&s), renew, day_2025(31));
+        assert!(!d.event.entitlement.active);
+    }
+
+    #[test]
+    fn the_grace_period_extends_the_entitlement_only_in_grace() {
+        // GIVEN a subscription in grace: paid period over on day 31, grace until day 47
+        let mut grace = did_renew_2025("g1");
+        grace.kind = EventType::GracePeriodStarted;
+        let sub = grace.subscription.as_mut().unwrap();
+        sub.status = SubscriptionStatus::InGracePeriod;
+        sub.grace_period_expires_at = Some(day_2025(47));
+        // THEN between the two ends it is still entitled
+        let a = super::transition(None, grace.clone(), day_2025(40));
+        assert!(a.event.entitlement.active);
+        assert_eq!(a.next.due_at(), Some(day_2025(47)));
+        // AND after the grace end it is not
+        let b = super::transition(None, grace.clone(), day_2025(47));
+        assert!(!b.event.entitlement.active);
+        // AND a grace end on a status that is not IN_GRACE_PERIOD does not extend it
+        let mut active = grace;
+        active.subscription.as_mut().unwrap().status = SubscriptionStatus::Active;
+        let c = super::transition(None, active, day_2025(40));
+        assert!(!c.event.entitlement.active);
+        assert_eq!(c.next.due_at(), Some(day_2025(31)));
+    }
+
+    #[test]
+    fn time_never_grants_and_closed_or_endless_groups_are_never_due() {
+        // GIVEN an inactive entitlement with a future end
+        let e = Entitlement {
+            active: false,
+            expires_at: Some(day_2025(31)),
+        };
+        // THEN judging it earlier does not activate it
+        assert!(!entitlement_at(&e, None, day_2025(0)).active);
+        // AND an entitlement without any end stays as the store said
+        let forever = Entitlement {
+            active: true,
+            expires_at: None,
+        };
+        assert!(entitlement_at(&forever, None, day_2025(10_000)).active);
+        // AND a closed subscription is not due, an open one is
+        let mut expired = did_renew_2025("x1");
+        expired.kind = EventType::SubscriptionExpired;
+        expired.subscription.as_mut().unwrap().status = SubscriptionStatus::Expired;
+        let a = super::transition(None, expired.clone(), day_2025(0));
+        assert_eq!(a.next.due_at(), None);
+        expired.subscription.as_mut().unwrap().status = SubscriptionStatus::Revoked;
+        assert_eq!(
+            super::transition(None, expired, day_2025(0)).next.due_at(),
+            None
+        );
+        let mut retry = did_renew_2025("x2");
+        retry.subscription.as_mut().unwrap().status = SubscriptionStatus::InBillingRetry;
+        retry.entitlement = Entitlement::none();
+        let b = super::transition(None, retry, day_2025(0));
+        // (inactive already, but not closed: due at the subscription's expiry)
+        assert_eq!(b.next.due_at(), Some(day_2025(31)));
+        // AND a group without a subscription is never due
+        assert_eq!(transition(None, test_event("t")).next.due_at(), None);
+    }
+
+    #[test]
+    fn an_out_of_order_event_carries_the_stored_snapshot_judged_at_now() {
+        // GIVEN an entitled group whose last applied renewal ends on day 31
+        let renew = did_renew_2025("o1");
+        let s = super::transition(None, renew.clone(), day_2025(1)).next;
+        assert!(s.entitlement.active);
+        // WHEN an older event arrives after that end
+        let mut older = renew.clone();
+        older.id = EventId::derive(&["TEST_STORE", "older"]);
+        older.kind = EventType::RenewalEnabled;
+        older.occurred_at = day_2025(-5);
+        let a = super::transition(Some(&s), older.clone(), day_2025(40));
+        // THEN it keeps the stored snapshot, out of order, judged inactive
+        assert_eq!(a.event.details.out_of_order, Some(true));
+        assert!(!a.event.entitlement.active);
+        assert_eq!(a.event.subscription, s.subscription);
+        assert_eq!(a.next.applied_at, s.applied_at);
+        // AND that flip is recorded and derives ACCESS_REVOKED, as any flip
+        assert!(!a.next.entitlement.active);
+        assert_eq!(a.derived.len(), 1);
+        assert_eq!(a.derived[0].kind, EventType::AccessRevoked);
+        assert_eq!(a.next.sequence, s.sequence + 2);
+        // AND before that end it stays entitled and derives nothing
+        let b = super::transition(Some(&s), older, day_2025(20));
+        assert!(b.event.entitlement.active);
+        assert!(b.derived.is_empty());
+    }
+
     #[test]
     fn group_state_round_trips_json() {
         let (_, s) = apply_all(vec![sub_event(
@@ -765,7 +1034,7 @@ mod tests {
             let mut group = String::new();
             for e in events {
                 group = e.group_key();
-                rt.block_on(store.apply(e)).unwrap();
+                rt.block_on(store.apply(e, now())).unwrap();
             }
             (store, group)
         }

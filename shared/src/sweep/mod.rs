@@ -15,9 +15,15 @@
 //! `occurred_at` comes from that answer, never from the sweeper's clock.
 
 use crate::event::{Event, EventId, Store, Timestamp};
+
+mod sweeper;
 use crate::state::GroupState;
 use async_trait::async_trait;
 use std::fmt::Debug;
+pub use sweeper::{
+    DEFAULT_BATCH, DEFAULT_LEEWAY, DEFAULT_RETRY_AFTER, SWEEP_NOTIFICATION_TYPE, SweepError,
+    SweepReport, Sweeper, expired_event,
+};
 
 /// `details.source` of the events the sweeper emits.
 pub const SOURCE_SWEEPER: &str = "sweeper";
@@ -73,4 +79,46 @@ pub fn sweep_event_id(group_key: &str, kind: &str, facts: &[&str]) -> EventId {
     let mut parts = vec![SOURCE_SWEEPER, group_key, kind];
     parts.extend_from_slice(facts);
     EventId::derive(&parts)
+}
+
+/// Parses a sweeper duration setting (`SWEEP_INTERVAL`, `SWEEP_LEEWAY`):
+/// `0`, or a whole number with a unit `ms`, `s`, `m`, `h` or `d` (`60s`,
+/// `5m`, `24h`); a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let bad = || format!("{s:?} is not a duration (e.g. 0, 90s, 5m, 24h, 2d)");
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        _ => None,
+    }
+    .ok_or_else(bad)?;
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse_with_units_and_refuse_anything_else() {
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("60s").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        for bad in ["", "s", "-1s", "1.5h", "5 m", "1w", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }
