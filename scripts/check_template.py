@@ -46,7 +46,8 @@ FUNCTIONS = {
     "HuaweiFunction": ("huawei", ("functions/huawei/src/**/*.rs", "shared/src/stores/huawei/**/*.rs")),
     "DispatcherFunction": ("dispatcher", ("functions/dispatcher/src/**/*.rs", "shared/src/config/dispatcher.rs",
                                           "shared/src/dispatch/**/*.rs")),
-    "SweeperFunction": ("sweeper", ("functions/sweeper/src/**/*.rs", "shared/src/config/sweeper.rs")),
+    "SweeperFunction": ("sweeper", ("functions/sweeper/src/**/*.rs", "shared/src/config/sweeper.rs",
+                                    "shared/src/stores/**/*.rs")),
 }
 
 # The environment each function's code reads (shared/src/stores/*/config.rs, config/dispatcher.rs
@@ -68,7 +69,13 @@ EXPECTED_ENV = {
         "QUEUE_URL", "DLQ_URL", "TABLE_NAME", "WEBHOOK_URL", "WEBHOOK_SECRET_ARN", "WEBHOOK_TIMEOUT_MS",
         "RETRY_SCHEDULE", "HISTORY_TTL_DAYS", "RUST_LOG",
     },
-    "SweeperFunction": {"QUEUE_URL", "TABLE_NAME", "SWEEP_LEEWAY", "RUST_LOG"},
+    "SweeperFunction": {
+        "QUEUE_URL", "TABLE_NAME", "SWEEP_LEEWAY", "RUST_LOG",
+        "APPLE_BUNDLE_ID", "APPLE_API_KEY_ID", "APPLE_API_ISSUER_ID", "APPLE_API_PRIVATE_KEY_SECRET_ARN",
+        "PLAY_PACKAGE_NAMES", "PLAY_SERVICE_ACCOUNT_SECRET_ARN",
+        "HUAWEI_APP_IDS", "HUAWEI_PUBLIC_KEY", "HUAWEI_CLIENT_ID", "HUAWEI_CLIENT_SECRET_ARN",
+        "HUAWEI_API_URL", "HUAWEI_ORDER_API_URL",
+    },
 }
 
 # Ingest function -> (its HttpApi POST path, endpoint output, the template condition it and all its
@@ -131,6 +138,10 @@ EXPECTED_GRANTS = {
         ("dynamodb:Query", "Table/index/due"),  # the due index only
         ("dynamodb:UpdateItem", "Table"),  # only SUB# items: see expected_conditions()
         ("dynamodb:Query", "Table"),
+        ("dynamodb:GetItem", "Table"),  # only LINK#GOOGLE_PLAY# items (newest purchase tokens)
+        ("secretsmanager:GetSecretValue", "AppleApiPrivateKeySecretArn"),  # !If HasAppleApi
+        ("secretsmanager:GetSecretValue", "PlayServiceAccountSecret"),  # !If HasPlay
+        ("secretsmanager:GetSecretValue", "HuaweiClientSecretSecret"),  # !If HasHuaweiApi
     },
 }
 
@@ -149,7 +160,8 @@ def expected_conditions() -> dict:
             ("PlayStoreFunctionRole", "dynamodb:PutItem", "Table"): links,
             ("HuaweiFunctionRole", "dynamodb:PutItem", "Table"): latest,
             ("SweeperFunctionRole", "dynamodb:UpdateItem", "Table"): subs,
-            ("SweeperFunctionRole", "dynamodb:Query", "Table"): subs}
+            ("SweeperFunctionRole", "dynamodb:Query", "Table"): subs,
+            ("SweeperFunctionRole", "dynamodb:GetItem", "Table"): links}
 
 SQS_MAX_VISIBILITY_S = 43_200
 UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -33,7 +33,7 @@ use storehook_shared::stores::appstore::config::read_trust_roots;
 use storehook_shared::stores::playstore::links::LinkStore;
 use storehook_shared::stores::playstore::links::dynamo::DynamoLinkStore;
 use storehook_shared::stores::playstore::links::redb::RedbLinkStore;
-use storehook_shared::sweep::{Sweeper, parse_duration};
+use storehook_shared::sweep::{StatusSource, Sweeper, parse_duration};
 use storehook_shared::webhook::{HttpWebhookSender, WebhookSecret, WebhookSecrets};
 
 #[derive(Debug, ClapArgs)]
@@ -160,6 +160,20 @@ pub fn endpoints(
         .configured(links)?)
 }
 
+/// The expiry sweeper's store API sources the configuration enables (see
+/// [`Endpoints::status_sources`]), trusting `--trust-root`.
+pub fn status_sources(
+    args: &Args,
+    clock: Arc<dyn Clock>,
+    links: Arc<dyn LinkStore>,
+) -> anyhow::Result<Vec<Arc<dyn StatusSource>>> {
+    let settings = args.lookup();
+    let roots = read_trust_roots(&args.trust_roots)?;
+    Ok(Endpoints::local(&settings, clock)
+        .trusting(roots)
+        .status_sources(links)?)
+}
+
 fn secrets(args: &Args) -> anyhow::Result<WebhookSecrets> {
     if let Some(s) = &args.webhook_secret {
         return Ok(WebhookSecrets::parse(s)?);
@@ -212,13 +226,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )?);
     let schedule = schedule(&args)?;
     let ports = backend.open(clock.clone()).await?;
-    let endpoints = endpoints(&args, clock.clone(), ports.links)?;
+    let endpoints = endpoints(&args, clock.clone(), ports.links.clone())?;
 
-    let sweeper = spawn_sweeper(
-        &args,
-        Sweeper::new(ports.state.clone(), ports.queue.clone(), clock.clone())
-            .with_leeway(args.sweep_leeway),
-    );
+    let mut sweeper = Sweeper::new(ports.state.clone(), ports.queue.clone(), clock.clone())
+        .with_leeway(args.sweep_leeway);
+    for source in status_sources(&args, clock.clone(), ports.links)? {
+        sweeper = sweeper.with_source(source);
+    }
+    let sweeper = spawn_sweeper(&args, sweeper);
     let dispatcher = Arc::new(Dispatcher::new(
         ports.state,
         sender,

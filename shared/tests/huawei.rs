@@ -1552,7 +1552,10 @@ mod sweeper {
         )
         .await;
         let group = e.group_key();
-        let state = transition(None, e).next;
+        let state = {
+            let at = e.received_at;
+            transition(None, e, at).next
+        };
         Setup {
             fake,
             huawei: Arc::new(huawei),
@@ -1601,7 +1604,7 @@ mod sweeper {
             .unwrap();
         assert_eq!(again[0].id, e.id);
         // once applied, nothing new
-        let renewed = transition(Some(&s.state), e.clone()).next;
+        let renewed = transition(Some(&s.state), e.clone(), e.received_at).next;
         assert!(
             src.refresh(&s.group, &renewed, ts(after))
                 .await
@@ -1622,7 +1625,7 @@ mod sweeper {
         let e = &src.refresh(&s.group, &s.state, ts(after)).await.unwrap()[0];
         assert_eq!(e.kind, EventType::GracePeriodStarted);
         assert_eq!(e.occurred_at.millis(), PERIOD_END);
-        let in_grace = transition(Some(&s.state), e.clone()).next;
+        let in_grace = transition(Some(&s.state), e.clone(), e.received_at).next;
 
         let mut hold = renewal_receipt();
         hold["retryFlag"] = json!(1);
@@ -1632,7 +1635,7 @@ mod sweeper {
         let e = &src.refresh(&s.group, &in_grace, ts(later)).await.unwrap()[0];
         assert_eq!(e.kind, EventType::BillingRetryStarted);
         assert_eq!(e.occurred_at.millis(), PERIOD_END + 3 * DAY);
-        let on_hold = transition(Some(&in_grace), e.clone()).next;
+        let on_hold = transition(Some(&in_grace), e.clone(), e.received_at).next;
 
         let mut expired = renewal_receipt();
         expired["subIsvalid"] = json!(false);
@@ -1647,7 +1650,7 @@ mod sweeper {
             "after the last applied event"
         );
         assert!(!e.entitlement.active);
-        let closed = transition(Some(&on_hold), e.clone()).next;
+        let closed = transition(Some(&on_hold), e.clone(), e.received_at).next;
         assert_eq!(
             closed.subscription.as_ref().unwrap().status,
             SubscriptionStatus::Expired

@@ -1,16 +1,21 @@
 //! storehook sweeper Lambda: on a schedule, finds the subscriptions whose
 //! entitlement ended by time without a closing event (the table's `due`
-//! index) and queues their closing events (SUBSCRIPTION_EXPIRED after the
-//! leeway) for the dispatcher. All logic lives in `storehook_shared::sweep`;
-//! this is wiring only.
+//! index), asks the store's API about each where the deployment has API
+//! credentials (App Store Server API key, Play service account, Huawei OAuth
+//! client), and queues the closing events for the dispatcher
+//! (SUBSCRIPTION_EXPIRED after the leeway without credentials). All logic
+//! lives in `storehook_shared::sweep` and the stores; this is wiring only.
 
 use std::sync::Arc;
 use storehook_shared::aws_sdk::sdk_config;
 use storehook_shared::clock::SystemClock;
 use storehook_shared::config::sweeper::SweeperConfig;
+use storehook_shared::config::{Env, WithSecrets};
 use storehook_shared::lambda::{Error, run_sweeper};
 use storehook_shared::queue::sqs::SqsQueue;
 use storehook_shared::state::DynamoState;
+use storehook_shared::stores::playstore::links::dynamo::DynamoLinkStore;
+use storehook_shared::stores::{Endpoints, appstore, huawei, playstore};
 use storehook_shared::sweep::Sweeper;
 
 #[tokio::main]
@@ -22,8 +27,24 @@ async fn cold_start() -> anyhow::Result<Sweeper> {
     let config = SweeperConfig::from_env()?;
     let sdk = sdk_config().await;
     let clock = Arc::new(SystemClock);
+    let settings = WithSecrets::resolve(
+        Env,
+        &sdk,
+        &[
+            appstore::api::PRIVATE_KEY,
+            playstore::SERVICE_ACCOUNT,
+            huawei::CLIENT_SECRET,
+        ],
+    )
+    .await?;
     let state = DynamoState::from_sdk(&sdk, &config.table_name, clock.clone());
     let queue = SqsQueue::from_sdk(&sdk, &config.queue_url);
+    let links = Arc::new(DynamoLinkStore::from_sdk(&sdk, &config.table_name));
+    let mut sweeper =
+        Sweeper::new(Arc::new(state), Arc::new(queue), clock.clone()).with_leeway(config.leeway);
+    for source in Endpoints::deployment(&settings, clock).status_sources(links)? {
+        sweeper = sweeper.with_source(source);
+    }
     tracing::info!(config = ?config, "sweeper ready");
-    Ok(Sweeper::new(Arc::new(state), Arc::new(queue), clock).with_leeway(config.leeway))
+    Ok(sweeper)
 }

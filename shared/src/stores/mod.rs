@@ -10,6 +10,7 @@ pub mod playstore;
 use crate::clock::Clock;
 use crate::config::{ConfigError, Lookup};
 use crate::ingest::{AppStoreEndpoint, StoreEndpoint};
+use crate::sweep::StatusSource;
 use appstore::{AppStore, appstore_config};
 use huawei::{HuaweiEndpoint, huawei_config};
 use playstore::links::LinkStore;
@@ -124,6 +125,44 @@ impl<'a, L: Lookup> Endpoints<'a, L> {
         }
         if self.settings.get("PLAY_PACKAGE_NAMES").is_some() {
             out.push(Arc::new(self.playstore(links)?));
+        }
+        Ok(out)
+    }
+
+    /// The expiry sweeper's store API sources the settings enable: the App
+    /// Store when the App Store Server API key is set (`APPLE_API_*`), Google
+    /// Play when `PLAY_PACKAGE_NAMES` and the service account are set, Huawei
+    /// when its IAP public key and OAuth client are set. A store without one
+    /// is expired by the leeway rule. `links` is the link store the Play and
+    /// Huawei endpoints record their newest purchase tokens in.
+    pub fn status_sources(
+        &self,
+        links: Arc<dyn LinkStore>,
+    ) -> Result<Vec<Arc<dyn StatusSource>>, ConfigError> {
+        let mut out: Vec<Arc<dyn StatusSource>> = Vec::new();
+        if let Some(s) = appstore::status::AppStoreStatusSource::from_settings(
+            self.settings,
+            &self.extra_roots,
+            self.clock.clone(),
+        )? {
+            out.push(Arc::new(s));
+        }
+        if let Some(s) = playstore::sweep::PlayStatusSource::from_settings(
+            self.settings,
+            links.clone(),
+            self.clock.clone(),
+        )? {
+            out.push(Arc::new(s));
+        }
+        if let Some(s) = huawei::sweep::HuaweiStatusSource::from_settings(
+            self.settings,
+            links,
+            self.clock.clone(),
+        )? {
+            out.push(Arc::new(s));
+        }
+        for s in &out {
+            tracing::info!(store = %s.store(), "expiry sweeper asks the store's API");
         }
         Ok(out)
     }
