@@ -171,7 +171,13 @@ fn rfc3339(ms: i64) -> String {
 async fn backfill_delivers_the_history_once_with_the_original_ids_and_refuses_forgeries() {
     let w = world().await;
     w.fake.set_page_size(2);
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
     let uuids = ["bf-1", "bf-2", "bf-3"];
     w.add(
         "SUBSCRIBED",
@@ -302,7 +308,13 @@ async fn backfill_delivers_the_history_once_with_the_original_ids_and_refuses_fo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_reports_what_ingest_refuses_and_apples_own_errors() {
     let w = world().await;
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
     w.add("DID_RENEW", None, "bf-env", now - DAY, 1);
     let hook = TestReceiver::start().await.unwrap();
     // a deployment accepting Production only refuses the Sandbox history
@@ -482,4 +494,123 @@ async fn test_notification_exits_zero_only_on_success() {
         "{t}"
     );
     assert!(!t.contains("PRIVATE KEY"), "{t}");
+}
+
+/// `storehook serve` wires the App Store Server API into its expiry sweeper:
+/// with `APPLE_API_*` set, a subscription whose period ended without a
+/// notification is asked about (Get All Subscription Statuses, its answer
+/// verified like a notification), and the renewal Apple reports is delivered
+/// with the new expiry and `details.source: "sweeper"`, access granted again —
+/// not expired by the leeway, which is 0 here.
+#[tokio::test]
+async fn serve_sweeps_a_lapsed_subscription_through_the_app_store_server_api() {
+    let w = world().await;
+    w.fake.set_environment("Production");
+    let hook = TestReceiver::start().await.unwrap();
+    let port = free_port();
+    let data = w.dir.join("sweep-data");
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--webhook-url", &hook.url()])
+        .arg("--trust-root")
+        .arg(&w.root_pem)
+        .args(["--apple-bundle-id", BUNDLE_ID])
+        .args(["--apple-app-apple-id", &APP_APPLE_ID.to_string()])
+        .args(["--sweep-interval", "1s", "--sweep-leeway", "0"])
+        .env("APPLE_API_KEY_ID", storehook_testkit::apple_api::KEY_ID)
+        .env(
+            "APPLE_API_ISSUER_ID",
+            storehook_testkit::apple_api::ISSUER_ID,
+        )
+        .env(
+            "APPLE_API_PRIVATE_KEY",
+            std::fs::read_to_string(&w.key_file).unwrap(),
+        )
+        .env("APPLE_API_BASE_URL", w.fake.url())
+        .env_remove("APPLE_API_PRIVATE_KEY_SECRET_ARN")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("STOREHOOK_ADMIN_TOKEN")
+        .env_remove("WEBHOOK_SECRET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let client = reqwest::Client::new();
+    while !matches!(client.get(format!("{base}/healthz")).send().await, Ok(r) if r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "storehook serve did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _serve = Serve { child, base };
+
+    // GIVEN Apple's answer: subscription 778 renewed ten days ago, for 30 days
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let day = 86_400_000;
+    let renewed = transaction(
+        "778",
+        "778-2",
+        "pro.monthly",
+        now - 10 * day,
+        30,
+        "Production",
+    );
+    let renewal_info = renewal("778", "pro.monthly", true, now - 10 * day, "Production");
+    w.fake.set_statuses(
+        "778",
+        storehook_testkit::apple_api::status_answer(
+            &w.pki,
+            "Production",
+            BUNDLE_ID,
+            &[(1, renewed, Some(renewal_info))],
+        ),
+    );
+    // WHEN the last notification storehook got is of the period that ended ten days ago
+    let signed = now - 40 * day;
+    let p = notification(
+        "SUBSCRIBED",
+        Some("INITIAL_BUY"),
+        "s-778",
+        signed,
+        "Production",
+        Some(1),
+    );
+    let t = transaction("778", "778-1", "pro.monthly", signed, 30, "Production");
+    let r = renewal("778", "pro.monthly", true, signed, "Production");
+    let resp = client
+        .post(format!("{}/appstore", _serve.base))
+        .body(w.pki.notification_body(p, Some(&t), Some(&r)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // THEN: the notification (inactive by time), then the sweeper's renewal from
+    // Apple's answer, then ACCESS_GRANTED
+    let got = hook.wait_for_requests(3, Duration::from_secs(30)).await;
+    let events: Vec<Value> = got.iter().map(|r| r.json().unwrap()).collect();
+    assert_eq!(events[0]["type"], "SUBSCRIPTION_STARTED", "{}", events[0]);
+    assert_eq!(events[0]["entitlement"]["active"], false);
+    let swept = &events[1];
+    assert_eq!(swept["type"], "SUBSCRIPTION_RENEWED", "{swept}");
+    assert_eq!(swept["details"]["source"], "sweeper");
+    assert_eq!(swept["store_notification"]["type"], "SUBSCRIPTION_STATUS");
+    assert_eq!(swept["transaction"]["id"], "778-2");
+    assert_eq!(swept["entitlement"]["active"], true);
+    assert_eq!(swept["subscription"]["id"], events[0]["subscription"]["id"]);
+    assert_eq!(swept["sequence"], 2);
+    assert_eq!(events[2]["type"], "ACCESS_GRANTED", "{}", events[2]);
+    // AND Apple was asked with a token it accepted, and nothing more is delivered
+    assert!(w.fake.refused().is_empty(), "{:?}", w.fake.refused());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(hook.count(), 3);
 }
