@@ -138,7 +138,8 @@ EXPECTED_GRANTS = {
         ("dynamodb:Query", "Table/index/due"),  # the due index only
         ("dynamodb:UpdateItem", "Table"),  # only SUB# items: see expected_conditions()
         ("dynamodb:Query", "Table"),
-        ("dynamodb:GetItem", "Table"),  # only LINK#GOOGLE_PLAY# items (newest purchase tokens)
+        ("dynamodb:GetItem", "Table"),  # LINK#GOOGLE_PLAY# (tokens) and EVT# (delivery records) only
+        ("dynamodb:PutItem", "Table"),  # LINK#GOOGLE_PLAY# only (the voided job's lineage links)
         ("secretsmanager:GetSecretValue", "AppleApiPrivateKeySecretArn"),  # !If HasAppleApi
         ("secretsmanager:GetSecretValue", "PlayServiceAccountSecret"),  # !If HasPlay
         ("secretsmanager:GetSecretValue", "HuaweiClientSecretSecret"),  # !If HasHuaweiApi
@@ -161,7 +162,9 @@ def expected_conditions() -> dict:
             ("HuaweiFunctionRole", "dynamodb:PutItem", "Table"): latest,
             ("SweeperFunctionRole", "dynamodb:UpdateItem", "Table"): subs,
             ("SweeperFunctionRole", "dynamodb:Query", "Table"): subs,
-            ("SweeperFunctionRole", "dynamodb:GetItem", "Table"): links}
+            ("SweeperFunctionRole", "dynamodb:GetItem", "Table"):
+                {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["LINK#GOOGLE_PLAY#*", "EVT#*"]}},
+            ("SweeperFunctionRole", "dynamodb:PutItem", "Table"): links}
 
 SQS_MAX_VISIBILITY_S = 43_200
 UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}

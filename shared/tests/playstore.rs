@@ -2827,3 +2827,78 @@ mod sweeper {
         );
     }
 }
+
+/// The sweeper function's daily `{"job": "play-voided"}` schedule reads
+/// Google Play's voided purchases of the last two days onto the queue, once;
+/// any other scheduled event sweeps; without Google Play the job is an error.
+#[cfg(feature = "lambda")]
+#[tokio::test]
+async fn the_sweeper_functions_daily_job_enqueues_the_voided_purchases_of_two_days_once() {
+    use storehook_shared::lambda::{PLAY_VOIDED_JOB, ScheduledJobs, VoidedJob, handle_scheduled};
+    use storehook_shared::state::MemoryState;
+    use storehook_shared::sweep::Sweeper;
+    // GIVEN a subscription refunded yesterday and a void of five days ago
+    let h = harness().await;
+    h.at(NOW);
+    h.sub(
+        "tok-s",
+        &Sub::active()
+            .start(NOW - 2 * DAY)
+            .expiry(NOW + 28 * DAY)
+            .order("GPA.3333-0000-0000-00000"),
+    );
+    let g = &h.env.google;
+    g.add_voided(
+        PACKAGE,
+        voided("tok-s", "GPA.3333-0000-0000-00000", NOW - DAY, 1),
+    );
+    g.add_voided(
+        PACKAGE,
+        voided("tok-old", "GPA.5555-0000-0000-00000", NOW - 5 * DAY, 0),
+    );
+    let state = Arc::new(MemoryState::new());
+    let clock: Arc<dyn Clock> = h.env.clock.clone();
+    let sweeper = Sweeper::new(state.clone(), h.queue.clone(), clock.clone());
+    let jobs = ScheduledJobs {
+        sweeper: sweeper.clone(),
+        voided: Some(VoidedJob {
+            endpoint: h.endpoint.clone(),
+            queue: h.queue.clone(),
+            state,
+            clock,
+        }),
+    };
+    // WHEN the daily schedule fires
+    let job = json!({"job": PLAY_VOIDED_JOB});
+    let report = handle_scheduled(&jobs, &job, None).await.unwrap();
+    // THEN Google was asked for the last two days, and yesterday's refund is queued
+    let q = g.voided_queries();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(
+        q[0].get("startTime").map(String::as_str),
+        Some((NOW - 2 * DAY).to_string().as_str()),
+        "{q:?}"
+    );
+    assert_eq!(report["enqueued"], 1, "{report}");
+    let sent = h.queue.sent();
+    assert_eq!(sent.len(), 1);
+    let e: Event = serde_json::from_str(&sent[0].body).unwrap();
+    assert_eq!(e.details.source.as_deref(), Some("backfill"));
+    assert_eq!(e.occurred_at, ts(NOW - DAY));
+    // AND a second run the same day adds nothing new (the queue drops the same id)
+    handle_scheduled(&jobs, &job, None).await.unwrap();
+    let again = h.queue.sent();
+    assert!(again.iter().all(|m| m.dedup_id == e.id.0), "{again:?}");
+    // AND any other scheduled event is a sweep (nothing due here)
+    let swept = handle_scheduled(&jobs, &json!({"source": "aws.events"}), None)
+        .await
+        .unwrap();
+    assert_eq!(swept["due"], 0, "{swept}");
+    // AND without Google Play the job is refused, clearly
+    let none = ScheduledJobs {
+        sweeper,
+        voided: None,
+    };
+    let err = handle_scheduled(&none, &job, None).await.unwrap_err();
+    assert!(err.to_string().contains("PLAY_PACKAGE_NAMES"), "{err}");
+}

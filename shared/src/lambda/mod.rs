@@ -11,7 +11,10 @@ mod schedule;
 mod sqs;
 
 pub use api_gateway::run_ingest;
-pub use schedule::{MAX_ROUNDS, run_sweeper, sweep_scheduled};
+pub use schedule::{
+    MAX_ROUNDS, PLAY_VOIDED_JOB, ScheduledJobs, VOIDED_WINDOW, VoidedJob, handle_scheduled,
+    run_sweeper, sweep_scheduled,
+};
 pub use sqs::{SqsConsumer, run_dispatcher};
 
 /// What a function's `main` returns: the Lambda runtime's error.
