@@ -61,8 +61,10 @@
 //! every fault stalls a whole batch, so the rate sets the run time too),
 //! `CHAOS_AWS_KILLS` (2), `CHAOS_AWS_SEED` (random, printed; the RNG of the
 //! plan and of the proxy), `CHAOS_AWS_TIMEOUT_S` (85). The full run (≈ 1,000 faults):
-//! `CHAOS_AWS_NOTIFICATIONS=600 CHAOS_AWS_FAULT_RATE=0.25 CHAOS_AWS_TIMEOUT_S=600 bash scripts/test.sh -p storehook-tests --test chaos_aws -- --nocapture`
-//! (results in BENCHMARKS.md, RELIABILITY). The "stores" retry every 5xx with a
+//! `CHAOS_AWS_NOTIFICATIONS=600 CHAOS_AWS_FAULT_RATE=0.25 CHAOS_AWS_TIMEOUT_S=1500 bash scripts/test.sh -p storehook-tests --test chaos_aws -- --nocapture`
+//! does NOT pass yet: it stalls with a few messages visible in the queue that
+//! no poll receives (BENCHMARKS.md, RELIABILITY, has the attempts; issue #10
+//! stays open for it). The "stores" retry every 5xx with a
 //! backoff up to 1 s until the run's deadline, as real stores retry for days;
 //! ingest's client has a 10 s attempt timeout because its sends queue behind
 //! the proxy's one-at-a-time SendMessageBatch guard.
