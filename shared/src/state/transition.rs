@@ -244,15 +244,7 @@ pub fn transition(prev: Option<&GroupState>, mut event: Event, now: Timestamp) -
         // recorded (and derives ACCESS_REVOKED) like any other.
         next.entitlement = entitlement_at(&next.entitlement, next.subscription.as_ref(), now);
         event.entitlement = next.entitlement.clone();
-        let mut derived = Vec::new();
-        if event.entitlement.active != was_entitled {
-            next.sequence = next.sequence.saturating_add(1);
-            derived.push(access_event(
-                &event,
-                event.entitlement.active,
-                next.sequence,
-            ));
-        }
+        let derived = access_flip(&event, was_entitled, &mut next);
         return Applied {
             event,
             derived,
@@ -293,20 +285,22 @@ pub fn transition(prev: Option<&GroupState>, mut event: Event, now: Timestamp) -
     next.app_user_id = event.app_user_id.clone();
     next.entitlement = event.entitlement.clone();
 
-    let mut derived = Vec::new();
-    if event.entitlement.active != was_entitled {
-        next.sequence = next.sequence.saturating_add(1);
-        derived.push(access_event(
-            &event,
-            event.entitlement.active,
-            next.sequence,
-        ));
-    }
+    let derived = access_flip(&event, was_entitled, &mut next);
     Applied {
         event,
         derived,
         next,
     }
+}
+
+/// The ACCESS_GRANTED / ACCESS_REVOKED that `event` derives when its
+/// entitlement differs from `was_entitled`, numbered right after it in `next`.
+fn access_flip(event: &Event, was_entitled: bool, next: &mut GroupState) -> Vec<Event> {
+    if event.entitlement.active == was_entitled {
+        return Vec::new();
+    }
+    next.sequence = next.sequence.saturating_add(1);
+    vec![access_event(event, event.entitlement.active, next.sequence)]
 }
 
 /// Whether `event` replaces the snapshot of `state` (is "in order"): every
