@@ -42,6 +42,7 @@ impl WebhookSender for Recorder {
             retry_after: None,
             latency: Duration::ZERO,
             error: None,
+            body: Vec::new(),
         }
     }
 }

@@ -107,6 +107,7 @@ string_enum! {
         RefundRequested = "REFUND_REQUESTED",
         RefundDeclined = "REFUND_DECLINED",
         RefundReversed = "REFUND_REVERSED",
+        RefundConsumptionSent = "REFUND_CONSUMPTION_SENT",
         PriceIncrease = "PRICE_INCREASE",
         OfferRedeemed = "OFFER_REDEEMED",
         RenewalExtended = "RENEWAL_EXTENDED",
@@ -515,6 +516,34 @@ pub struct Details {
     /// (Additive to v1.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// REFUND_CONSUMPTION_SENT: what storehook sent to Apple for the refund
+    /// request `cause_event_id`, and Apple's answer. (Additive to v1.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumption: Option<ConsumptionOutcome>,
+}
+
+/// The outcome of answering one App Store refund request (`CONSUMPTION_REQUEST`)
+/// with consumption information. (Additive to v1.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ConsumptionOutcome {
+    /// `ACCEPTED` (Apple took it), `REFUSED` (Apple answered with an error that
+    /// asking again cannot fix), `EXPIRED` (the 12-hour window closed before
+    /// Apple took it), `INVALID` (the backend's answer was not valid: nothing
+    /// was sent).
+    pub result: String,
+    /// Whose answer it was: `backend` (the webhook's answer) or `default` (the
+    /// configured default policy).
+    pub origin: String,
+    /// The body sent (or that would have been sent), in Apple's field names.
+    pub sent: Option<serde_json::Value>,
+    /// Apple's HTTP status of the last attempt, when one was made.
+    pub apple_status: Option<u16>,
+    /// Apple's `errorCode` of the last attempt, when it gave one.
+    pub apple_error_code: Option<i64>,
+    /// Why it was not accepted, in words (no secrets).
+    pub error: Option<String>,
+    /// Calls made to Apple.
+    pub attempts: u32,
 }
 
 /// The store's own identification of the notification.

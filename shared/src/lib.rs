@@ -16,6 +16,7 @@ extern crate self as storehook_shared;
 pub mod aws_sdk;
 pub mod clock;
 pub mod config;
+pub mod consumption;
 pub mod country;
 pub mod dispatch;
 pub mod error;

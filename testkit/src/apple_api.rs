@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rcgen::KeyPair;
 use serde_json::{Value, json};
@@ -107,6 +107,7 @@ struct Inner {
     calls: AtomicUsize,
     refused: Mutex<Vec<String>>,
     now_ms: Mutex<Option<i64>>,
+    consumptions: Mutex<Vec<(String, Value)>>,
 }
 
 /// The fake API; stops when dropped.
@@ -143,12 +144,14 @@ impl FakeAppleApi {
             calls: AtomicUsize::new(0),
             refused: Mutex::new(Vec::new()),
             now_ms: Mutex::new(None),
+            consumptions: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/inApps/v1/notifications/test", post(request_test))
             .route("/inApps/v1/notifications/test/{token}", get(test_status))
             .route("/inApps/v1/notifications/history", post(history))
             .route("/inApps/v1/subscriptions/{id}", get(statuses))
+            .route("/inApps/v2/transactions/consumption/{id}", put(consumption))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -230,6 +233,11 @@ impl FakeAppleApi {
     /// Why requests were answered 401 (one line per refusal).
     pub fn refused(&self) -> Vec<String> {
         self.inner.refused.lock().unwrap().clone()
+    }
+
+    /// The consumption information Apple accepted (202): (transaction id, body).
+    pub fn consumptions(&self) -> Vec<(String, Value)> {
+        self.inner.consumptions.lock().unwrap().clone()
     }
 
     /// Fixes the fake's "now" (ms) for the JWT expiry and the history window
@@ -449,4 +457,83 @@ async fn statuses(
         Some(v) => axum::Json(v.clone()).into_response(),
         None => apple_error(404, 4040010, "Transaction id not found."),
     }
+}
+
+/// Send Consumption Information (v2) as Apple validates it: a JSON body with
+/// exactly the documented fields and values; `customerConsented` must be true
+/// (`InvalidCustomerConsentedError`); 202 Accepted with no body.
+async fn consumption(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = check(&inner, &headers) {
+        return r;
+    }
+    if headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| !v.starts_with("application/json"))
+    {
+        return apple_error(400, 4000000, "Invalid request: content-type.");
+    }
+    let Ok(Value::Object(b)) = serde_json::from_slice::<Value>(&body) else {
+        return apple_error(400, 4000000, "Invalid request: body is not a JSON object.");
+    };
+    const FIELDS: &[&str] = &[
+        "customerConsented",
+        "consumptionPercentage",
+        "deliveryStatus",
+        "refundPreference",
+        "sampleContentProvided",
+    ];
+    if let Some(k) = b.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return apple_error(
+            400,
+            4000000,
+            &format!("Invalid request: unknown field {k}."),
+        );
+    }
+    if b.get("customerConsented") != Some(&Value::Bool(true)) {
+        return apple_error(400, 4000183, "Invalid customer consented.");
+    }
+    let delivery = b.get("deliveryStatus").and_then(Value::as_str);
+    if !matches!(
+        delivery,
+        Some(
+            "DELIVERED"
+                | "UNDELIVERED_QUALITY_ISSUE"
+                | "UNDELIVERED_WRONG_ITEM"
+                | "UNDELIVERED_SERVER_OUTAGE"
+                | "UNDELIVERED_OTHER"
+        )
+    ) {
+        return apple_error(400, 4000051, "Invalid delivery status.");
+    }
+    if !b
+        .get("sampleContentProvided")
+        .is_some_and(Value::is_boolean)
+    {
+        return apple_error(400, 4000054, "Invalid sample content provided.");
+    }
+    if let Some(p) = b.get("refundPreference")
+        && !matches!(
+            p.as_str(),
+            Some("DECLINE" | "GRANT_FULL" | "GRANT_PRORATED")
+        )
+    {
+        return apple_error(400, 4000184, "Invalid refund preference.");
+    }
+    if let Some(p) = b.get("consumptionPercentage")
+        && !p.as_u64().is_some_and(|p| p <= 100_000)
+    {
+        return apple_error(400, 4000185, "Invalid consumption percentage.");
+    }
+    inner
+        .consumptions
+        .lock()
+        .unwrap()
+        .push((id, Value::Object(b)));
+    StatusCode::ACCEPTED.into_response()
 }

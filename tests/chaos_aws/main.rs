@@ -446,12 +446,14 @@ async fn the_aws_path_under_chaos_applies_each_event_once_in_order_and_loses_not
             panic!(
                 "{TEST} (seed {seed}): not done within {timeout:?}: {got}/{} acknowledged \
                  (missing e.g. {missing:?}), stores done {stores_done}, queue {:?}, dlq {:?}, \
-                 faults {:?}, guard {:?}",
+                 faults {:?}, guard {:?}, proxy errors {:?}, guard's live groups: {}",
                 expected.len(),
                 queue_depth(&sqs, &queue_url).await,
                 queue_depth(&sqs, &dlq_url).await,
                 proxy.faults_by_kind(),
-                proxy.guard_stats()
+                proxy.guard_stats(),
+                proxy.errors(),
+                proxy.guard_report()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -143,14 +143,21 @@ pub struct GuardStats {
     pub deduplicated: u64,
     /// Messages handed out again (after a visibility timeout, a retry delay or a release).
     pub redelivered: u64,
+    /// `SendMessageBatch`/`DeleteMessage(Batch)` requests whose answer from moto the proxy
+    /// lost (connection error): resent until answered, so the guard knows what moto holds.
+    pub resent: u64,
+    /// Pending messages (appended by a request whose answer was lost) whose id the guard
+    /// learned when they were handed out.
+    pub learned: u64,
 }
 
 #[derive(Debug, Default)]
 struct Tracker {
     queue_url: Option<String>,
-    /// group → live message ids (moto's append order) with their dedup ids
-    /// and when they were sent.
-    live: HashMap<String, Vec<(String, String, std::time::Instant)>>,
+    /// group → live messages (moto's append order): message id — `None` while
+    /// pending (moto appended it but its id was lost with the answer, see
+    /// [`Tracker::sent_unknown`]) —, dedup id, and when it was sent.
+    live: HashMap<String, Vec<(Option<String>, String, std::time::Instant)>>,
     /// receipt handle → message id.
     handles: HashMap<String, String>,
     stats: GuardStats,
@@ -163,11 +170,27 @@ impl Tracker {
     }
 
     fn sent(&mut self, request: &Value, response: &Value) {
-        self.sent_within(request, response, DEDUPLICATION_INTERVAL);
+        self.sent_within(request, response, DEDUPLICATION_INTERVAL, false);
+    }
+
+    /// A `SendMessageBatch` whose first answer was lost (moto may or may not have
+    /// appended it) and whose resend was answered: its entries are in moto now,
+    /// but the ids of those the lost attempt appended are unknown (the resend's
+    /// answer carries fresh ids for deduplicated entries), so every entry is
+    /// tracked as pending, in order, and learns its id from its deduplication id
+    /// when a `ReceiveMessage` hands it out.
+    fn sent_unknown(&mut self, request: &Value, response: &Value) {
+        self.sent_within(request, response, DEDUPLICATION_INTERVAL, true);
     }
 
     /// [`Tracker::sent`] with moto's deduplication interval as a parameter (tests).
-    fn sent_within(&mut self, request: &Value, response: &Value, interval: Duration) {
+    fn sent_within(
+        &mut self,
+        request: &Value,
+        response: &Value,
+        interval: Duration,
+        unknown: bool,
+    ) {
         let ok: std::collections::HashSet<&str> = response["Successful"]
             .as_array()
             .into_iter()
@@ -203,11 +226,11 @@ impl Tracker {
                 self.stats.deduplicated += 1;
                 continue;
             }
-            live.push((
-                ids.get(id).copied().unwrap_or_default().to_owned(),
-                dedup,
-                std::time::Instant::now(),
-            ));
+            let message_id = match unknown {
+                true => None,
+                false => ids.get(id).map(|m| (*m).to_owned()),
+            };
+            live.push((message_id, dedup, std::time::Instant::now()));
         }
     }
 
@@ -216,8 +239,54 @@ impl Tracker {
             return;
         };
         for live in self.live.values_mut() {
-            live.retain(|(m, _, _)| m != id);
+            live.retain(|(m, _, _)| m.as_deref() != Some(id.as_str()));
         }
+    }
+
+    /// A handed-out message the guard does not know by id: a pending entry of its
+    /// group with its deduplication id learns the id; otherwise the guard cannot
+    /// place it (it would hold it back for ever) — an error, reported once.
+    fn learn(&mut self, group: &str, id: &str, dedup: Option<&str>) {
+        let live = self.live.entry(group.to_owned()).or_default();
+        if live.iter().any(|(m, _, _)| m.as_deref() == Some(id)) {
+            return;
+        }
+        if let Some(entry) = live
+            .iter_mut()
+            .find(|(m, d, _)| m.is_none() && Some(d.as_str()) == dedup)
+        {
+            entry.0 = Some(id.to_owned());
+            self.stats.learned += 1;
+            return;
+        }
+        let e = format!("the ordering guard does not know message {id} of group {group}");
+        if !self.errors.contains(&e) {
+            self.errors.push(e);
+        }
+    }
+
+    /// The groups that still have live messages, with their first few (for a stall report).
+    fn report(&self) -> String {
+        let mut out = Vec::new();
+        for (g, live) in &self.live {
+            if live.is_empty() {
+                continue;
+            }
+            let head: Vec<String> = live
+                .iter()
+                .take(3)
+                .map(|(m, d, at)| {
+                    format!(
+                        "{}/{d}/{}s",
+                        m.as_deref().unwrap_or("pending"),
+                        at.elapsed().as_secs()
+                    )
+                })
+                .collect();
+            out.push(format!("{g}: {} live, first {head:?}", live.len()));
+        }
+        out.sort();
+        out.join("; ")
     }
 
     /// Filters one `ReceiveMessage` answer; returns the receipt handles to release.
@@ -236,6 +305,11 @@ impl Tracker {
                     self.stats.redelivered += 1;
                 }
                 self.handles.insert(rh.to_owned(), id.to_owned());
+                self.learn(
+                    &group,
+                    id,
+                    m["Attributes"]["MessageDeduplicationId"].as_str(),
+                );
             }
             match groups.iter_mut().find(|(g, _)| *g == group) {
                 Some((_, v)) => v.push(m),
@@ -249,7 +323,7 @@ impl Tracker {
             let pos = |m: &Value| {
                 let id = m["MessageId"].as_str().unwrap_or_default();
                 live.iter()
-                    .position(|(l, _, _)| l == id)
+                    .position(|(l, _, _)| l.as_deref() == Some(id))
                     .unwrap_or(usize::MAX)
             };
             let before: Vec<usize> = ms.iter().map(pos).collect();
@@ -344,7 +418,7 @@ impl Inner {
         None
     }
 
-    async fn post(&self, headers: &http::HeaderMap, body: Bytes) -> Option<Upstream> {
+    async fn post(&self, headers: &http::HeaderMap, body: Bytes) -> Result<Upstream, String> {
         let mut h = headers.clone();
         for k in ["host", "content-length", "connection", "transfer-encoding"] {
             h.remove(k);
@@ -362,13 +436,13 @@ impl Inner {
             .body(body)
             .send()
             .await
-            .ok()?;
+            .map_err(|e| format!("{op}: {e:?}"))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.ok()?;
+        let body = resp.bytes().await.map_err(|e| format!("{op}: {e:?}"))?;
         *lock(&self.moto_ms).entry(op).or_default() +=
             u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Some(Upstream {
+        Ok(Upstream {
             status,
             headers,
             body,
@@ -387,10 +461,10 @@ impl Inner {
             // A transaction reaches moto alone; other calls only wait for transactions.
             if op == "DynamoDB_20120810.TransactWriteItems" {
                 let _alone = self.ddb_lock.write().await;
-                return self.post(&headers, body).await;
+                return self.post(&headers, body).await.ok();
             }
             let _shared = self.ddb_lock.read().await;
-            return self.post(&headers, body).await;
+            return self.post(&headers, body).await.ok();
         }
         match op.as_str() {
             "AmazonSQS.ReceiveMessage" => {
@@ -402,7 +476,7 @@ impl Inner {
                     request["WaitTimeSeconds"] = json!(w);
                 }
                 let body = Bytes::from(serde_json::to_vec(&request).unwrap());
-                let mut up = self.post(&headers, body).await?;
+                let mut up = self.post(&headers, body).await.ok()?;
                 let guarded = lock(&self.tracker).guarded(&request);
                 if up.status == 200 && guarded {
                     let mut v: Value = serde_json::from_slice(&up.body).unwrap_or(Value::Null);
@@ -418,21 +492,64 @@ impl Inner {
             | "AmazonSQS.DeleteMessage"
             | "AmazonSQS.DeleteMessageBatch" => {
                 let _one = self.order_lock.lock().await;
-                let up = self.post(&headers, body).await?;
+                // The guard must know what moto holds: when moto's answer is lost (a
+                // connection error; moto may have applied the request), the same request
+                // is resent until answered — moto deduplicates a resent message and a
+                // resent delete finds the message gone — and the client gets that answer.
+                let mut lost = false;
+                let mut attempt = 0;
+                let up = loop {
+                    match self.post(&headers, body.clone()).await {
+                        Ok(up) => break up,
+                        Err(e) if attempt < 20 => {
+                            lost = true;
+                            attempt += 1;
+                            eprintln!("chaos proxy: moto's answer lost ({e}); resending");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => {
+                            lock(&self.tracker)
+                                .errors
+                                .push(format!("moto never answered a resend: {e}"));
+                            return None;
+                        }
+                    }
+                };
                 let mut t = lock(&self.tracker);
-                if up.status == 200 && t.guarded(&request) {
-                    let v: Value = serde_json::from_slice(&up.body).unwrap_or(Value::Null);
+                if lost {
+                    t.stats.resent += 1;
+                }
+                let v: Value = serde_json::from_slice(&up.body).unwrap_or(Value::Null);
+                // A delete whose message is gone already (deleted by the lost attempt or
+                // by another consumer) counts as deleted.
+                let gone = String::from_utf8_lossy(&up.body).contains("ReceiptHandleIsInvalid");
+                if t.guarded(&request) {
                     match op.as_str() {
-                        "AmazonSQS.SendMessageBatch" => t.sent(&request, &v),
-                        "AmazonSQS.DeleteMessage" => {
+                        "AmazonSQS.SendMessageBatch" if up.status == 200 && lost => {
+                            t.sent_unknown(&request, &v);
+                        }
+                        "AmazonSQS.SendMessageBatch" if up.status == 200 => t.sent(&request, &v),
+                        "AmazonSQS.DeleteMessage" if up.status == 200 || gone => {
                             t.deleted(request["ReceiptHandle"].as_str().unwrap_or_default());
                         }
-                        _ => {
+                        "AmazonSQS.DeleteMessageBatch" if up.status == 200 => {
                             let ok: Vec<&str> = v["Successful"]
                                 .as_array()
                                 .into_iter()
                                 .flatten()
                                 .filter_map(|e| e["Id"].as_str())
+                                .chain(
+                                    v["Failed"]
+                                        .as_array()
+                                        .into_iter()
+                                        .flatten()
+                                        .filter(|e| {
+                                            e["Code"].as_str().is_some_and(|c| {
+                                                c.contains("ReceiptHandleIsInvalid")
+                                            })
+                                        })
+                                        .filter_map(|e| e["Id"].as_str()),
+                                )
                                 .collect();
                             for e in request["Entries"].as_array().into_iter().flatten() {
                                 if e["Id"].as_str().is_some_and(|id| ok.contains(&id)) {
@@ -440,12 +557,13 @@ impl Inner {
                                 }
                             }
                         }
+                        _ => {}
                     }
                 }
                 drop(t);
                 Some(up)
             }
-            _ => self.post(&headers, body).await,
+            _ => self.post(&headers, body).await.ok(),
         }
     }
 
@@ -465,9 +583,9 @@ impl Inner {
             .post(&h, Bytes::from(serde_json::to_vec(&body).unwrap()))
             .await;
         match up {
-            Some(u) if u.status == 200 => {}
+            Ok(u) if u.status == 200 => {}
             // Deleted meanwhile (with an older receipt handle of the same message): gone anyway.
-            Some(u) if String::from_utf8_lossy(&u.body).contains("ReceiptHandleIsInvalid") => {}
+            Ok(u) if String::from_utf8_lossy(&u.body).contains("ReceiptHandleIsInvalid") => {}
             other => lock(&self.tracker).errors.push(format!(
                 "the ordering guard could not release a message: {:?}",
                 other.map(|u| (u.status, u.body))
@@ -673,6 +791,11 @@ impl FaultProxy {
         lock(&self.inner.tracker).errors.clone()
     }
 
+    /// The guard's groups with live messages (a stall report).
+    pub fn guard_report(&self) -> String {
+        lock(&self.inner.tracker).report()
+    }
+
     /// Messages of the guarded queue the guard still counts as live, per group.
     pub fn live_messages(&self) -> usize {
         lock(&self.inner.tracker).live.values().map(Vec::len).sum()
@@ -706,9 +829,9 @@ mod tests {
         let interval = Duration::from_millis(200);
         let mut t = Tracker::default();
         let (rq, rs) = send(&[("m1", "d1")]);
-        t.sent_within(&rq, &rs, interval);
+        t.sent_within(&rq, &rs, interval, false);
         let (rq, rs) = send(&[("m2", "d1")]);
-        t.sent_within(&rq, &rs, interval);
+        t.sent_within(&rq, &rs, interval, false);
         assert_eq!(t.stats.deduplicated, 1);
         assert_eq!(
             t.live["g"].len(),
@@ -718,9 +841,52 @@ mod tests {
 
         std::thread::sleep(interval + Duration::from_millis(50));
         let (rq, rs) = send(&[("m3", "d1")]);
-        t.sent_within(&rq, &rs, interval);
+        t.sent_within(&rq, &rs, interval, false);
         assert_eq!(t.stats.deduplicated, 1);
-        let ids: Vec<&str> = t.live["g"].iter().map(|(m, _, _)| m.as_str()).collect();
+        let ids: Vec<&str> = t.live["g"]
+            .iter()
+            .map(|(m, _, _)| m.as_deref().unwrap_or("pending"))
+            .collect();
         assert_eq!(ids, ["m1", "m3"], "a resend after the interval is appended");
+    }
+
+    /// A batch whose answer was lost is tracked as pending, in order: a later
+    /// message of the group stays behind it, and the pending entry learns its id
+    /// from its deduplication id when moto hands it out.
+    #[test]
+    fn a_lost_send_is_tracked_as_pending_and_learns_its_id() {
+        let mut t = Tracker::default();
+        let (rq, rs) = send(&[("fresh-id-from-the-resend", "d1")]);
+        t.sent_unknown(&rq, &rs);
+        let (rq, rs) = send(&[("m2", "d2")]);
+        t.sent(&rq, &rs);
+        let received = |id: &str, dedup: &str| {
+            json!({"Messages": [{
+                "MessageId": id, "ReceiptHandle": format!("rh-{id}"),
+                "Attributes": {"MessageGroupId": "g", "MessageDeduplicationId": dedup},
+            }]})
+        };
+        let mut answer = received("m2", "d2");
+        assert_eq!(
+            t.received(&mut answer),
+            ["rh-m2"],
+            "held behind the pending one"
+        );
+        let mut answer = received("m1", "d1");
+        assert!(
+            t.received(&mut answer).is_empty(),
+            "the pending one goes first"
+        );
+        assert_eq!(answer["Messages"][0]["MessageId"], "m1");
+        assert_eq!(t.stats.learned, 1);
+        assert!(t.errors.is_empty(), "{:?}", t.errors);
+        t.deleted("rh-m1");
+        let mut answer = received("m2", "d2");
+        assert!(t.received(&mut answer).is_empty(), "then the next");
+
+        // A message nobody sent through the guard is an error, not a silent stall.
+        let mut answer = received("m9", "d9");
+        assert_eq!(t.received(&mut answer), ["rh-m9"]);
+        assert_eq!(t.errors.len(), 1, "{:?}", t.errors);
     }
 }

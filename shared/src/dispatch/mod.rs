@@ -26,6 +26,7 @@
 //! SQS's 14-day retention. Dead-lettered messages are replayable.
 
 use crate::clock::Clock;
+use crate::consumption::{ConsumptionJob, RefundDefence};
 use crate::event::{Event, Timestamp};
 use crate::retry::RetrySchedule;
 use crate::state::{DeliveryRecord, StateStore};
@@ -70,6 +71,9 @@ pub struct Dispatcher {
     pub schedule: RetrySchedule,
     /// Time of delivery records.
     pub clock: Arc<dyn Clock>,
+    /// Answers App Store refund requests to Apple ([`crate::consumption`]),
+    /// when the App Store Server API is configured.
+    pub refund: Option<Arc<RefundDefence>>,
 }
 
 impl fmt::Debug for Dispatcher {
@@ -110,6 +114,26 @@ impl Dispatcher {
             sender,
             schedule,
             clock,
+            refund: None,
+        }
+    }
+
+    /// The same dispatcher answering App Store refund requests with `refund`.
+    pub fn with_refund_defence(mut self, refund: Option<Arc<RefundDefence>>) -> Self {
+        self.refund = refund;
+        self
+    }
+
+    /// Runs a refund-defence job ([`crate::consumption::ConsumptionJob`]).
+    #[tracing::instrument(skip_all, fields(request_id = %job.request.id, attempt = receive_count))]
+    pub async fn process_job(&self, job: &ConsumptionJob, receive_count: u32) -> Outcome {
+        match &self.refund {
+            Some(r) => r.run(job, receive_count).await,
+            // Replayable once the App Store Server API is configured again.
+            None => Outcome::DeadLetter {
+                reason: "a refund-defence job, but the App Store Server API is not configured"
+                    .into(),
+            },
         }
     }
 
@@ -194,6 +218,20 @@ impl Dispatcher {
                     attempt = record.attempts,
                     error = result.error.as_deref(),
                     "webhook delivery failed"
+                );
+            }
+            // A refund request's answer becomes a job before the delivery is
+            // recorded: if queueing fails (or the process dies here) the event is
+            // delivered again and the backend answers again.
+            if result.is_success()
+                && let Some(refund) = &self.refund
+                && let Err(e) = refund.after_delivery(ev, &result.body).await
+            {
+                tracing::warn!(event_id = %ev.id, error = %e, "refund-defence job not queued");
+                return self.retry_or_dead_letter(
+                    attempt,
+                    None,
+                    &format!("refund-defence job for {}: {e}", ev.id),
                 );
             }
             if let Err(e) = self.state.record_delivery(&ev.id, &record).await {
@@ -495,5 +533,80 @@ mod tests {
         let s = truncate("é".repeat(MAX_REASON));
         assert!(s.len() <= MAX_REASON + '…'.len_utf8());
         assert!(s.ends_with('…'));
+    }
+
+    #[derive(Debug)]
+    struct Accepting;
+
+    #[async_trait::async_trait]
+    impl crate::consumption::ConsumptionApi for Accepting {
+        async fn send(
+            &self,
+            _: crate::stores::appstore::AppleEnvironment,
+            _: &str,
+            _: &crate::consumption::ConsumptionInfo,
+        ) -> Result<(), crate::stores::appstore::api::ApiError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refund_requests_answer_is_queued_before_the_delivery_is_recorded() {
+        // GIVEN a dispatcher with the refund defence, whose queue is down
+        let r = rig(Duration::from_secs(5)).await;
+        let queue = Arc::new(crate::queue::MemoryQueue::new());
+        let d =
+            r.d.clone()
+                .with_refund_defence(Some(Arc::new(RefundDefence::new(
+                    Arc::new(Accepting),
+                    queue.clone(),
+                    crate::consumption::Settings::default(),
+                    r.clock.clone(),
+                ))));
+        queue.fail_with(Some(crate::queue::QueueError::Unavailable("down".into())));
+        let answer = r#"{"consumption":{"customerConsented":true,"deliveryStatus":"DELIVERED","sampleContentProvided":false}}"#;
+        r.rx.set_default(Reply::status(200).with_body(answer));
+        let mut e = sub_event("rr1", EventType::RefundRequested, "o-rr", 0, true);
+        e.details.respond_by = Some(t(12 * 60));
+        // WHEN the backend answers but the job cannot be queued
+        let out = d.process(e.clone(), 1).await;
+        // THEN the delivery is retried and not recorded as delivered
+        assert!(matches!(out, Outcome::Retry { .. }), "{out:?}");
+        let rec = r.state.delivery(&e.id).await.unwrap();
+        assert!(
+            rec.as_ref().is_none_or(|x| x.delivered_at.is_none()),
+            "{rec:?}"
+        );
+        // WHEN the queue is back
+        queue.fail_with(None);
+        let out = d.process(e.clone(), 2).await;
+        // THEN the event is delivered again (same webhook-id), the job queued, the delivery recorded
+        assert_eq!(out, Outcome::Delivered);
+        let ids: Vec<_> =
+            r.rx.requests()
+                .iter()
+                .filter_map(|q| q.webhook_id().map(str::to_owned))
+                .collect();
+        assert_eq!(ids.iter().filter(|i| **i == e.id.0).count(), 2, "{ids:?}");
+        let jobs: Vec<_> = queue
+            .sent()
+            .iter()
+            .filter_map(|m| ConsumptionJob::parse(&m.body).map(Result::unwrap))
+            .collect();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].request.id, e.id);
+        assert!(
+            r.state
+                .delivery(&e.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .delivered_at
+                .is_some()
+        );
+        // AND a plain event's answer body is ignored
+        let plain = sub_event("p1", EventType::SubscriptionRenewed, "o-rr", 5, true);
+        assert_eq!(d.process(plain, 1).await, Outcome::Delivered);
+        assert_eq!(queue.sent().len(), 1);
     }
 }

@@ -1,6 +1,8 @@
 //! The one rule from a received message to a queue action, for every queue
 //! (the SQS messages of a Lambda batch, the redb leases of `storehook serve`):
 //!
+//! - a refund-defence job ([`ConsumptionJob`], its body starts with
+//!   `{"storehook_job":`) is run by [`Dispatcher::process_job`];
 //! - a body that is not an [`Event`] is dead-lettered with a reason that
 //!   names the parse error's kind and position only (bodies may carry tokens,
 //!   and serde's own text can quote them);
@@ -9,6 +11,7 @@
 //!   before), `retry(delay)` or `dead_letter(reason)`.
 
 use super::{Dispatcher, Outcome};
+use crate::consumption::ConsumptionJob;
 use crate::event::Event;
 use crate::queue::{QueueError, Received};
 
@@ -43,10 +46,16 @@ impl Dispatcher {
     /// Processes one received message and settles it on its queue: see the module docs.
     pub async fn settle(&self, message: &dyn Received) -> Settled {
         let (id, receive_count) = (message.id(), message.receive_count());
-        let outcome = match serde_json::from_str::<Event>(message.body()) {
-            Ok(event) => self.process(event, receive_count).await,
-            Err(e) => Outcome::DeadLetter {
+        let outcome = match ConsumptionJob::parse(message.body()) {
+            Some(Ok(job)) => self.process_job(&job, receive_count).await,
+            Some(Err(e)) => Outcome::DeadLetter {
                 reason: describe_parse_error(&e),
+            },
+            None => match serde_json::from_str::<Event>(message.body()) {
+                Ok(event) => self.process(event, receive_count).await,
+                Err(e) => Outcome::DeadLetter {
+                    reason: describe_parse_error(&e),
+                },
             },
         };
         match outcome {

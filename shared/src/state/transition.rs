@@ -43,6 +43,10 @@
 //! - **Due**: a group whose subscription status is not closed (`EXPIRED`,
 //!   `REVOKED`) is due for the sweeper at its entitlement end
 //!   ([`GroupState::due_at`]).
+//! - **REFUND_CONSUMPTION_SENT** (storehook's report of its answer to an App
+//!   Store refund request, [`crate::consumption`]) never changes the snapshot:
+//!   it carries the stored snapshot judged at `now`, like an out-of-order
+//!   event but without `details.out_of_order`.
 //! - **ACCESS_GRANTED / ACCESS_REVOKED** are derived when `entitlement.active`
 //!   flips (a new group starts "not entitled"): id =
 //!   `EventId::derive(&[cause_id, "ACCESS_GRANTED" | "ACCESS_REVOKED"])`,
@@ -234,8 +238,14 @@ pub fn transition(prev: Option<&GroupState>, mut event: Event, now: Timestamp) -
     event.entitlement = entitlement_at(&event.entitlement, event.subscription.as_ref(), now);
     let was_entitled = next.entitlement.active;
 
-    if !supersedes(&event, &next, now) {
-        event.details.out_of_order = Some(true);
+    // storehook's own report on a store event (REFUND_CONSUMPTION_SENT) never
+    // changes the snapshot: it carries the stored one, like an out-of-order
+    // event, without being one.
+    let report = event.kind == EventType::RefundConsumptionSent;
+    if report || !supersedes(&event, &next, now) {
+        if !report {
+            event.details.out_of_order = Some(true);
+        }
         event.subscription = next.subscription.clone();
         event.product = next.product.clone();
         event.app_user_id = next.app_user_id.clone();
@@ -426,6 +436,32 @@ mod tests {
         assert_eq!(s.sequence, 7);
         assert_eq!(a[2].derived[0].kind, EventType::AccessRevoked);
         assert_eq!(a[3].derived[0].kind, EventType::AccessGranted);
+    }
+
+    #[test]
+    fn a_consumption_report_carries_the_stored_snapshot_and_changes_nothing() {
+        // GIVEN an entitled subscription
+        let (_, s) = apply_all(vec![sub_event(
+            "1",
+            EventType::SubscriptionStarted,
+            "o",
+            0,
+            true,
+        )]);
+        // WHEN storehook's REFUND_CONSUMPTION_SENT arrives, later and with another snapshot
+        let mut report = sub_event("2", EventType::RefundConsumptionSent, "o", 50, false);
+        report.app_user_id = Some("someone-else".into());
+        let a = transition(Some(&s), report);
+        // THEN it carries the stored snapshot, is not flagged out of order, derives nothing
+        assert!(a.event.entitlement.active);
+        assert_eq!(a.event.app_user_id.as_deref(), Some("user-1"));
+        assert_eq!(a.event.details.out_of_order, None);
+        assert!(a.derived.is_empty());
+        // AND the state is unchanged but for the sequence
+        assert_eq!(a.next.sequence, s.sequence + 1);
+        assert_eq!(a.next.applied_at, s.applied_at);
+        assert_eq!(a.next.entitlement, s.entitlement);
+        assert_eq!(a.next.subscription, s.subscription);
     }
 
     #[test]

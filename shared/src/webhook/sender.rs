@@ -27,7 +27,14 @@ pub struct DeliveryAttempt {
     pub latency: Duration,
     /// Transport failure (timeout, connection refused, …); never contains the URL.
     pub error: Option<String>,
+    /// The start of a 2xx answer's body (at most [`MAX_ANSWER_BODY`] bytes; empty
+    /// otherwise): the backend's answer to a `REFUND_REQUESTED`
+    /// ([`crate::consumption`]). Never logged.
+    pub body: Vec<u8>,
 }
+
+/// The most of a 2xx answer's body kept in [`DeliveryAttempt::body`].
+pub const MAX_ANSWER_BODY: usize = 16 * 1024;
 
 impl DeliveryAttempt {
     /// Any 2xx is success.
@@ -156,6 +163,7 @@ impl WebhookSender for HttpWebhookSender {
                     retry_after: None,
                     latency: started.elapsed(),
                     error: Some(crate::http::describe(&e)),
+                    body: Vec::new(),
                 };
             }
         };
@@ -167,10 +175,19 @@ impl WebhookSender for HttpWebhookSender {
             .and_then(|v| parse_retry_after(v, self.clock.now()));
         // Drain a bounded amount of the body so the connection can be reused;
         // a body error after the status arrived does not change the outcome.
+        // The start of a 2xx body is kept (a backend may answer a refund request).
+        let keep = (200..300).contains(&status);
+        let mut kept = Vec::new();
         let mut drained = 0usize;
         while drained < MAX_DRAIN {
             match resp.chunk().await {
-                Ok(Some(c)) => drained += c.len(),
+                Ok(Some(c)) => {
+                    drained += c.len();
+                    if keep && kept.len() < MAX_ANSWER_BODY {
+                        let room = MAX_ANSWER_BODY - kept.len();
+                        kept.extend_from_slice(&c[..c.len().min(room)]);
+                    }
+                }
                 _ => break,
             }
         }
@@ -179,6 +196,7 @@ impl WebhookSender for HttpWebhookSender {
             retry_after,
             latency: started.elapsed(),
             error: None,
+            body: kept,
         }
     }
 }

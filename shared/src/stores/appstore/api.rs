@@ -48,6 +48,8 @@ const MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
 
 /// Path of Request a Test Notification.
 pub const TEST_NOTIFICATION_PATH: &str = "/inApps/v1/notifications/test";
+/// Send Consumption Information (v2; the v1 body is for Advanced Commerce only).
+pub const CONSUMPTION_PATH: &str = "/inApps/v2/transactions/consumption";
 /// Path of Get Notification History.
 pub const HISTORY_PATH: &str = "/inApps/v1/notifications/history";
 /// Path prefix of Get All Subscription Statuses.
@@ -528,7 +530,8 @@ impl AppleApi {
             .await
             .map_err(|e| ApiError::Unavailable(crate::http::describe(&e)))?;
         let status = resp.status().as_u16();
-        if status == 200 {
+        // 200 with a body; 202 Accepted (Send Consumption Information) without.
+        if (200..300).contains(&status) {
             return crate::http::read_limited(resp, MAX_ANSWER_BYTES)
                 .await
                 .map_err(ApiError::Unavailable);
@@ -561,6 +564,25 @@ impl AppleApi {
             )),
             _ => ApiError::Unavailable(crate::http::status_text(status)),
         })
+    }
+
+    /// `PUT /inApps/v2/transactions/consumption/{transactionId}` (Send
+    /// Consumption Information, API 1.19+): answers a `CONSUMPTION_REQUEST`.
+    /// `body` is the `ConsumptionRequest` JSON ([`crate::consumption`]
+    /// validates it). Apple answers 202 Accepted.
+    pub async fn send_consumption_information(
+        &self,
+        env: AppleEnvironment,
+        transaction_id: &str,
+        body: Vec<u8>,
+    ) -> Result<(), ApiError> {
+        let path = format!(
+            "{CONSUMPTION_PATH}/{}",
+            percent_encoding::utf8_percent_encode(transaction_id, PATH_SEGMENT)
+        );
+        self.call(reqwest::Method::PUT, env, &path, Some(body))
+            .await
+            .map(|_| ())
     }
 
     /// `POST /inApps/v1/notifications/test`: asks Apple to send a TEST

@@ -421,6 +421,24 @@ fn map_type(
                 .data
                 .as_ref()
                 .and_then(|x| x.consumption_request_reason.clone());
+            // The same judgement as on a refund, as of the request (Apple's
+            // signed date): a long period asked back soon after purchase. It may
+            // decide the default answer to Apple (`crate::consumption`).
+            if let Some(t) = tx {
+                let days_since_purchase = match (p.signed_date, t.purchase_date) {
+                    (Some(s), Some(b)) if s >= b => Some((s - b) / DAY_MS),
+                    _ => None,
+                };
+                let period_days = match (t.expires_date, t.purchase_date) {
+                    (Some(e), Some(b)) if e > b => Some((e - b + DAY_MS / 2) / DAY_MS),
+                    _ => None,
+                };
+                d.suspicious_refund = Some(
+                    config
+                        .refund_policy
+                        .is_suspicious(period_days, days_since_purchase),
+                );
+            }
             T::RefundRequested
         }
         ("RENEWAL_EXTENDED", None) | ("RENEWAL_EXTENSION", Some("FAILURE")) => {
