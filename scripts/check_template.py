@@ -45,7 +45,8 @@ FUNCTIONS = {
     "PlayStoreFunction": ("playstore", ("functions/playstore/src/**/*.rs", "shared/src/stores/playstore/**/*.rs")),
     "HuaweiFunction": ("huawei", ("functions/huawei/src/**/*.rs", "shared/src/stores/huawei/**/*.rs")),
     "DispatcherFunction": ("dispatcher", ("functions/dispatcher/src/**/*.rs", "shared/src/config/dispatcher.rs",
-                                          "shared/src/dispatch/**/*.rs")),
+                                          "shared/src/dispatch/**/*.rs", "shared/src/consumption.rs",
+                                          "shared/src/stores/appstore/**/*.rs")),
     "SweeperFunction": ("sweeper", ("functions/sweeper/src/**/*.rs", "shared/src/config/sweeper.rs",
                                     "shared/src/stores/**/*.rs")),
 }
@@ -68,6 +69,9 @@ EXPECTED_ENV = {
     "DispatcherFunction": {
         "QUEUE_URL", "DLQ_URL", "TABLE_NAME", "WEBHOOK_URL", "WEBHOOK_SECRET_ARN", "WEBHOOK_TIMEOUT_MS",
         "RETRY_SCHEDULE", "HISTORY_TTL_DAYS", "RUST_LOG",
+        # the refund defence (shared/src/consumption.rs) with the App Store Server API
+        "APPLE_BUNDLE_ID", "APPLE_API_KEY_ID", "APPLE_API_ISSUER_ID", "APPLE_API_PRIVATE_KEY_SECRET_ARN",
+        "REFUND_CONSUMPTION_DEFAULT", "REFUND_CUSTOMER_CONSENT", "REFUND_SAMPLE_CONTENT_PROVIDED",
     },
     "SweeperFunction": {
         "QUEUE_URL", "TABLE_NAME", "SWEEP_LEEWAY", "RUST_LOG",
@@ -130,6 +134,9 @@ EXPECTED_GRANTS = {
         ("dynamodb:Query", "Table"),
         ("dynamodb:ConditionCheckItem", "Table"),
         ("secretsmanager:GetSecretValue", "WebhookSecret"),
+        # the refund defence (!If HasAppleApi): its jobs and outcome events, the API key
+        ("sqs:SendMessage", "EventsQueue"),
+        ("secretsmanager:GetSecretValue", "AppleApiPrivateKeySecretArn"),
     },
     "SweeperFunctionRole": {
         ("logs:CreateLogStream", "SweeperLogGroup"),

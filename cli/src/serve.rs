@@ -234,12 +234,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         sweeper = sweeper.with_source(source);
     }
     let sweeper = spawn_sweeper(&args, sweeper);
-    let dispatcher = Arc::new(Dispatcher::new(
-        ports.state,
-        sender,
-        schedule,
-        clock.clone(),
-    ));
+    let refund = Endpoints::local(&args.lookup(), clock.clone())
+        .trusting(read_trust_roots(&args.trust_roots)?)
+        .refund_defence(ports.queue.clone())?;
+    let dispatcher = Arc::new(
+        Dispatcher::new(ports.state, sender, schedule, clock.clone()).with_refund_defence(refund),
+    );
     let workers = ports.consumer.spawn(dispatcher, clock.clone());
     let admin = match ports.admin_queue {
         Some(queue) => Some(Admin {

@@ -101,6 +101,49 @@ async fn world() -> World {
 }
 
 impl World {
+    /// `storehook serve` with the API settings of the fake (`APPLE_API_*` in
+    /// its environment), delivering to `hook`, data in `data` under the world's dir.
+    async fn serve_with_api(&self, data: &str, hook: &str, extra: &[&str]) -> Serve {
+        let port = free_port();
+        let child = Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(self.dir.join(data))
+            .args(["--webhook-url", hook])
+            .arg("--trust-root")
+            .arg(&self.root_pem)
+            .args(["--apple-bundle-id", BUNDLE_ID])
+            .args(["--apple-app-apple-id", &APP_APPLE_ID.to_string()])
+            .args(extra)
+            .env("APPLE_API_KEY_ID", storehook_testkit::apple_api::KEY_ID)
+            .env(
+                "APPLE_API_ISSUER_ID",
+                storehook_testkit::apple_api::ISSUER_ID,
+            )
+            .env(
+                "APPLE_API_PRIVATE_KEY",
+                std::fs::read_to_string(&self.key_file).unwrap(),
+            )
+            .env("APPLE_API_BASE_URL", self.fake.url())
+            .env_remove("APPLE_API_PRIVATE_KEY_SECRET_ARN")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("STOREHOOK_ADMIN_TOKEN")
+            .env_remove("WEBHOOK_SECRET")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = reqwest::Client::new();
+        while !matches!(client.get(format!("{base}/healthz")).send().await, Ok(r) if r.status() == 200)
+        {
+            assert!(Instant::now() < deadline, "storehook serve did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Serve { child, base }
+    }
+
     /// Runs `storehook <args>` with the API settings of the fake (off the runtime's threads).
     async fn run(&self, args: &[&str]) -> Output {
         self.run_with_key(args, &self.key_file).await
@@ -507,45 +550,14 @@ async fn serve_sweeps_a_lapsed_subscription_through_the_app_store_server_api() {
     let w = world().await;
     w.fake.set_environment("Production");
     let hook = TestReceiver::start().await.unwrap();
-    let port = free_port();
-    let data = w.dir.join("sweep-data");
-    let child = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--webhook-url", &hook.url()])
-        .arg("--trust-root")
-        .arg(&w.root_pem)
-        .args(["--apple-bundle-id", BUNDLE_ID])
-        .args(["--apple-app-apple-id", &APP_APPLE_ID.to_string()])
-        .args(["--sweep-interval", "1s", "--sweep-leeway", "0"])
-        .env("APPLE_API_KEY_ID", storehook_testkit::apple_api::KEY_ID)
-        .env(
-            "APPLE_API_ISSUER_ID",
-            storehook_testkit::apple_api::ISSUER_ID,
+    let _serve = w
+        .serve_with_api(
+            "sweep-data",
+            &hook.url(),
+            &["--sweep-interval", "1s", "--sweep-leeway", "0"],
         )
-        .env(
-            "APPLE_API_PRIVATE_KEY",
-            std::fs::read_to_string(&w.key_file).unwrap(),
-        )
-        .env("APPLE_API_BASE_URL", w.fake.url())
-        .env_remove("APPLE_API_PRIVATE_KEY_SECRET_ARN")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("STOREHOOK_ADMIN_TOKEN")
-        .env_remove("WEBHOOK_SECRET")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
+        .await;
     let client = reqwest::Client::new();
-    while !matches!(client.get(format!("{base}/healthz")).send().await, Ok(r) if r.status() == 200)
-    {
-        assert!(Instant::now() < deadline, "storehook serve did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _serve = Serve { child, base };
 
     // GIVEN Apple's answer: subscription 778 renewed ten days ago, for 30 days
     let now = i64::try_from(
@@ -613,4 +625,106 @@ async fn serve_sweeps_a_lapsed_subscription_through_the_app_store_server_api() {
     assert!(w.fake.refused().is_empty(), "{:?}", w.fake.refused());
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(hook.count(), 3);
+}
+
+/// The refund defence in `storehook serve` (issue #17): an App Store
+/// CONSUMPTION_REQUEST is delivered as REFUND_REQUESTED; the backend answers
+/// with consumption information; storehook sends it to Apple (the fake checks
+/// the JWT and the body) and delivers REFUND_CONSUMPTION_SENT right after the
+/// request in the subscription's stream. An invalid answer is reported, never
+/// sent.
+#[tokio::test]
+async fn serve_answers_a_refund_request_with_the_backends_consumption_information() {
+    let w = world().await;
+    let hook = TestReceiver::start().await.unwrap();
+    let answer = r#"{"consumption":{"customerConsented":true,"deliveryStatus":"DELIVERED","sampleContentProvided":false,"refundPreference":"DECLINE"}}"#;
+    hook.set_default(storehook_testkit::receiver::Reply::status(200).with_body(answer));
+    let serve = w
+        .serve_with_api("refund-data", &hook.url(), &["--sweep-interval", "0"])
+        .await;
+    let client = reqwest::Client::new();
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 86_400_000;
+    let post = |p: Value| {
+        let t = transaction("779", "779-1", "pro.yearly", now - day, 365, "Sandbox");
+        let r = renewal("779", "pro.yearly", true, now - day, "Sandbox");
+        let body = w.pki.notification_body(p, Some(&t), Some(&r));
+        let client = client.clone();
+        let url = format!("{}/appstore", serve.base);
+        async move {
+            let resp = client.post(url).body(body).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+    };
+    // GIVEN a yearly subscription bought yesterday, and Apple's refund request now
+    post(notification(
+        "SUBSCRIBED",
+        Some("INITIAL_BUY"),
+        "r-buy",
+        now - day,
+        "Sandbox",
+        Some(1),
+    ))
+    .await;
+    post(notification(
+        "CONSUMPTION_REQUEST",
+        None,
+        "r-cr",
+        now,
+        "Sandbox",
+        Some(1),
+    ))
+    .await;
+
+    // THEN: STARTED, ACCESS_GRANTED, REFUND_REQUESTED, REFUND_CONSUMPTION_SENT
+    let got = hook.wait_for_requests(4, Duration::from_secs(30)).await;
+    let events: Vec<Value> = got.iter().map(|r| r.json().unwrap()).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "SUBSCRIPTION_STARTED",
+            "ACCESS_GRANTED",
+            "REFUND_REQUESTED",
+            "REFUND_CONSUMPTION_SENT"
+        ]
+    );
+    let (request, outcome) = (&events[2], &events[3]);
+    assert_eq!(request["details"]["suspicious_refund"], true, "{request}");
+    assert_eq!(outcome["sequence"], 4);
+    assert_eq!(outcome["details"]["cause_event_id"], request["id"]);
+    assert_eq!(
+        outcome["details"]["consumption"]["result"], "ACCEPTED",
+        "{outcome}"
+    );
+    assert_eq!(outcome["entitlement"]["active"], true, "the stored state");
+    // AND Apple got exactly the backend's answer for the request's transaction
+    let sent = w.fake.consumptions();
+    assert_eq!(sent.len(), 1, "refused: {:?}", w.fake.refused());
+    assert_eq!(sent[0].0, "779-1");
+    assert_eq!(
+        sent[0].1,
+        serde_json::from_str::<Value>(answer).unwrap()["consumption"]
+    );
+    assert_eq!(outcome["details"]["consumption"]["sent"], sent[0].1);
+
+    // WHEN the backend answers the next request without consent
+    hook.set_default(storehook_testkit::receiver::Reply::status(200).with_body(
+        r#"{"consumption":{"customerConsented":false,"deliveryStatus":"DELIVERED","sampleContentProvided":false}}"#,
+    ));
+    post(notification(
+        "CONSUMPTION_REQUEST",
+        None,
+        "r-cr-2",
+        now + 1000,
+        "Sandbox",
+        Some(1),
+    ))
+    .await;
+    let got = hook.wait_for_requests(6, Duration::from_secs(30)).await;
+    let last = got[5].json().unwrap();
+    // THEN it is reported INVALID and nothing more reaches Apple
+    assert_eq!(last["type"], "REFUND_CONSUMPTION_SENT", "{last}");
+    assert_eq!(last["details"]["consumption"]["result"], "INVALID");
+    assert_eq!(w.fake.consumptions().len(), 1);
 }

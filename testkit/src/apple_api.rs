@@ -526,7 +526,7 @@ async fn consumption(
         return apple_error(400, 4000184, "Invalid refund preference.");
     }
     if let Some(p) = b.get("consumptionPercentage")
-        && !p.as_u64().is_some_and(|p| p <= 100_000)
+        && p.as_u64().is_none_or(|p| p > 100_000)
     {
         return apple_error(400, 4000185, "Invalid consumption percentage.");
     }

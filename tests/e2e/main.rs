@@ -846,3 +846,117 @@ async fn the_sweeper_lambda_expires_a_lapsed_subscription_through_the_queue_once
     assert!(!h.group(&sub.group()).await.entitlement.active);
     h.destroy().await;
 }
+
+/// The refund defence on the AWS path: an App Store CONSUMPTION_REQUEST goes
+/// through ingest → SQS → the dispatcher Lambda's batch handler, is delivered
+/// as REFUND_REQUESTED; the backend answers with consumption information; the
+/// job travels through SQS in a group of its own; Apple (a loopback fake that
+/// checks the JWT and the body) gets it; REFUND_CONSUMPTION_SENT is delivered
+/// in the subscription's stream right after the request.
+#[tokio::test]
+async fn the_dispatcher_lambda_answers_a_refund_request_through_the_queue() {
+    use std::sync::Arc;
+    use storehook_shared::clock::SystemClock;
+    use storehook_shared::consumption::{RefundDefence, Settings};
+    use storehook_shared::queue::sqs::SqsQueue;
+    use storehook_shared::stores::appstore::api::{ApiSettings, AppleApi};
+    use storehook_shared::stores::appstore::verify::JwsVerifier;
+    use storehook_testkit::apple_api::{ApiKey, FakeAppleApi};
+
+    let Some(mut h) = Harness::start(
+        "the_dispatcher_lambda_answers_a_refund_request_through_the_queue",
+        Options::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    let key = ApiKey::generate();
+    let fake = FakeAppleApi::start(key.clone(), BUNDLE_ID, TestPki::new()).await;
+    let api = AppleApi::new(
+        ApiSettings::new(&key.key_id, &key.issuer_id, BUNDLE_ID, &key.private_key_pem)
+            .with_base_url(fake.url()),
+        Arc::new(JwsVerifier::new(std::slice::from_ref(&h.pki.root_der)).unwrap()),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let defence = RefundDefence::new(
+        Arc::new(api),
+        Arc::new(SqsQueue::new(h.sqs.clone(), h.queue_url().to_owned())),
+        Settings::default(),
+        Arc::new(SystemClock),
+    );
+    h.dispatcher = Arc::new(
+        (*h.dispatcher)
+            .clone()
+            .with_refund_defence(Some(Arc::new(defence))),
+    );
+    let answer = r#"{"consumption":{"customerConsented":true,"deliveryStatus":"DELIVERED","sampleContentProvided":true,"refundPreference":"DECLINE"}}"#;
+    h.rx.set_default(Reply::status(200).with_body(answer));
+
+    // GIVEN a subscription bought yesterday, and Apple's refund request now
+    let now = chrono::Utc::now().timestamp_millis();
+    let sub = AppleSub::new(h.store_id("refund"));
+    h.post(sub.subscribed(&h.pki, &format!("{}-buy", h.tag), now - DAY))
+        .await;
+    let request = harness::Notice {
+        ntype: "CONSUMPTION_REQUEST",
+        subtype: None,
+        uuid: format!("{}-cr", h.tag),
+        signed_ms: now,
+        status: 1,
+        purchase_ms: now - DAY,
+        auto_renew: true,
+    };
+    h.post(sub.body(&h.pki, &request)).await;
+
+    // WHEN the dispatcher consumes the queue
+    h.pump_until("REFUND_CONSUMPTION_SENT delivered", PUMP, || async {
+        h.delivered_to(&sub.group())
+            .iter()
+            .any(|d| d.event.kind == EventType::RefundConsumptionSent)
+    })
+    .await;
+    h.drain(PUMP).await;
+
+    // THEN Apple got the backend's answer for the request's transaction
+    let sent = fake.consumptions();
+    assert_eq!(sent.len(), 1, "refused: {:?}", fake.refused());
+    assert_eq!(sent[0].0, format!("{}-{}", sub.original_id, now - DAY));
+    assert_eq!(sent[0].1["refundPreference"], "DECLINE");
+    // AND the outcome follows the request in the subscription's stream
+    let ds = h.delivered_to(&sub.group());
+    let req = ds
+        .iter()
+        .find(|d| d.event.kind == EventType::RefundRequested)
+        .expect("REFUND_REQUESTED delivered");
+    let out = ds
+        .iter()
+        .find(|d| d.event.kind == EventType::RefundConsumptionSent)
+        .unwrap();
+    assert_eq!(
+        out.event.sequence,
+        req.event.sequence + 1,
+        "{:?}",
+        seqs(&ds)
+    );
+    assert_eq!(
+        out.event.details.cause_event_id.as_ref(),
+        Some(&req.event.id)
+    );
+    let c = out.event.details.consumption.as_ref().unwrap();
+    assert_eq!(
+        (c.result.as_str(), c.origin.as_str(), c.apple_status),
+        ("ACCEPTED", "backend", Some(202))
+    );
+    assert_eq!(c.sent.as_ref(), Some(&sent[0].1));
+    // AND each was delivered once (the job itself is never delivered)
+    assert_eq!(
+        ds.iter()
+            .filter(|d| d.event.kind == EventType::RefundConsumptionSent)
+            .count(),
+        1
+    );
+    assert_eq!(h.depth(h.dlq_url()).await, (0, 0));
+    h.destroy().await;
+}

@@ -1,17 +1,21 @@
 //! storehook dispatcher Lambda: SQS FIFO batches in; per event: claim + apply
 //! state (DynamoDB), POST signed to the webhook, record; retries via
-//! ChangeMessageVisibility, dead letters via the DLQ. All logic lives in
+//! ChangeMessageVisibility, dead letters via the DLQ; with the App Store
+//! Server API configured, answers Apple's refund requests
+//! (`storehook_shared::consumption`). All logic lives in
 //! `storehook_shared::dispatch`; this is wiring only.
 
 use std::sync::Arc;
 use storehook_shared::aws_sdk::sdk_config;
 use storehook_shared::clock::SystemClock;
 use storehook_shared::config::dispatcher::DispatcherConfig;
+use storehook_shared::config::{Env, WithSecrets};
 use storehook_shared::dispatch::Dispatcher;
 use storehook_shared::lambda::{Error, SqsConsumer, run_dispatcher};
-use storehook_shared::queue::sqs::SqsMessageControl;
+use storehook_shared::queue::sqs::{SqsMessageControl, SqsQueue};
 use storehook_shared::secrets::load_webhook_secrets;
 use storehook_shared::state::DynamoState;
+use storehook_shared::stores::{Endpoints, appstore};
 use storehook_shared::webhook::HttpWebhookSender;
 
 #[tokio::main]
@@ -29,7 +33,13 @@ async fn cold_start() -> anyhow::Result<SqsConsumer> {
     let timeout = config.webhook_timeout;
     let sender = HttpWebhookSender::new(&config.webhook_url, secrets, timeout, clock.clone())?;
     let schedule = config.retry_schedule.clone();
-    let dispatcher = Dispatcher::new(Arc::new(state), Arc::new(sender), schedule, clock);
+    // The refund defence (App Store Server API configured): its jobs and
+    // outcome events go on the queue this function consumes.
+    let settings = WithSecrets::resolve(Env, &sdk, &[appstore::api::PRIVATE_KEY]).await?;
+    let queue = Arc::new(SqsQueue::from_sdk(&sdk, &config.queue_url));
+    let refund = Endpoints::local(&settings, clock.clone()).refund_defence(queue)?;
+    let dispatcher = Dispatcher::new(Arc::new(state), Arc::new(sender), schedule, clock)
+        .with_refund_defence(refund);
     let control = SqsMessageControl::from_sdk(&sdk, &config.queue_url, &config.dlq_url);
     tracing::info!(config = ?config, "dispatcher ready");
     Ok(SqsConsumer::new(dispatcher, control, timeout))

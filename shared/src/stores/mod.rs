@@ -129,6 +129,45 @@ impl<'a, L: Lookup> Endpoints<'a, L> {
         Ok(out)
     }
 
+    /// The refund defence ([`crate::consumption`]) when the App Store Server
+    /// API is configured (`APPLE_API_*`): answers Apple's refund requests,
+    /// queueing its jobs and outcome events on `queue`. `None` otherwise (a
+    /// default policy set without the API is a configuration error: it would
+    /// silently never run).
+    pub fn refund_defence(
+        &self,
+        queue: Arc<dyn crate::queue::EventQueue>,
+    ) -> Result<Option<Arc<crate::consumption::RefundDefence>>, ConfigError> {
+        let settings = crate::consumption::Settings::from_lookup(self.settings)?;
+        let Some(api) = appstore::api::api_settings(self.settings)? else {
+            if settings.default != crate::consumption::DefaultPolicy::Off {
+                return Err(ConfigError::Invalid {
+                    var: "REFUND_CONSUMPTION_DEFAULT",
+                    reason: "answering refund requests needs the App Store Server API \
+                             (APPLE_API_KEY_ID, APPLE_API_ISSUER_ID, APPLE_API_PRIVATE_KEY)"
+                        .into(),
+                });
+            }
+            return Ok(None);
+        };
+        let verifier = Arc::new(
+            appstore::verify::JwsVerifier::new(&self.extra_roots)
+                .map_err(|e| ConfigError::TrustRoot(e.to_string()))?,
+        );
+        let api = Arc::new(appstore::api::AppleApi::new(
+            api,
+            verifier,
+            self.clock.clone(),
+        )?);
+        tracing::info!(default = ?settings.default, "refund defence: App Store refund requests are answered");
+        Ok(Some(Arc::new(crate::consumption::RefundDefence::new(
+            api,
+            queue,
+            settings,
+            self.clock.clone(),
+        ))))
+    }
+
     /// The expiry sweeper's store API sources the settings enable: the App
     /// Store when the App Store Server API key is set (`APPLE_API_*`), Google
     /// Play when `PLAY_PACKAGE_NAMES` and the service account are set, Huawei
@@ -165,5 +204,45 @@ impl<'a, L: Lookup> Endpoints<'a, L> {
             tracing::info!(store = %s.store(), "expiry sweeper asks the store's API");
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::queue::MemoryQueue;
+
+    fn lookup(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    /// Without the App Store Server API there is no refund defence; a default
+    /// policy set anyway is refused at start instead of silently never running.
+    #[test]
+    fn the_refund_defence_needs_the_app_store_server_api() {
+        let q: Arc<dyn crate::queue::EventQueue> = Arc::new(MemoryQueue::new());
+        let none = lookup(&[]);
+        let e = Endpoints::local(&none, Arc::new(SystemClock));
+        assert!(e.refund_defence(q.clone()).unwrap().is_none());
+        let orphan = lookup(&[
+            ("REFUND_CONSUMPTION_DEFAULT", "no-preference"),
+            ("REFUND_CUSTOMER_CONSENT", "true"),
+        ]);
+        let e = Endpoints::local(&orphan, Arc::new(SystemClock));
+        let err = e.refund_defence(q.clone()).unwrap_err().to_string();
+        assert!(err.contains("App Store Server API"), "{err}");
+        let half = lookup(&[("APPLE_API_KEY_ID", "K")]);
+        let e = Endpoints::local(&half, Arc::new(SystemClock));
+        assert!(
+            e.refund_defence(q).is_err(),
+            "an incomplete API key is an error"
+        );
     }
 }
