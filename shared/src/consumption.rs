@@ -15,9 +15,9 @@
 //!    never holds up the subscription's other events.
 //! 3. The dispatcher runs the job ([`RefundDefence::run`]): `PUT
 //!    /inApps/v2/transactions/consumption/{transactionId}`. 429, 5xx, transport
-//!    errors and 401 (a key an operator can still fix) are retried with a
-//!    backoff (30 s doubling, at most 30 min) while the window is open; any
-//!    other 4xx is Apple's final word.
+//!    errors, Apple's retryable "not found" codes and 401 (a key an operator
+//!    can still fix) are retried with a backoff (30 s doubling, at most 30 min)
+//!    while the window is open; any other 4xx is Apple's final word.
 //! 4. The outcome is a `REFUND_CONSUMPTION_SENT` event (additive to v1:
 //!    `details.consumption` = [`ConsumptionOutcome`], `details.cause_event_id`
 //!    = the request) queued in the subscription's own group, so it is applied
@@ -487,10 +487,19 @@ fn why_or_missing(why: Option<&str>) -> String {
     why.unwrap_or("no consumption information").to_owned()
 }
 
-/// Worth asking again while the window is open: rate limits, outages, and a
-/// refused token (a key the operator can still fix within the window).
+/// Apple's "not found, retryable" error codes (`AccountNotFoundRetryableError`,
+/// `AppNotFoundRetryableError`, `OriginalTransactionIdNotFoundRetryableError`).
+pub const RETRYABLE_NOT_FOUND: &[i64] = &[4_040_002, 4_040_004, 4_040_006];
+
+/// Worth asking again while the window is open: rate limits, outages (5xx,
+/// `GeneralInternalRetryableError` included), Apple's retryable "not found"
+/// codes, and a refused token (a key the operator can still fix within the
+/// window). Every other 4xx is Apple's final word (e.g. `4000035`
+/// `InvalidCustomerConsentedError`).
 fn retryable(e: &ApiError) -> bool {
-    e.retryable() || matches!(e, ApiError::Unauthorized)
+    e.retryable()
+        || matches!(e, ApiError::Unauthorized)
+        || matches!(e, ApiError::Refused { code: Some(c), .. } if RETRYABLE_NOT_FOUND.contains(c))
 }
 
 fn status_and_code(e: &ApiError) -> (Option<u16>, Option<i64>) {
@@ -821,13 +830,32 @@ mod tests {
         let job = jobs(&r.queue)[0].clone();
         r.fake.push_reply(
             400,
-            json!({"errorCode": 4000183, "errorMessage": "Invalid customer consented."}),
+            json!({"errorCode": 4000035, "errorMessage": "Invalid customer consented."}),
         );
         assert_eq!(r.defence.run(&job, 1).await, Outcome::Delivered);
         let c = outcomes(&r.queue)[0].1.details.consumption.clone().unwrap();
         assert_eq!(
             (c.result.as_str(), c.apple_status, c.apple_error_code),
-            ("REFUSED", Some(400), Some(4000183))
+            ("REFUSED", Some(400), Some(4000035))
+        );
+        // Apple's "not found, retryable" is retried; a plain "not found" is final.
+        r.fake.push_reply(
+            404,
+            json!({"errorCode": 4040006, "errorMessage": "Original transaction id not found. Please try again."}),
+        );
+        assert!(matches!(
+            r.defence.run(&job, 1).await,
+            Outcome::Retry { .. }
+        ));
+        r.fake.push_reply(
+            404,
+            json!({"errorCode": 4040010, "errorMessage": "Transaction id not found."}),
+        );
+        assert_eq!(r.defence.run(&job, 2).await, Outcome::Delivered);
+        let c = outcomes(&r.queue)[1].1.details.consumption.clone().unwrap();
+        assert_eq!(
+            (c.result.as_str(), c.apple_error_code),
+            ("REFUSED", Some(4040010))
         );
         // A refused token is retried (the operator can fix the key within the window).
         let bad = RefundDefence::new(

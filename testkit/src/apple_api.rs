@@ -496,7 +496,7 @@ async fn consumption(
         );
     }
     if b.get("customerConsented") != Some(&Value::Bool(true)) {
-        return apple_error(400, 4000183, "Invalid customer consented.");
+        return apple_error(400, 4000035, "Invalid customer consented.");
     }
     let delivery = b.get("deliveryStatus").and_then(Value::as_str);
     if !matches!(
@@ -509,13 +509,13 @@ async fn consumption(
                 | "UNDELIVERED_OTHER"
         )
     ) {
-        return apple_error(400, 4000051, "Invalid delivery status.");
+        return apple_error(400, 4000036, "Invalid delivery status.");
     }
     if !b
         .get("sampleContentProvided")
         .is_some_and(Value::is_boolean)
     {
-        return apple_error(400, 4000054, "Invalid sample content provided.");
+        return apple_error(400, 4000041, "Invalid sample content provided.");
     }
     if let Some(p) = b.get("refundPreference")
         && !matches!(
@@ -523,12 +523,12 @@ async fn consumption(
             Some("DECLINE" | "GRANT_FULL" | "GRANT_PRORATED")
         )
     {
-        return apple_error(400, 4000184, "Invalid refund preference.");
+        return apple_error(400, 4000000, "Invalid refund preference.");
     }
     if let Some(p) = b.get("consumptionPercentage")
         && p.as_u64().is_none_or(|p| p > 100_000)
     {
-        return apple_error(400, 4000185, "Invalid consumption percentage.");
+        return apple_error(400, 4000000, "Invalid consumption percentage.");
     }
     inner
         .consumptions
