@@ -41,11 +41,15 @@ PLAY_LINKS_DYNAMO_RS = ROOT / "shared" / "src" / "stores" / "playstore" / "links
 # function -> (cargo-lambda binary, where its code reads its environment: the names must appear
 # there as "LITERALS"; test code lives outside these files: storehook-testkit, shared/tests).
 FUNCTIONS = {
-    "AppStoreFunction": ("appstore", ("functions/appstore/src/**/*.rs", "shared/src/stores/appstore/**/*.rs")),
-    "PlayStoreFunction": ("playstore", ("functions/playstore/src/**/*.rs", "shared/src/stores/playstore/**/*.rs")),
-    "HuaweiFunction": ("huawei", ("functions/huawei/src/**/*.rs", "shared/src/stores/huawei/**/*.rs")),
+    "AppStoreFunction": ("appstore", ("functions/appstore/src/**/*.rs", "shared/src/stores/appstore/**/*.rs",
+                                      "shared/src/fanout.rs")),
+    "PlayStoreFunction": ("playstore", ("functions/playstore/src/**/*.rs", "shared/src/stores/playstore/**/*.rs",
+                                        "shared/src/fanout.rs")),
+    "HuaweiFunction": ("huawei", ("functions/huawei/src/**/*.rs", "shared/src/stores/huawei/**/*.rs",
+                                  "shared/src/fanout.rs")),
     "DispatcherFunction": ("dispatcher", ("functions/dispatcher/src/**/*.rs", "shared/src/config/dispatcher.rs",
                                           "shared/src/dispatch/**/*.rs", "shared/src/consumption.rs",
+                                          "shared/src/fanout.rs",
                                           "shared/src/stores/appstore/**/*.rs")),
     "SweeperFunction": ("sweeper", ("functions/sweeper/src/**/*.rs", "shared/src/config/sweeper.rs",
                                     "shared/src/stores/**/*.rs")),
@@ -57,18 +61,19 @@ FUNCTIONS = {
 EXPECTED_ENV = {
     "AppStoreFunction": {
         "QUEUE_URL", "APPLE_BUNDLE_ID", "APPLE_APP_APPLE_ID", "APPLE_ENVIRONMENTS", "INCLUDE_RAW", "RUST_LOG",
+        "WEBHOOK_ENDPOINTS",
     },
     "PlayStoreFunction": {
         "QUEUE_URL", "TABLE_NAME", "PLAY_PACKAGE_NAMES", "PLAY_PUSH_SERVICE_ACCOUNT", "PLAY_PUSH_AUDIENCE",
-        "PLAY_PUSH_TOKEN", "PLAY_SERVICE_ACCOUNT_SECRET_ARN", "INCLUDE_RAW", "RUST_LOG",
+        "PLAY_PUSH_TOKEN", "PLAY_SERVICE_ACCOUNT_SECRET_ARN", "INCLUDE_RAW", "RUST_LOG", "WEBHOOK_ENDPOINTS",
     },
     "HuaweiFunction": {
         "QUEUE_URL", "TABLE_NAME", "HUAWEI_APP_IDS", "HUAWEI_PUBLIC_KEY", "HUAWEI_CLIENT_ID", "HUAWEI_CLIENT_SECRET_ARN",
-        "HUAWEI_API_URL", "HUAWEI_ORDER_API_URL", "INCLUDE_RAW", "RUST_LOG",
+        "HUAWEI_API_URL", "HUAWEI_ORDER_API_URL", "INCLUDE_RAW", "RUST_LOG", "WEBHOOK_ENDPOINTS",
     },
     "DispatcherFunction": {
         "QUEUE_URL", "DLQ_URL", "TABLE_NAME", "WEBHOOK_URL", "WEBHOOK_SECRET_ARN", "WEBHOOK_TIMEOUT_MS",
-        "RETRY_SCHEDULE", "HISTORY_TTL_DAYS", "RUST_LOG",
+        "RETRY_SCHEDULE", "HISTORY_TTL_DAYS", "RUST_LOG", "WEBHOOK_ENDPOINTS",
         # the refund defence (shared/src/consumption.rs) with the App Store Server API
         "APPLE_BUNDLE_ID", "APPLE_API_KEY_ID", "APPLE_API_ISSUER_ID", "APPLE_API_PRIVATE_KEY_SECRET_ARN",
         "REFUND_CONSUMPTION_DEFAULT", "REFUND_CUSTOMER_CONSENT", "REFUND_SAMPLE_CONTENT_PROVIDED",
@@ -134,9 +139,11 @@ EXPECTED_GRANTS = {
         ("dynamodb:Query", "Table"),
         ("dynamodb:ConditionCheckItem", "Table"),
         ("secretsmanager:GetSecretValue", "WebhookSecret"),
-        # the refund defence (!If HasAppleApi): its jobs and outcome events, the API key
+        # jobs on its own queue (deliveries to several endpoints, the refund defence)
         ("sqs:SendMessage", "EventsQueue"),
+        # the refund defence's API key (!If HasAppleApi), the endpoints' secrets (!If HasEndpoints)
         ("secretsmanager:GetSecretValue", "AppleApiPrivateKeySecretArn"),
+        ("secretsmanager:GetSecretValue", "secret:storehook-endpoint-*"),
     },
     "SweeperFunctionRole": {
         ("logs:CreateLogStream", "SweeperLogGroup"),
@@ -230,6 +237,15 @@ def index_of(value):
     sub = value.get("Fn::Sub") if isinstance(value, dict) else None
     m = re.fullmatch(r"\$\{([A-Za-z0-9]+)\.Arn\}/index/([A-Za-z0-9_.-]+)", sub) if isinstance(sub, str) else None
     return f"{m.group(1)}/index/{m.group(2)}" if m else None
+
+
+def secret_prefix(value):
+    """{'Fn::Sub': 'arn:${AWS::Partition}:secretsmanager:...:secret:NAME-*'} -> 'secret:NAME-*' (a grant on
+    the secrets whose name starts with NAME-, e.g. the endpoints' secrets)."""
+    sub = value.get("Fn::Sub") if isinstance(value, dict) else None
+    m = re.fullmatch(r"arn:\$\{AWS::Partition\}:secretsmanager:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
+                     r"secret:([a-z0-9-]+-)\*", sub) if isinstance(sub, str) else None
+    return f"secret:{m.group(1)}*" if m else None
 
 
 def ref(value):
@@ -501,8 +517,10 @@ def main() -> int:
                 resources_ = resources_ if isinstance(resources_, list) else [resources_]
                 for a in actions:
                     for res_ in resources_:
-                        target = ref(res_) or index_of(res_) or res_
-                        c.check(target != "*" and "*" not in str(a), f"{role_id}: wildcard in {a} on {res_}")
+                        prefix = secret_prefix(res_)
+                        target = ref(res_) or index_of(res_) or prefix or res_
+                        c.check((target != "*" or prefix is not None) and "*" not in str(a),
+                                f"{role_id}: wildcard in {a} on {res_}")
                         grants.add((a, target))
                         conditions[(role_id, a, target)] = plain(st.get("Condition"))
                         # A grant on a conditional resource must be as conditional as the resource.

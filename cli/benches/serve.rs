@@ -96,6 +96,7 @@ async fn start(pki: &TestPki) -> Server {
     };
     let routes = router(
         endpoints,
+        Vec::new(),
         Arc::new(queue),
         clock,
         Some(admin),

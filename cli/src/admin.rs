@@ -192,6 +192,8 @@ async fn list_dead_letters(State(q): State<RedbQueue>) -> Response {
 }
 
 /// `POST /_storehook/replay`: `{"event_ids": ["…", …]}` or `{"all": true}`.
+/// With several endpoints an id may also name a delivery (`dlv:NAME:EVENT`,
+/// `store:NAME:EVENT`) or all of an endpoint's (`endpoint:NAME`).
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReplayRequest {

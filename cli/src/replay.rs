@@ -1,5 +1,6 @@
-//! `storehook replay`: move dead letters back to the queue (`--all`, or by
-//! `--event-id`: an explicit selection is required).
+//! `storehook replay`: move dead letters back to the queue (`--all`, by
+//! `--event-id`, or with several endpoints by `--endpoint NAME`: an explicit
+//! selection is required).
 //!
 //! Talking to a running `storehook serve`, it sends the admin token:
 //! `--admin-token` / `STOREHOOK_ADMIN_TOKEN`, else the one `serve` generated
@@ -16,6 +17,10 @@ pub struct Args {
     /// Replay these events (repeatable).
     #[arg(long = "event-id", value_name = "ID", conflicts_with = "all")]
     event_ids: Vec<String>,
+    /// Several endpoints: replay the dead letters of endpoint NAME (all of them, or with
+    /// `--event-id` those of these events).
+    #[arg(long, value_name = "NAME", conflicts_with = "all")]
+    endpoint: Option<String>,
     /// Replay every dead letter.
     #[arg(long)]
     all: bool,
@@ -97,11 +102,29 @@ impl Target {
     }
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    if !args.list && !args.all && args.event_ids.is_empty() {
-        bail!("say what to replay: --all, or --event-id ID (repeatable); --list shows them");
+/// What to replay: the event ids; with `--endpoint NAME`, that endpoint's
+/// deliveries of those events (`dlv:NAME:ID`, `store:NAME:ID`), or all of its
+/// dead letters (`endpoint:NAME`, see `storehook_shared::fanout::selects`).
+fn selectors(args: &Args) -> Vec<String> {
+    match &args.endpoint {
+        None => args.event_ids.clone(),
+        Some(name) if args.event_ids.is_empty() => vec![format!("endpoint:{name}")],
+        Some(name) => args
+            .event_ids
+            .iter()
+            .flat_map(|id| [format!("dlv:{name}:{id}"), format!("store:{name}:{id}")])
+            .collect(),
     }
-    let only = (!args.all).then_some(args.event_ids.as_slice());
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    if !args.list && !args.all && args.event_ids.is_empty() && args.endpoint.is_none() {
+        bail!(
+            "say what to replay: --all, --event-id ID (repeatable), or --endpoint NAME; --list shows them"
+        );
+    }
+    let selectors = selectors(&args);
+    let only = (!args.all).then_some(selectors.as_slice());
     match Target::from_args(&args)? {
         Target::Sqs { queue_url, dlq_url } => {
             let sdk = storehook_shared::aws_sdk::sdk_config().await;
@@ -152,7 +175,7 @@ async fn ask_server(args: &Args, base: &str, token: &AdminToken) -> anyhow::Resu
     let selection = if args.all {
         serde_json::json!({ "all": true })
     } else {
-        serde_json::json!({ "event_ids": args.event_ids })
+        serde_json::json!({ "event_ids": selectors(args) })
     };
     let resp = if args.list {
         client

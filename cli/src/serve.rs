@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get};
 use clap::Args as ClapArgs;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use storehook_shared::aws_sdk::sdk_config;
@@ -20,6 +20,9 @@ use storehook_shared::clock::{Clock, SystemClock};
 use storehook_shared::config::Lookup;
 use storehook_shared::dispatch::Dispatcher;
 use storehook_shared::dispatch::worker::Consumer;
+use storehook_shared::fanout::{
+    Destination, EndpointSpec, Fanout, StoreCopy, parse_endpoints, store_copies,
+};
 use storehook_shared::ingest::{Ingest, StoreEndpoint, StoreRequest};
 use storehook_shared::queue::EventQueue;
 use storehook_shared::queue::redb::RedbQueue;
@@ -27,6 +30,7 @@ use storehook_shared::queue::sqs::{SqsMessageControl, SqsQueue};
 use storehook_shared::redb_file::Health;
 use storehook_shared::redb_file::{create_private_dir, ensure_private_file, write_private_new};
 use storehook_shared::retry::RetrySchedule;
+use storehook_shared::secrets::SecretSource;
 use storehook_shared::state::{DynamoState, RedbState, StateStore};
 use storehook_shared::stores::Endpoints;
 use storehook_shared::stores::appstore::config::read_trust_roots;
@@ -34,7 +38,7 @@ use storehook_shared::stores::playstore::links::LinkStore;
 use storehook_shared::stores::playstore::links::dynamo::DynamoLinkStore;
 use storehook_shared::stores::playstore::links::redb::RedbLinkStore;
 use storehook_shared::sweep::{StatusSource, Sweeper, parse_duration};
-use storehook_shared::webhook::{HttpWebhookSender, WebhookSecret, WebhookSecrets};
+use storehook_shared::webhook::{HttpWebhookSender, WebhookSecret, WebhookSecrets, WebhookSender};
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
@@ -51,6 +55,11 @@ pub struct Args {
     /// generated once and kept in the data dir.
     #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// Several endpoints: a JSON file with the array of `WEBHOOK_ENDPOINTS` (name, url, secret,
+    /// filter, format "event" | "store"; see README "Several endpoints"). Replaces
+    /// `--webhook-url` / `--webhook-secret`.
+    #[arg(long, env = "STOREHOOK_ENDPOINTS", conflicts_with_all = ["webhook_url", "webhook_secret"])]
+    pub endpoints: Option<PathBuf>,
     /// Per-attempt webhook timeout in milliseconds.
     #[arg(long, default_value_t = 10_000, env = "WEBHOOK_TIMEOUT_MS")]
     pub webhook_timeout_ms: u64,
@@ -206,24 +215,69 @@ fn schedule(args: &Args) -> anyhow::Result<RetrySchedule> {
     })
 }
 
+/// The endpoints of `--endpoints FILE` (secrets inline), checked.
+pub fn read_endpoints(path: &Path) -> anyhow::Result<Vec<EndpointSpec>> {
+    let json = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --endpoints {}", path.display()))?;
+    parse_endpoints(&json, false)
+        .map_err(|e| anyhow::anyhow!("--endpoints {}: {e}", path.display()))
+}
+
+/// The senders of `specs` (inline secrets), for a [`Fanout`].
+pub fn destinations(
+    specs: &[EndpointSpec],
+    timeout: Duration,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Vec<Destination>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let SecretSource::Inline(secrets) = &spec.secret else {
+                bail!("endpoint {:?}: secret_arn needs AWS", spec.name);
+            };
+            let sender = HttpWebhookSender::new(&spec.url, secrets.clone(), timeout, clock.clone())
+                .with_context(|| format!("endpoint {:?}", spec.name))?;
+            Ok(Destination {
+                name: spec.name.clone(),
+                filter: spec.filter.clone(),
+                format: spec.format,
+                sender: Arc::new(sender),
+            })
+        })
+        .collect()
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let specs = args.endpoints.as_deref().map(read_endpoints).transpose()?;
     let backend = Backend::from_args(&args)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let secrets = secrets(&args)?;
-    let (webhook_url, _receiver) = match &args.webhook_url {
-        Some(u) => (u.clone(), None),
+    let timeout = Duration::from_millis(args.webhook_timeout_ms);
+    let mut _receiver = None;
+    let (sender, dests): (Arc<dyn WebhookSender>, Option<Vec<Destination>>) = match &specs {
+        Some(specs) => {
+            let d = destinations(specs, timeout, clock.clone())?;
+            for x in &d {
+                tracing::info!(endpoint = %x.name, format = ?x.format, filter = ?x.filter, "endpoint configured");
+            }
+            // Unused with several endpoints: each job posts through its own.
+            (d[0].sender.clone(), Some(d))
+        }
         None => {
-            let r = crate::receiver::start(secrets.clone()).await?;
-            tracing::warn!(url = %r.url, "no --webhook-url: delivering to the built-in receiver, which prints every event");
-            (r.url.clone(), Some(r))
+            let secrets = secrets(&args)?;
+            let webhook_url = match &args.webhook_url {
+                Some(u) => u.clone(),
+                None => {
+                    let r = crate::receiver::start(secrets.clone()).await?;
+                    tracing::warn!(url = %r.url, "no --webhook-url: delivering to the built-in receiver, which prints every event");
+                    let url = r.url.clone();
+                    _receiver = Some(r);
+                    url
+                }
+            };
+            let sender = HttpWebhookSender::new(&webhook_url, secrets, timeout, clock.clone())?;
+            (Arc::new(sender), None)
         }
     };
-    let sender = Arc::new(HttpWebhookSender::new(
-        &webhook_url,
-        secrets,
-        Duration::from_millis(args.webhook_timeout_ms),
-        clock.clone(),
-    )?);
     let schedule = schedule(&args)?;
     let ports = backend.open(clock.clone()).await?;
     let endpoints = endpoints(&args, clock.clone(), ports.links.clone())?;
@@ -237,8 +291,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let refund = Endpoints::local(&args.lookup(), clock.clone())
         .trusting(read_trust_roots(&args.trust_roots)?)
         .refund_defence(ports.queue.clone())?;
+    let fanout = dests.map(|d| Arc::new(Fanout::new(d, ports.queue.clone())));
     let dispatcher = Arc::new(
-        Dispatcher::new(ports.state, sender, schedule, clock.clone()).with_refund_defence(refund),
+        Dispatcher::new(ports.state, sender, schedule, clock.clone())
+            .with_refund_defence(refund)
+            .with_fanout(fanout),
     );
     let workers = ports.consumer.spawn(dispatcher, clock.clone());
     let admin = match ports.admin_queue {
@@ -249,7 +306,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
 
-    let app = router(endpoints, ports.queue, clock, admin, ports.health);
+    let copies = specs.as_deref().map(store_copies).unwrap_or_default();
+    let app = router(endpoints, copies, ports.queue, clock, admin, ports.health);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -481,6 +539,7 @@ impl StorageHealth {
 /// (`{"event_ids": [...]}` or `{"all": true}`).
 pub fn router(
     endpoints: Vec<Arc<dyn StoreEndpoint>>,
+    store_copies: Vec<StoreCopy>,
     queue: Arc<dyn EventQueue>,
     clock: Arc<dyn Clock>,
     admin: Option<Admin>,
@@ -488,7 +547,10 @@ pub fn router(
 ) -> Router {
     let mut app = Router::new().route("/healthz", get(move || health.clone().answer()));
     for e in endpoints {
-        let ingest = Arc::new(Ingest::new(e.clone(), queue.clone(), clock.clone()));
+        let ingest = Arc::new(
+            Ingest::new(e.clone(), queue.clone(), clock.clone())
+                .with_store_copies(store_copies.clone()),
+        );
         // Every method reaches `Ingest`, which answers anything but POST with
         // 405 `method_not_allowed` as JSON (axum's own 405 has an empty body).
         app = app.route(&format!("/{}", e.route()), any(handle).with_state(ingest));
@@ -549,6 +611,7 @@ mod tests {
             }
         });
         let app = router(
+            Vec::new(),
             Vec::new(),
             Arc::new(storehook_shared::queue::MemoryQueue::new()),
             Arc::new(SystemClock),

@@ -953,3 +953,232 @@ async fn slow_and_idle_connections_are_closed_and_connections_are_capped() {
         t.elapsed()
     );
 }
+
+/// Several endpoints (`--endpoints`, issue #13): "all" gets every event at
+/// once while "renewals" (filtered to SUBSCRIPTION_RENEWED) is down; "raw"
+/// gets the store's own bodies byte for byte, signed, with `storehook-store`;
+/// "renewals" gets its events in order, with `previous_sequence` chaining
+/// them, once it is back. State is applied once.
+#[tokio::test]
+async fn several_endpoints_are_filtered_independent_and_store_copies_are_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new();
+    let root_pem = dir.path().join("root.pem");
+    std::fs::write(&root_pem, pki.root_pem()).unwrap();
+    let (all, renewals, raw) = (
+        TestReceiver::start().await.unwrap(),
+        TestReceiver::start().await.unwrap(),
+        TestReceiver::start().await.unwrap(),
+    );
+    // "renewals" is down for its first four attempts (about 4 s of retries).
+    for _ in 0..4 {
+        renewals.push(Reply::status(503));
+    }
+    let secrets: Vec<String> = (0..3).map(|_| WebhookSecret::generate().unwrap()).collect();
+    let config = serde_json::json!([
+        {"name": "all", "url": all.url(), "secret": secrets[0]},
+        {"name": "renewals", "url": renewals.url(), "secret": secrets[1],
+         "filter": {"types": ["SUBSCRIPTION_RENEWED"], "stores": ["APP_STORE"]}},
+        {"name": "raw", "url": raw.url(), "secret": secrets[2], "format": "store",
+         "filter": {"environments": ["PRODUCTION"]}},
+    ]);
+    let file = dir.path().join("endpoints.json");
+    std::fs::write(&file, config.to_string()).unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--endpoints")
+        .arg(&file)
+        .arg("--trust-root")
+        .arg(&root_pem)
+        .args(["--apple-bundle-id", BUNDLE_ID])
+        .args(["--apple-app-apple-id", &APP_APPLE_ID.to_string()])
+        .args(["--retry-schedule", "1s,1s,1s,1s,1s,1s,1s,1s"])
+        .args(["--sweep-interval", "0"]);
+    let s = start(cmd, port, &data, Stdio::null()).await;
+
+    // GIVEN a subscription: bought, renewed twice
+    let bodies = [
+        body(&pki, "SUBSCRIBED", Some("INITIAL_BUY"), "e-1", 0, 1, true),
+        body(&pki, "DID_RENEW", None, "e-2", 1, 1, true),
+        body(&pki, "DID_RENEW", None, "e-3", 2, 1, true),
+    ];
+    for b in &bodies {
+        assert_eq!(post(&s.base, b.clone()).await.0, 200);
+    }
+
+    // THEN "all" gets everything while "renewals" is still failing
+    let got = all.wait_for_requests(4, Duration::from_secs(20)).await;
+    let verify_all = |r: &storehook_testkit::receiver::ReceivedRequest, secret: &str| {
+        let secrets = WebhookSecrets::parse(secret).unwrap();
+        verify(
+            &r.headers,
+            &r.body,
+            &secrets,
+            chrono::Utc::now(),
+            storehook_shared::webhook::DEFAULT_TOLERANCE,
+        )
+        .unwrap()
+    };
+    let events: Vec<serde_json::Value> = got.iter().map(|r| r.json().unwrap()).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "SUBSCRIPTION_STARTED",
+            "ACCESS_GRANTED",
+            "SUBSCRIPTION_RENEWED",
+            "SUBSCRIPTION_RENEWED"
+        ]
+    );
+    for (i, (r, e)) in got.iter().zip(&events).enumerate() {
+        let v = verify_all(r, &secrets[0]);
+        assert_eq!(
+            v.id,
+            e["id"].as_str().unwrap(),
+            "webhook-id is the event id"
+        );
+        assert_eq!(e["sequence"], i + 1);
+        let previous = (i > 0).then_some(i);
+        assert_eq!(e["previous_sequence"].as_u64(), previous.map(|p| p as u64));
+    }
+    let all_done = got.last().unwrap().at;
+    assert!(
+        renewals.requests().iter().all(|r| r.answered == 503),
+        "\"renewals\" has not been served yet when \"all\" has everything"
+    );
+
+    // AND "raw" gets the three store bodies, byte for byte, signed with its secret
+    let copies = raw.wait_for_requests(3, Duration::from_secs(20)).await;
+    for (r, b) in copies.iter().zip(&bodies) {
+        assert_eq!(&r.body[..], &b[..], "byte-identical store body");
+        assert_eq!(r.header("storehook-store"), Some("appstore"));
+        verify_all(r, &secrets[2]);
+    }
+
+    // AND "renewals", once back, gets the two renewals in order, chained
+    let got = renewals.wait_for_requests(6, Duration::from_secs(30)).await;
+    let ok: Vec<_> = got.iter().filter(|r| r.answered == 200).collect();
+    assert_eq!(
+        ok.len(),
+        2,
+        "{:?}",
+        got.iter().map(|r| r.answered).collect::<Vec<_>>()
+    );
+    assert!(ok[0].at > all_done, "served after its outage");
+    let first: serde_json::Value = ok[0].json().unwrap();
+    let second: serde_json::Value = ok[1].json().unwrap();
+    verify_all(ok[0], &secrets[1]);
+    assert_eq!(
+        (
+            first["type"].as_str(),
+            first["sequence"].as_u64(),
+            first["previous_sequence"].as_u64()
+        ),
+        (Some("SUBSCRIPTION_RENEWED"), Some(3), None)
+    );
+    assert_eq!(
+        (
+            second["sequence"].as_u64(),
+            second["previous_sequence"].as_u64()
+        ),
+        (Some(4), Some(3))
+    );
+    wait_drained(&s).await;
+    // nothing more anywhere (state applied once: no duplicate events)
+    assert_eq!(all.count(), 4);
+    assert_eq!(raw.count(), 3);
+}
+
+/// An endpoint's dead letters are its own: "gone" answers 410 (dead-lettered
+/// at once) while "ok" gets everything; `storehook replay --endpoint ok`
+/// replays nothing, `--endpoint gone` replays exactly its deliveries, which
+/// then arrive with their original ids and sequences.
+#[tokio::test]
+async fn an_endpoints_dead_letters_are_replayed_with_replay_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new();
+    let root_pem = dir.path().join("root.pem");
+    std::fs::write(&root_pem, pki.root_pem()).unwrap();
+    let (ok, gone) = (
+        TestReceiver::start().await.unwrap(),
+        TestReceiver::start().await.unwrap(),
+    );
+    gone.set_default(Reply::status(410));
+    let secret = WebhookSecret::generate().unwrap();
+    let config = serde_json::json!([
+        {"name": "ok", "url": ok.url(), "secret": secret},
+        {"name": "gone", "url": gone.url(), "secret": secret},
+    ]);
+    let file = dir.path().join("endpoints.json");
+    std::fs::write(&file, config.to_string()).unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--endpoints")
+        .arg(&file)
+        .arg("--trust-root")
+        .arg(&root_pem)
+        .args(["--apple-bundle-id", BUNDLE_ID])
+        .args(["--apple-app-apple-id", &APP_APPLE_ID.to_string()])
+        .args(["--sweep-interval", "0"]);
+    let s = start(cmd, port, &data, Stdio::null()).await;
+    let b = body(&pki, "SUBSCRIBED", Some("INITIAL_BUY"), "r-1", 0, 1, true);
+    assert_eq!(post(&s.base, b).await.0, 200);
+    let delivered = ok.wait_for_requests(2, Duration::from_secs(20)).await;
+    wait_drained(&s).await;
+    let client = reqwest::Client::new();
+    let dead = get_json(
+        &client,
+        &s.token,
+        &format!("{}/_storehook/dead-letters", s.base),
+    )
+    .await;
+    assert_eq!(
+        dead["dead_letters"].as_array().map(Vec::len),
+        Some(2),
+        "{dead}"
+    );
+
+    let replay = |endpoint: &str| {
+        Command::new(BIN)
+            .args(["replay", "--endpoint", endpoint, "--server", &s.base])
+            .args(["--admin-token", &s.token])
+            .output()
+            .unwrap()
+    };
+    let out = replay("ok");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "{\"replayed\":0}"
+    );
+    gone.set_default(Reply::status(200));
+    let out = replay("gone");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"replayed\":2"));
+    let got = gone.wait_for_requests(4, Duration::from_secs(20)).await;
+    let replayed: Vec<&storehook_testkit::receiver::ReceivedRequest> =
+        got.iter().filter(|r| r.answered == 200).collect();
+    assert_eq!(replayed.len(), 2);
+    for (r, d) in replayed.iter().zip(&delivered) {
+        assert_eq!(r.webhook_id(), d.webhook_id(), "same id, same order");
+        assert_eq!(r.body, d.body, "same event, same sequence");
+    }
+    wait_drained(&s).await;
+    assert_eq!(ok.count(), 2, "the other endpoint got nothing again");
+}

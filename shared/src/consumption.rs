@@ -545,6 +545,7 @@ pub fn outcome_event(job: &ConsumptionJob, outcome: ConsumptionOutcome, now: Tim
         },
         store_notification: r.store_notification.clone(),
         raw: None,
+        previous_sequence: None,
     }
 }
 

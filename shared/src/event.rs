@@ -587,6 +587,13 @@ pub struct Event {
     /// Decoded store payloads, when the endpoint is configured to include them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<serde_json::Value>,
+    /// With several endpoints configured (`WEBHOOK_ENDPOINTS`): the `sequence`
+    /// of the last event of this subscription that passed the receiving
+    /// endpoint's filter before this one (`sequence - 1` without a filter);
+    /// absent for its first. A smaller number than the last one received means
+    /// a delivery is missing. (Additive to v1.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_sequence: Option<u64>,
 }
 
 impl Event {

@@ -102,6 +102,7 @@ pub struct Ingest {
     endpoint: Arc<dyn StoreEndpoint>,
     queue: Arc<dyn EventQueue>,
     clock: Arc<dyn Clock>,
+    store_copies: Vec<crate::fanout::StoreCopy>,
 }
 
 impl Ingest {
@@ -115,7 +116,15 @@ impl Ingest {
             endpoint,
             queue,
             clock,
+            store_copies: Vec::new(),
         }
+    }
+
+    /// Also queues the verified original request for these `store`-format
+    /// endpoints ([`crate::fanout`]).
+    pub fn with_store_copies(mut self, copies: Vec<crate::fanout::StoreCopy>) -> Self {
+        self.store_copies = copies;
+        self
     }
 
     /// The endpoint's route name.
@@ -175,11 +184,16 @@ impl Ingest {
                 );
             }
         }
-        let messages = events
+        let mut messages = events
             .iter()
             .map(QueueMessage::for_event)
             .collect::<Result<Vec<_>, _>>()
             .map_err(queue_rejection)?;
+        // The store's own body for `store`-format endpoints, once verified.
+        messages.extend(
+            crate::fanout::store_copy_messages(&self.store_copies, self.route(), req, &events)
+                .map_err(queue_rejection)?,
+        );
         for chunk in messages.chunks(MAX_BATCH) {
             self.queue.send(chunk).await.map_err(queue_rejection)?;
         }

@@ -21,6 +21,7 @@ pub mod country;
 pub mod dispatch;
 pub mod error;
 pub mod event;
+pub mod fanout;
 pub mod http;
 pub mod ingest;
 pub mod json;

@@ -76,6 +76,7 @@ pub fn sub_event(
             id: notification.into(),
         },
         raw: None,
+        previous_sequence: None,
     }
 }
 

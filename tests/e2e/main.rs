@@ -960,3 +960,116 @@ async fn the_dispatcher_lambda_answers_a_refund_request_through_the_queue() {
     assert_eq!(h.depth(h.dlq_url()).await, (0, 0));
     h.destroy().await;
 }
+
+/// Several endpoints on the AWS path (issue #13): the dispatcher Lambda's
+/// batch handler applies each event once and queues one delivery job per
+/// endpoint in the endpoint's own FIFO group; an endpoint in a long outage
+/// ("down", answering 503) never holds the other ("main"), and gets its events
+/// in order once it is back.
+#[tokio::test]
+async fn an_endpoint_in_an_outage_never_holds_another_through_sqs() {
+    use std::sync::Arc;
+    use storehook_shared::clock::SystemClock;
+    use storehook_shared::fanout::{Destination, Fanout, Filter, Format};
+    use storehook_shared::queue::sqs::SqsQueue;
+    use storehook_shared::webhook::HttpWebhookSender;
+    use storehook_testkit::receiver::TestReceiver;
+
+    let Some(mut h) = Harness::start(
+        "an_endpoint_in_an_outage_never_holds_another_through_sqs",
+        Options {
+            schedule: "1s,1s,1s,1s,1s,1s,1s,1s,1s,1s",
+            ..Options::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let down = TestReceiver::start().await.unwrap();
+    down.set_default(Reply::status(503));
+    let sender = |url: &str| {
+        Arc::new(
+            HttpWebhookSender::new(
+                url,
+                h.secrets.clone(),
+                Duration::from_secs(5),
+                Arc::new(SystemClock),
+            )
+            .unwrap(),
+        )
+    };
+    let fanout = Fanout::new(
+        vec![
+            Destination {
+                name: "main".into(),
+                filter: Filter::default(),
+                format: Format::Event,
+                sender: sender(&h.rx.url()),
+            },
+            Destination {
+                name: "down".into(),
+                filter: Filter::default(),
+                format: Format::Event,
+                sender: sender(&down.url()),
+            },
+        ],
+        Arc::new(SqsQueue::new(h.sqs.clone(), h.queue_url().to_owned())),
+    );
+    h.dispatcher = Arc::new((*h.dispatcher).clone().with_fanout(Some(Arc::new(fanout))));
+
+    // GIVEN a subscription's start and two renewals
+    let sub = AppleSub::new(h.store_id("fan"));
+    h.post(sub.subscribed(&h.pki, &format!("{}-1", h.tag), T0))
+        .await;
+    h.post(sub.renewed(&h.pki, &format!("{}-2", h.tag), T0 + 30 * DAY))
+        .await;
+    h.post(sub.renewed(&h.pki, &format!("{}-3", h.tag), T0 + 60 * DAY))
+        .await;
+    // WHEN the dispatcher runs while "down" answers 503
+    h.pump_until("main has every event", PUMP, || async {
+        h.delivered_to(&sub.group()).len() >= 4
+    })
+    .await;
+    // THEN "main" got all of them in order, applied once
+    let ds = h.delivered_to(&sub.group());
+    assert_eq!(seqs(&ds), [1, 2, 3, 4], "{:?}", kinds(&ds));
+    assert_eq!(
+        ds.iter()
+            .map(|d| d.event.previous_sequence)
+            .collect::<Vec<_>>(),
+        [None, Some(1), Some(2), Some(3)]
+    );
+    assert_eq!(h.history(&sub.group()).await.len(), 4, "state applied once");
+    assert!(down.count() >= 1 && down.requests().iter().all(|r| r.answered == 503));
+
+    // WHEN "down" comes back
+    down.set_default(Reply::status(200));
+    h.pump_until("down has every event", PUMP, || async {
+        down.requests().iter().filter(|r| r.answered == 200).count() >= 4
+    })
+    .await;
+    // THEN it gets the same events, in order, once each
+    let got: Vec<storehook_shared::event::Event> = down
+        .requests()
+        .iter()
+        .filter(|r| r.answered == 200)
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(
+        got.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert_eq!(
+        got.iter().map(|e| e.id.0.clone()).collect::<Vec<_>>(),
+        ids(&ds)
+    );
+    h.drain(PUMP).await;
+    assert_eq!(h.depth(h.dlq_url()).await, (0, 0));
+    assert_eq!(
+        h.delivered_to(&sub.group()).len(),
+        4,
+        "main got nothing twice"
+    );
+    h.destroy().await;
+}

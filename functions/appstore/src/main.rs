@@ -25,5 +25,7 @@ async fn cold_start() -> Result<Ingest, ConfigError> {
     let clock = Arc::new(SystemClock);
     let endpoint = Endpoints::deployment(&Env, clock.clone()).appstore()?;
     let queue = SqsQueue::from_sdk(&sdk_config().await, required(&Env, "QUEUE_URL")?);
-    Ok(Ingest::new(Arc::new(endpoint), Arc::new(queue), clock))
+    // `store`-format endpoints get the verified original body (WEBHOOK_ENDPOINTS).
+    let copies = storehook_shared::fanout::store_copies_setting(&Env)?;
+    Ok(Ingest::new(Arc::new(endpoint), Arc::new(queue), clock).with_store_copies(copies))
 }

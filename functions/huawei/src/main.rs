@@ -35,5 +35,7 @@ async fn cold_start() -> Result<Ingest, ConfigError> {
         endpoint = endpoint.with_token_store(Arc::new(DynamoLinkStore::from_sdk(&sdk, table)));
     }
     let queue = SqsQueue::from_sdk(&sdk, required(&settings, "QUEUE_URL")?);
-    Ok(Ingest::new(Arc::new(endpoint), Arc::new(queue), clock))
+    // `store`-format endpoints get the verified original body (WEBHOOK_ENDPOINTS).
+    let copies = storehook_shared::fanout::store_copies_setting(&settings)?;
+    Ok(Ingest::new(Arc::new(endpoint), Arc::new(queue), clock).with_store_copies(copies))
 }

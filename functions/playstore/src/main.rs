@@ -35,5 +35,7 @@ async fn cold_start() -> Result<Ingest, ConfigError> {
     let links = DynamoLinkStore::from_sdk(&sdk, required(&settings, "TABLE_NAME")?);
     let endpoint = Endpoints::deployment(&settings, clock.clone()).playstore(Arc::new(links))?;
     let queue = SqsQueue::from_sdk(&sdk, required(&settings, "QUEUE_URL")?);
-    Ok(Ingest::new(Arc::new(endpoint), Arc::new(queue), clock))
+    // `store`-format endpoints get the verified original body (WEBHOOK_ENDPOINTS).
+    let copies = storehook_shared::fanout::store_copies_setting(&settings)?;
+    Ok(Ingest::new(Arc::new(endpoint), Arc::new(queue), clock).with_store_copies(copies))
 }

@@ -6,7 +6,8 @@
 //! | `QUEUE_URL` | the FIFO queue the function consumes (for ChangeMessageVisibility) | required |
 //! | `DLQ_URL` | the FIFO dead-letter queue | required |
 //! | `TABLE_NAME` | the DynamoDB table | required |
-//! | `WEBHOOK_URL` | the app maker's endpoint (http/https) | required |
+//! | `WEBHOOK_URL` | the app maker's endpoint (http/https) | required without `WEBHOOK_ENDPOINTS` |
+//! | `WEBHOOK_ENDPOINTS` / `WEBHOOK_ENDPOINTS_SECRET_ARN` | several endpoints ([`crate::fanout`]) | – |
 //! | `WEBHOOK_SECRET_ARN` | Secrets Manager secret (ARN or name) holding the signing secret(s) | – |
 //! | `WEBHOOK_SECRET` | the secret(s) inline, used when `WEBHOOK_SECRET_ARN` is unset | – |
 //! | `WEBHOOK_TIMEOUT_MS` | per-attempt HTTP timeout | 10000 |
@@ -122,8 +123,16 @@ impl DispatcherConfig {
                 }
             },
         };
-        let webhook_url = required(&l, "WEBHOOK_URL")?;
-        if !(webhook_url.starts_with("https://") || webhook_url.starts_with("http://")) {
+        // With several endpoints (`WEBHOOK_ENDPOINTS`) the single webhook is optional.
+        let endpoints = l.get(crate::fanout::ENDPOINTS.inline).is_some()
+            || l.get(crate::fanout::ENDPOINTS.arn).is_some();
+        let webhook_url = match l.get("WEBHOOK_URL") {
+            None if endpoints => String::new(),
+            _ => required(&l, "WEBHOOK_URL")?,
+        };
+        let http = webhook_url.starts_with("https://") || webhook_url.starts_with("http://");
+        let absent_with_endpoints = webhook_url.is_empty() && endpoints;
+        if !http && !absent_with_endpoints {
             return Err(ConfigError::Invalid {
                 var: "WEBHOOK_URL",
                 reason: "must start with https:// or http://".into(),

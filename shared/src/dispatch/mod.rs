@@ -27,8 +27,11 @@
 
 use crate::clock::Clock;
 use crate::consumption::{ConsumptionJob, RefundDefence};
+use crate::event::EventId;
 use crate::event::{Event, Timestamp};
+use crate::fanout::{DeliveryJob, Fanout};
 use crate::retry::RetrySchedule;
+use crate::state::Recorded;
 use crate::state::{DeliveryRecord, StateStore};
 use crate::webhook::WebhookSender;
 use std::fmt;
@@ -74,6 +77,9 @@ pub struct Dispatcher {
     /// Answers App Store refund requests to Apple ([`crate::consumption`]),
     /// when the App Store Server API is configured.
     pub refund: Option<Arc<RefundDefence>>,
+    /// Several endpoints ([`crate::fanout`]): events are applied here and
+    /// delivered by per-endpoint jobs; `None`: `sender` is the one endpoint.
+    pub fanout: Option<Arc<Fanout>>,
 }
 
 impl fmt::Debug for Dispatcher {
@@ -115,7 +121,14 @@ impl Dispatcher {
             schedule,
             clock,
             refund: None,
+            fanout: None,
         }
+    }
+
+    /// The same dispatcher delivering to several endpoints through `fanout`.
+    pub fn with_fanout(mut self, fanout: Option<Arc<Fanout>>) -> Self {
+        self.fanout = fanout;
+        self
     }
 
     /// The same dispatcher answering App Store refund requests with `refund`.
@@ -155,6 +168,10 @@ impl Dispatcher {
                 };
             }
         };
+
+        if let Some(fanout) = &self.fanout {
+            return self.fan_out(fanout, &recorded, attempt).await;
+        }
 
         let mut sent = false;
         for ev in std::iter::once(&recorded.event).chain(&recorded.derived) {
@@ -259,6 +276,164 @@ impl Dispatcher {
         } else {
             Outcome::AlreadyDelivered
         }
+    }
+
+    /// Several endpoints: queues the delivery jobs of an applied event (see
+    /// [`crate::fanout`]); the message is done once they are queued.
+    async fn fan_out(&self, fanout: &Fanout, recorded: &Recorded, attempt: u32) -> Outcome {
+        let events: Vec<&Event> = std::iter::once(&recorded.event)
+            .chain(&recorded.derived)
+            .collect();
+        let history = if fanout.needs_history() {
+            match self.state.history(&recorded.event.group_key()).await {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "history read failed");
+                    return self.retry_or_dead_letter(attempt, None, &format!("state store: {e}"));
+                }
+            }
+        } else {
+            None
+        };
+        let messages = match fanout.jobs(&events, history.as_deref()) {
+            Ok(m) => m,
+            Err(e) => {
+                return Outcome::DeadLetter {
+                    reason: truncate(e.to_string()),
+                };
+            }
+        };
+        match fanout.send(&messages).await {
+            Ok(()) => {
+                tracing::info!(
+                    event_id = %recorded.event.id,
+                    sequence = recorded.event.sequence,
+                    deliveries = messages.len(),
+                    "applied; deliveries queued"
+                );
+                Outcome::Delivered
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "delivery jobs not queued");
+                self.retry_or_dead_letter(attempt, None, &format!("queueing deliveries: {e}"))
+            }
+        }
+    }
+
+    /// Runs one delivery job ([`DeliveryJob`]): one POST to one endpoint,
+    /// recorded under the job's id; its outcome settles only this job.
+    #[tracing::instrument(skip_all, fields(delivery_id = %job.id, endpoint = %job.endpoint, attempt = receive_count))]
+    pub async fn process_delivery(&self, job: &DeliveryJob, receive_count: u32) -> Outcome {
+        let attempt = receive_count.max(1);
+        let Some(dest) = self
+            .fanout
+            .as_ref()
+            .and_then(|f| f.destination(&job.endpoint))
+        else {
+            // Replayable once the endpoint is configured again.
+            return Outcome::DeadLetter {
+                reason: format!("endpoint {:?} is not configured", job.endpoint),
+            };
+        };
+        let record_id = EventId(job.id.clone());
+        let previous = match self.state.delivery(&record_id).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "delivery record read failed");
+                return self.retry_or_dead_letter(attempt, None, &format!("state store: {e}"));
+            }
+        };
+        if previous.as_ref().is_some_and(|r| r.delivered_at.is_some()) {
+            return Outcome::AlreadyDelivered;
+        }
+        let webhook_id = EventId(job.webhook_id.clone());
+        let result = match (&job.event, &job.store) {
+            (Some(ev), _) => match serde_json::to_vec(ev) {
+                Ok(body) => dest.sender.post(&webhook_id, &body).await,
+                Err(e) => {
+                    return Outcome::DeadLetter {
+                        reason: truncate(format!("event does not serialize: {e}")),
+                    };
+                }
+            },
+            (None, Some(copy)) => match copy.bytes() {
+                Ok(body) => {
+                    let ct = copy.content_type.as_deref().unwrap_or("application/json");
+                    dest.sender
+                        .post_as(
+                            &webhook_id,
+                            &body,
+                            ct,
+                            &[(crate::fanout::STORE_HEADER, copy.store.as_str())],
+                        )
+                        .await
+                }
+                Err(e) => return Outcome::DeadLetter { reason: e },
+            },
+            (None, None) => {
+                return Outcome::DeadLetter {
+                    reason: "a delivery job with nothing to deliver".into(),
+                };
+            }
+        };
+        let now = Timestamp(self.clock.now());
+        let latency_ms = u64::try_from(result.latency.as_millis()).unwrap_or(u64::MAX);
+        let record = DeliveryRecord {
+            attempts: previous.map_or(0, |p| p.attempts).saturating_add(1),
+            last_status: result.status,
+            latency_ms,
+            delivered_at: result.is_success().then_some(now),
+            last_error: result.error.clone(),
+            last_attempt_at: Some(now),
+        };
+        let kind = job
+            .event
+            .as_ref()
+            .map(|e| e.kind.as_str())
+            .unwrap_or("store");
+        if result.is_success() {
+            tracing::info!(webhook_id = %webhook_id, event_type = kind, status = result.status, latency_ms, attempt = record.attempts, "webhook delivered");
+        } else {
+            tracing::warn!(webhook_id = %webhook_id, event_type = kind, status = result.status, latency_ms, attempt = record.attempts, error = result.error.as_deref(), "webhook delivery failed");
+        }
+        // The refund defence reads the answer of the first event endpoint,
+        // before the delivery is recorded (as on the one-endpoint path).
+        if result.is_success()
+            && let (Some(refund), Some(ev)) = (&self.refund, &job.event)
+            && self
+                .fanout
+                .as_ref()
+                .is_some_and(|f| f.answers_refunds(&job.endpoint))
+            && let Err(e) = refund.after_delivery(ev, &result.body).await
+        {
+            tracing::warn!(error = %e, "refund-defence job not queued");
+            return self.retry_or_dead_letter(
+                attempt,
+                None,
+                &format!("refund-defence job for {}: {e}", ev.id),
+            );
+        }
+        if let Err(e) = self.state.record_delivery(&record_id, &record).await {
+            tracing::warn!(error = %e, "delivery record not stored");
+        }
+        if result.is_success() {
+            return Outcome::Delivered;
+        }
+        if result.is_gone() {
+            return Outcome::DeadLetter {
+                reason: format!("endpoint {} answered 410 Gone for {}", job.endpoint, job.id),
+            };
+        }
+        self.retry_or_dead_letter(
+            attempt,
+            result.retry_after,
+            &format!(
+                "endpoint {}: {} for {}",
+                job.endpoint,
+                result.describe(),
+                job.id
+            ),
+        )
     }
 
     fn retry_or_dead_letter(

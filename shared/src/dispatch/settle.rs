@@ -1,8 +1,10 @@
 //! The one rule from a received message to a queue action, for every queue
 //! (the SQS messages of a Lambda batch, the redb leases of `storehook serve`):
 //!
-//! - a refund-defence job ([`ConsumptionJob`], its body starts with
-//!   `{"storehook_job":`) is run by [`Dispatcher::process_job`];
+//! - a job (its body starts with `{"storehook_job":`) is run: a delivery to
+//!   one endpoint ([`DeliveryJob`], [`Dispatcher::process_delivery`]) or an
+//!   answer to an App Store refund request ([`ConsumptionJob`],
+//!   [`Dispatcher::process_job`]);
 //! - a body that is not an [`Event`] is dead-lettered with a reason that
 //!   names the parse error's kind and position only (bodies may carry tokens,
 //!   and serde's own text can quote them);
@@ -13,6 +15,7 @@
 use super::{Dispatcher, Outcome};
 use crate::consumption::ConsumptionJob;
 use crate::event::Event;
+use crate::fanout::{DeliveryJob, Job};
 use crate::queue::{QueueError, Received};
 
 /// Where a message stands after [`Dispatcher::settle`].
@@ -46,8 +49,12 @@ impl Dispatcher {
     /// Processes one received message and settles it on its queue: see the module docs.
     pub async fn settle(&self, message: &dyn Received) -> Settled {
         let (id, receive_count) = (message.id(), message.receive_count());
-        let outcome = match ConsumptionJob::parse(message.body()) {
-            Some(Ok(job)) => self.process_job(&job, receive_count).await,
+        let body = message.body();
+        let outcome = match DeliveryJob::parse(body).or_else(|| {
+            ConsumptionJob::parse(body).map(|r| r.map(|j| Job::Consumption(Box::new(j))))
+        }) {
+            Some(Ok(Job::Delivery(job))) => self.process_delivery(&job, receive_count).await,
+            Some(Ok(Job::Consumption(job))) => self.process_job(&job, receive_count).await,
             Some(Err(e)) => Outcome::DeadLetter {
                 reason: describe_parse_error(&e),
             },

@@ -128,8 +128,11 @@ pub async fn replay_dead_letters(
             let event_id = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v["id"].as_str().map(str::to_owned));
-            let wanted =
-                only.is_none_or(|ids| event_id.as_ref().is_some_and(|id| ids.contains(id)));
+            let wanted = only.is_none_or(|ids| {
+                event_id
+                    .as_ref()
+                    .is_some_and(|id| ids.iter().any(|s| crate::fanout::selects(s, id)))
+            });
             let receipt = m.receipt_handle.clone().unwrap_or_default();
             if !wanted {
                 skipped_handles.push(receipt);

@@ -352,7 +352,7 @@ impl Job for ReplayJob {
             if self
                 .only
                 .as_ref()
-                .is_none_or(|ids| ids.iter().any(|i| i == &s.dedup_id))
+                .is_none_or(|ids| ids.iter().any(|i| crate::fanout::selects(i, &s.dedup_id)))
             {
                 chosen.push((k.value(), s));
             }

@@ -374,6 +374,7 @@ fn access_event(cause: &Event, granted: bool, sequence: u64) -> Event {
         },
         store_notification: cause.store_notification.clone(),
         raw: None,
+        previous_sequence: None,
     }
 }
 

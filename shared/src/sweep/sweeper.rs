@@ -366,6 +366,7 @@ pub fn expired_event(
             ..Details::default()
         },
         raw: None,
+        previous_sequence: None,
     })
 }
 

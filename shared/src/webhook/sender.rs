@@ -62,6 +62,19 @@ impl DeliveryAttempt {
 pub trait WebhookSender: Send + Sync + fmt::Debug {
     /// POSTs `body` with `webhook-id` = `id`. Never fails: every outcome is a [`DeliveryAttempt`].
     async fn post(&self, id: &EventId, body: &[u8]) -> DeliveryAttempt;
+
+    /// POSTs `body` as `content_type` with the extra `headers` (a `store`-format
+    /// delivery: the store's original body). Default: [`WebhookSender::post`]
+    /// (test doubles that do not care about headers).
+    async fn post_as(
+        &self,
+        id: &EventId,
+        body: &[u8],
+        _content_type: &str,
+        _headers: &[(&str, &str)],
+    ) -> DeliveryAttempt {
+        self.post(id, body).await
+    }
 }
 
 /// Parses a `Retry-After` value: delta-seconds or an HTTP-date (past dates give zero).
@@ -144,17 +157,28 @@ impl fmt::Debug for HttpWebhookSender {
 #[async_trait]
 impl WebhookSender for HttpWebhookSender {
     async fn post(&self, id: &EventId, body: &[u8]) -> DeliveryAttempt {
+        self.post_as(id, body, "application/json", &[]).await
+    }
+
+    async fn post_as(
+        &self,
+        id: &EventId,
+        body: &[u8],
+        content_type: &str,
+        extra: &[(&str, &str)],
+    ) -> DeliveryAttempt {
         let ts = self.clock.now().timestamp();
         let headers = self.secrets.headers(id.as_str(), ts, body);
         let started = Instant::now();
-        let sent = self
+        let mut req = self
             .client
             .post(self.url.clone())
             .headers(headers)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body.to_vec())
-            .send()
-            .await;
+            .header(http::header::CONTENT_TYPE, content_type);
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let sent = req.body(body.to_vec()).send().await;
         let mut resp = match sent {
             Ok(r) => r,
             Err(e) => {

@@ -286,6 +286,7 @@ impl AppStoreStatusSource {
                 id: tx_id,
             },
             raw: None,
+            previous_sequence: None,
         })
     }
 }

@@ -92,6 +92,7 @@ pub fn translate(
             id: notification_id,
         },
         raw: config.include_raw.then(|| v.raw.clone()),
+        previous_sequence: None,
     };
     vec![event]
 }

@@ -275,6 +275,7 @@ pub fn subscription(
             id: digest_hex(&[signed]),
         },
         raw: config.include_raw.then(|| v.raw.clone()),
+        previous_sequence: None,
     };
     vec![event]
 }
@@ -620,6 +621,7 @@ pub fn order(v: &VerifiedOrder, config: &HuaweiConfig, received_at: Timestamp) -
             id: digest_hex(&parts),
         },
         raw: config.include_raw.then(|| v.raw.clone()),
+        previous_sequence: None,
     };
     vec![event]
 }

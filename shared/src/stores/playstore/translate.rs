@@ -217,6 +217,7 @@ fn base_event(
             id: push.message_id.clone(),
         },
         raw: None,
+        previous_sequence: None,
     }
 }
 
