@@ -531,11 +531,12 @@ pub fn selects(selector: &str, id: &str) -> bool {
         return true;
     }
     selector.strip_prefix("endpoint:").is_some_and(|name| {
-        ["dlv:", "store:"].iter().any(|p| {
-            id.strip_prefix(p)
-                .and_then(|rest| rest.strip_prefix(name))
-                .is_some_and(|rest| rest.starts_with(':'))
-        })
+        !name.is_empty()
+            && ["dlv:", "store:"].iter().any(|p| {
+                id.strip_prefix(p)
+                    .and_then(|rest| rest.strip_prefix(name))
+                    .is_some_and(|rest| rest.starts_with(':'))
+            })
     })
 }
 
