@@ -1,5 +1,15 @@
-//! `storehook translate`: one store HTTP body in, its events out (JSON lines),
+//! `storehook translate`: store HTTP bodies in, their events out (JSON lines),
 //! through the same endpoint code as the Lambdas — full verification included.
+//!
+//! Many inputs in one process (the endpoint and its caches are built once):
+//! several files, and/or `-` for JSON lines on standard input (one store body
+//! per line, blank lines skipped). `--with-source` wraps every output line as
+//! `{"source": "<file>" | "stdin:<line>", "event": …}` (a refusal:
+//! `{"source", "error": {"code", "status", "message"}}`). A refused input does
+//! not stop the run: it is reported on standard error, and the exit status is
+//! 1 if any input was refused (2: the configuration or the process could not
+//! start). With more than one body, a JSON summary ends standard error:
+//! `{"inputs", "translated", "events", "refused", "refused_by_code"}`.
 //!
 //! Configuration comes from the same environment variables as the Lambdas
 //! (`APPLE_*`, `HUAWEI_*`, `PLAY_*`), with flags for the common ones; the app
@@ -13,7 +23,6 @@ use std::sync::Arc;
 use storehook_shared::clock::{Clock, SystemClock};
 use storehook_shared::config::{ConfigError, Lookup};
 use storehook_shared::error::Rejection;
-use storehook_shared::event::Event;
 use storehook_shared::ingest::{StoreEndpoint, StoreRequest};
 use storehook_shared::stores::Endpoints;
 use storehook_shared::stores::appstore::config::read_trust_roots;
@@ -35,8 +44,14 @@ pub struct Args {
     /// Which store sent the body.
     #[arg(long, value_enum)]
     store: StoreName,
-    /// File holding the HTTP body, or `-` for standard input.
-    input: String,
+    /// Files holding one HTTP body each, and/or `-` for JSON lines on standard input (one body
+    /// per line).
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<String>,
+    /// Wrap each output line with the input it came from: `{"source": …, "event": …}`, and
+    /// print refusals as `{"source": …, "error": …}` lines too.
+    #[arg(long)]
+    with_source: bool,
     /// Add a trusted root certificate (PEM or DER file), beside the bundled Apple Root CA - G3.
     #[arg(long = "trust-root", value_name = "PEM")]
     trust_roots: Vec<PathBuf>,
@@ -72,16 +87,6 @@ impl Args {
             }
         }
     }
-}
-
-fn read_input(input: &str) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    if input == "-" {
-        std::io::stdin().read_to_end(&mut buf)?;
-    } else {
-        buf = std::fs::read(input)?;
-    }
-    Ok(buf)
 }
 
 fn setup(code: &'static str, e: impl std::fmt::Display) -> Rejection {
@@ -138,21 +143,60 @@ fn request(args: &Args, body: Vec<u8>) -> Result<StoreRequest, Rejection> {
     })
 }
 
-async fn events(args: &Args, body: Vec<u8>) -> Result<Vec<Event>, Rejection> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let endpoint = endpoint(args, clock.clone())?;
-    let req = request(args, body)?;
-    endpoint.events(&req, clock.now().timestamp_millis()).await
+/// One store body and where it came from.
+struct Input {
+    source: String,
+    body: Result<Vec<u8>, String>,
+}
+
+/// The bodies of `inputs`, in order: a file is one body; `-` is one body per
+/// non-blank line of standard input (read once).
+fn bodies(inputs: &[String]) -> Vec<Input> {
+    let mut out = Vec::new();
+    let mut stdin_read = false;
+    for input in inputs {
+        if input == "-" {
+            if stdin_read {
+                continue;
+            }
+            stdin_read = true;
+            let mut text = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+                out.push(Input {
+                    source: "stdin".into(),
+                    body: Err(format!("cannot read standard input: {e}")),
+                });
+                continue;
+            }
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                out.push(Input {
+                    source: format!("stdin:{}", i + 1),
+                    body: Ok(line.as_bytes().to_vec()),
+                });
+            }
+        } else {
+            out.push(Input {
+                source: input.clone(),
+                body: std::fs::read(input).map_err(|e| format!("cannot read {input}: {e}")),
+            });
+        }
+    }
+    out
+}
+
+/// What a run did (the summary).
+#[derive(Debug, Default)]
+struct Summary {
+    inputs: usize,
+    translated: usize,
+    events: usize,
+    refused: std::collections::BTreeMap<String, usize>,
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let body = match read_input(&args.input) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", args.input);
-            return ExitCode::from(2);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -163,21 +207,91 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(events(&args, body)) {
-        Ok(events) => {
-            let mut out = std::io::stdout().lock();
-            for e in events {
-                let line = serde_json::to_string(&e).unwrap_or_default();
-                if writeln!(out, "{line}").is_err() {
-                    return ExitCode::from(2);
-                }
-            }
-            ExitCode::SUCCESS
-        }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let endpoint = match endpoint(&args, clock.clone()) {
+        Ok(e) => e,
         Err(r) => {
             eprintln!("{}", r.body());
             eprintln!("error: {} ({}): {}", r.code, r.status, r.message);
-            ExitCode::from(if r.status == 2 { 2 } else { 1 })
+            return ExitCode::from(2);
         }
+    };
+    // Bad `--header`s are the run's configuration, not an input's fault.
+    if let Err(r) = request(&args, Vec::new()) {
+        eprintln!("error: {} ({}): {}", r.code, r.status, r.message);
+        return ExitCode::from(2);
+    }
+    let inputs = bodies(&args.inputs);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut summary = Summary {
+        inputs: inputs.len(),
+        ..Summary::default()
+    };
+    for input in inputs {
+        let result = match input.body {
+            Err(why) => Err(Rejection::new(2, "unreadable_input", why)),
+            Ok(body) => match request(&args, body) {
+                Err(r) => Err(r),
+                Ok(req) => runtime.block_on(endpoint.events(&req, clock.now().timestamp_millis())),
+            },
+        };
+        let written = match result {
+            Ok(events) => {
+                summary.translated += 1;
+                summary.events += events.len();
+                events.iter().try_for_each(|e| {
+                    let line = if args.with_source {
+                        serde_json::json!({"source": input.source, "event": e}).to_string()
+                    } else {
+                        serde_json::to_string(e).unwrap_or_default()
+                    };
+                    writeln!(out, "{line}")
+                })
+            }
+            Err(r) => {
+                *summary.refused.entry(r.code.to_owned()).or_default() += 1;
+                if summary.inputs == 1 {
+                    eprintln!("{}", r.body());
+                }
+                eprintln!(
+                    "error: {}: {} ({}): {}",
+                    input.source, r.code, r.status, r.message
+                );
+                if args.with_source {
+                    let line = serde_json::json!({
+                        "source": input.source,
+                        "error": {"code": r.code, "status": r.status, "message": r.message},
+                    });
+                    writeln!(out, "{line}")
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        if written.is_err() {
+            // standard output is gone (a closed pipe): nothing more can be reported
+            return ExitCode::from(2);
+        }
+    }
+    if out.flush().is_err() {
+        return ExitCode::from(2);
+    }
+    let refused: usize = summary.refused.values().sum();
+    if summary.inputs != 1 {
+        eprintln!(
+            "{}",
+            serde_json::json!({
+                "inputs": summary.inputs,
+                "translated": summary.translated,
+                "events": summary.events,
+                "refused": refused,
+                "refused_by_code": summary.refused,
+            })
+        );
+    }
+    if refused > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }

@@ -554,6 +554,123 @@ fn translate_prints_the_events_of_a_real_apple_notification_and_refuses_forgerie
     }
 }
 
+/// `storehook translate` over many inputs in one process (issue #15): every
+/// real Apple fixture as a file and again as JSON lines on standard input, a
+/// forgery and an unreadable file among them; the refused ones do not stop the
+/// run, `--with-source` names each line's input, the summary counts refusals
+/// by code, and the exit status says that some were refused.
+#[test]
+fn translate_takes_many_inputs_and_reports_each_refusal() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/appstore");
+    let mut files = Vec::new();
+    let mut lines = String::new();
+    let mut names: Vec<_> = std::fs::read_dir(fixtures)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for path in &names {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let body = serde_json::to_string(&v["body"]).unwrap();
+        let file = dir.path().join(path.file_name().unwrap());
+        std::fs::write(&file, &body).unwrap();
+        files.push(file);
+        lines.push_str(&body);
+        lines.push_str("\n\n");
+    }
+    let n = files.len();
+    let pki = TestPki::new();
+    let forged = dir.path().join("forged.json");
+    std::fs::write(&forged, body(&pki, "DID_RENEW", None, "t-9", 3, 1, true)).unwrap();
+    let missing = dir.path().join("missing.json");
+
+    let mut child = Command::new(BIN)
+        .args(["translate", "--store", "appstore", "--with-source"])
+        .args(&files)
+        .arg(&forged)
+        .arg(&missing)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "some inputs were refused");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sources = |pred: &dyn Fn(&serde_json::Value) -> bool| -> Vec<String> {
+        rows.iter()
+            .filter(|r| pred(r))
+            .map(|r| r["source"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // every fixture translated twice (as a file and as a stdin line), with its source
+    let from_files = sources(&|r| {
+        r["event"].is_object() && !r["source"].as_str().unwrap().starts_with("stdin:")
+    });
+    let from_stdin =
+        sources(&|r| r["event"].is_object() && r["source"].as_str().unwrap().starts_with("stdin:"));
+    assert_eq!(from_files.len(), n, "{stdout}");
+    assert_eq!(from_stdin.len(), n, "{stdout}");
+    assert_eq!(from_files[0], files[0].display().to_string());
+    // stdin lines are numbered as read (blank lines skipped but counted)
+    assert_eq!(from_stdin[0], "stdin:1");
+    assert_eq!(from_stdin[1], "stdin:3");
+    let file_events: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| r["event"].is_object())
+        .map(|r| &r["event"])
+        .collect();
+    for i in 0..n {
+        assert_eq!(
+            file_events[i]["id"],
+            file_events[n + i]["id"],
+            "same body, same event"
+        );
+    }
+    // the refusals are reported, in place, and do not stop the run
+    let errors: Vec<&serde_json::Value> = rows.iter().filter(|r| r["error"].is_object()).collect();
+    assert_eq!(errors.len(), 2, "{stdout}");
+    assert_eq!(errors[0]["source"], forged.display().to_string());
+    assert_eq!(errors[0]["error"]["code"], "untrusted_chain");
+    assert_eq!(errors[1]["error"]["code"], "unreadable_input");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["inputs"], 2 * n + 2, "{stderr}");
+    assert_eq!(summary["translated"], 2 * n);
+    assert_eq!(summary["refused"], 2);
+    assert_eq!(summary["refused_by_code"]["untrusted_chain"], 1);
+    assert_eq!(summary["refused_by_code"]["unreadable_input"], 1);
+
+    // all accepted: exit 0; without --with-source the lines are bare events
+    let out = Command::new(BIN)
+        .args(["translate", "--store", "appstore"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert!(first["type"].is_string() && first.get("source").is_none());
+}
+
 /// A bare `storehook serve` (embedded mode, no App Store checks) with `extra` flags; its
 /// standard error goes to `<data>/../stderr-<n>.log`.
 async fn bare_serve(data: &std::path::Path, extra: &[&str], log: &std::path::Path) -> Serve {
