@@ -2,9 +2,14 @@
 //! signedTransactionInfo, signedRenewalInfo), warm (chain cached) and cold.
 //!
 //! cargo bench -p storehook-shared --bench appstore
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+//!
+//! With `STOREHOOK_PROFILE=warm|cold|floor` and `STOREHOOK_ITERS=N` the binary
+//! runs that path N times and exits (no criterion): what
+//! `scripts/profile_warm_path.sh` runs under callgrind and DHAT, where
+//! instruction and allocation counts are repeatable.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use std::hint::black_box;
 use storehook_shared::stores::appstore::{AppStore, AppStoreConfig};
 
@@ -85,4 +90,48 @@ fn floor_inputs(body: &[u8]) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// `mode` N times, nothing else (see the module docs).
+fn profile(mode: &str, iters: usize) {
+    let body = body();
+    let now = 1_800_000_000_000;
+    let app = AppStore::new(AppStoreConfig::default()).unwrap();
+    // The chain cache is warm and every lazy initialisation done before the loop.
+    assert_eq!(app.process(&body, now).unwrap().len(), 1);
+    let jws = floor_inputs(&body);
+    for _ in 0..iters {
+        match mode {
+            "warm" => {
+                black_box(app.process(black_box(&body), now).unwrap());
+            }
+            "cold" => {
+                app.verifier().clear_cache();
+                black_box(app.process(black_box(&body), now).unwrap());
+            }
+            "floor" => {
+                for (key, msg, sig) in &jws {
+                    aws_lc_rs::signature::UnparsedPublicKey::new(
+                        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+                        key,
+                    )
+                    .verify(black_box(msg), black_box(sig))
+                    .unwrap();
+                }
+            }
+            other => panic!("STOREHOOK_PROFILE={other}: warm, cold or floor"),
+        }
+    }
+}
+
+fn main() {
+    if let Ok(mode) = std::env::var("STOREHOOK_PROFILE") {
+        let iters = std::env::var("STOREHOOK_ITERS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100);
+        profile(&mode, iters);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

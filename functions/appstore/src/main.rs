@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use storehook_shared::aws_sdk::sdk_config;
 use storehook_shared::clock::SystemClock;
-use storehook_shared::config::{ConfigError, Env, required};
+use storehook_shared::config::{ConfigError, Env, WithSecrets, required};
 use storehook_shared::ingest::Ingest;
 use storehook_shared::lambda::{Error, run_ingest};
 use storehook_shared::queue::sqs::SqsQueue;
@@ -24,8 +24,11 @@ async fn main() -> Result<(), Error> {
 async fn cold_start() -> Result<Ingest, ConfigError> {
     let clock = Arc::new(SystemClock);
     let endpoint = Endpoints::deployment(&Env, clock.clone()).appstore()?;
-    let queue = SqsQueue::from_sdk(&sdk_config().await, required(&Env, "QUEUE_URL")?);
-    // `store`-format endpoints get the verified original body (WEBHOOK_ENDPOINTS).
-    let copies = storehook_shared::fanout::store_copies_setting(&Env)?;
+    let sdk = sdk_config().await;
+    let queue = SqsQueue::from_sdk(&sdk, required(&Env, "QUEUE_URL")?);
+    // `store`-format endpoints get the verified original body (WEBHOOK_ENDPOINTS,
+    // or the secret WEBHOOK_ENDPOINTS_SECRET_ARN names).
+    let settings = WithSecrets::resolve(Env, &sdk, &[storehook_shared::fanout::ENDPOINTS]).await?;
+    let copies = storehook_shared::fanout::store_copies_setting(&settings)?;
     Ok(Ingest::new(Arc::new(endpoint), Arc::new(queue), clock).with_store_copies(copies))
 }

@@ -28,7 +28,12 @@ async fn main() -> Result<(), Error> {
 
 async fn cold_start() -> Result<Ingest, ConfigError> {
     let sdk = sdk_config().await;
-    let settings = WithSecrets::resolve(Env, &sdk, &[huawei::CLIENT_SECRET]).await?;
+    let settings = WithSecrets::resolve(
+        Env,
+        &sdk,
+        &[huawei::CLIENT_SECRET, storehook_shared::fanout::ENDPOINTS],
+    )
+    .await?;
     let clock = Arc::new(SystemClock);
     let mut endpoint = Endpoints::deployment(&settings, clock.clone()).huawei()?;
     if let Some(table) = settings.get("TABLE_NAME") {

@@ -30,7 +30,15 @@ async fn main() -> Result<(), Error> {
 
 async fn cold_start() -> Result<Ingest, ConfigError> {
     let sdk = sdk_config().await;
-    let settings = WithSecrets::resolve(Env, &sdk, &[playstore::SERVICE_ACCOUNT]).await?;
+    let settings = WithSecrets::resolve(
+        Env,
+        &sdk,
+        &[
+            playstore::SERVICE_ACCOUNT,
+            storehook_shared::fanout::ENDPOINTS,
+        ],
+    )
+    .await?;
     let clock = Arc::new(SystemClock);
     let links = DynamoLinkStore::from_sdk(&sdk, required(&settings, "TABLE_NAME")?);
     let endpoint = Endpoints::deployment(&settings, clock.clone()).playstore(Arc::new(links))?;
