@@ -205,16 +205,8 @@ impl Dispatcher {
 
             let result = self.sender.post(&ev.id, &body).await;
             sent = true;
-            let now = Timestamp(self.clock.now());
-            let latency_ms = u64::try_from(result.latency.as_millis()).unwrap_or(u64::MAX);
-            let record = DeliveryRecord {
-                attempts: previous.map_or(0, |p| p.attempts).saturating_add(1),
-                last_status: result.status,
-                latency_ms,
-                delivered_at: result.is_success().then_some(now),
-                last_error: result.error.clone(),
-                last_attempt_at: Some(now),
-            };
+            let record = self.record_of(previous, &result);
+            let latency_ms = record.latency_ms;
             if result.is_success() {
                 tracing::info!(
                     event_id = %ev.id,
@@ -376,16 +368,8 @@ impl Dispatcher {
                 };
             }
         };
-        let now = Timestamp(self.clock.now());
-        let latency_ms = u64::try_from(result.latency.as_millis()).unwrap_or(u64::MAX);
-        let record = DeliveryRecord {
-            attempts: previous.map_or(0, |p| p.attempts).saturating_add(1),
-            last_status: result.status,
-            latency_ms,
-            delivered_at: result.is_success().then_some(now),
-            last_error: result.error.clone(),
-            last_attempt_at: Some(now),
-        };
+        let record = self.record_of(previous, &result);
+        let latency_ms = record.latency_ms;
         let kind = job
             .event
             .as_ref()
@@ -434,6 +418,23 @@ impl Dispatcher {
                 job.id
             ),
         )
+    }
+
+    /// The delivery record of one attempt, after `previous` attempts' record.
+    fn record_of(
+        &self,
+        previous: Option<DeliveryRecord>,
+        result: &crate::webhook::DeliveryAttempt,
+    ) -> DeliveryRecord {
+        let now = Timestamp(self.clock.now());
+        DeliveryRecord {
+            attempts: previous.map_or(0, |p| p.attempts).saturating_add(1),
+            last_status: result.status,
+            latency_ms: u64::try_from(result.latency.as_millis()).unwrap_or(u64::MAX),
+            delivered_at: result.is_success().then_some(now),
+            last_error: result.error.clone(),
+            last_attempt_at: Some(now),
+        }
     }
 
     fn retry_or_dead_letter(
