@@ -9,6 +9,7 @@
 //! - [`apple_api`]: a fake App Store Server API that checks the JWT it gets;
 //! - [`playstore`]: a fake Google (JWKS, OAuth, androidpublisher) and push builders;
 //! - [`huawei`]: a generated IAP key, body builders and a fake Huawei API;
+//! - [`amazon`]: a generated SNS PKI served over loopback HTTPS, SNS signing and a fake RVS;
 //! - [`fixtures`]: event builders; [`conformance`]: the [`StateStore`] suite
 //!   every adapter passes (both also compiled into storehook-shared's unit tests);
 //! - with the `aws` feature, [`emulator`]: the SDK configuration of a local
@@ -17,6 +18,7 @@
 //!
 //! [`StateStore`]: storehook_shared::state::StateStore
 
+pub mod amazon;
 pub mod apple_api;
 pub mod appstore;
 pub mod conformance;

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// One request as received.
@@ -60,52 +60,34 @@ impl Server {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
         let task = tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
+            while let Ok((sock, _)) = listener.accept().await {
+                tokio::spawn(serve_conn(sock, handler.clone(), s.clone()));
+            }
+        });
+        Self { url, seen, task }
+    }
+
+    /// The same server over TLS (`acceptor`'s certificate): `https://localhost:<port>`.
+    pub async fn start_tls(
+        acceptor: tokio_rustls::TlsAcceptor,
+        handler: impl Fn(&Seen) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        let handler: Arc<Handler> = Arc::new(handler);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "https://localhost:{}",
+            listener.local_addr().unwrap().port()
+        );
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
                 let handler = handler.clone();
                 let s = s.clone();
                 tokio::spawn(async move {
-                    let mut data = Vec::new();
-                    let mut buf = vec![0u8; 16 * 1024];
-                    let head_end = loop {
-                        if let Some(p) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break p + 4;
-                        }
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => data.extend_from_slice(&buf[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
-                    let mut lines = head.split("\r\n");
-                    let mut first = lines.next().unwrap_or("").split(' ');
-                    let method = first.next().unwrap_or("").to_owned();
-                    let target = first.next().unwrap_or("").to_owned();
-                    let length = lines
-                        .filter_map(|l| l.split_once(':'))
-                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    while data.len() < head_end + length {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => data.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let seen = Seen {
-                        method,
-                        target,
-                        body: data[head_end..head_end + length].to_vec(),
-                    };
-                    s.lock().unwrap().push(seen.clone());
-                    match handler(&seen) {
-                        Some(reply) => {
-                            let _ = sock.write_all(reply.as_bytes()).await;
-                            let _ = sock.shutdown().await;
-                        }
-                        None => {
-                            // hold the connection open, never answering
-                            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
-                        }
+                    if let Ok(tls) = acceptor.accept(sock).await {
+                        serve_conn(tls, handler, s).await;
                     }
                 });
             }
@@ -116,5 +98,56 @@ impl Server {
     /// Every request so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+}
+
+/// One connection: read a request, record it, answer with the handler's reply.
+async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
+    mut sock: S,
+    handler: Arc<Handler>,
+    s: Arc<Mutex<Vec<Seen>>>,
+) {
+    let mut data = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let head_end = loop {
+        if let Some(p) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        match sock.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or("").split(' ');
+    let method = first.next().unwrap_or("").to_owned();
+    let target = first.next().unwrap_or("").to_owned();
+    let length = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    while data.len() < head_end + length {
+        match sock.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    }
+    let seen = Seen {
+        method,
+        target,
+        body: data[head_end..head_end + length].to_vec(),
+    };
+    s.lock().unwrap().push(seen.clone());
+    match handler(&seen) {
+        Some(reply) => {
+            let _ = sock.write_all(reply.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        }
+        None => {
+            // hold the connection open, never answering
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! settings become store endpoints (the Lambdas, `storehook serve` and
 //! `storehook translate` alike).
 
+pub mod amazon;
 pub mod appstore;
 pub mod huawei;
 pub mod playstore;
@@ -11,6 +12,7 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, Lookup};
 use crate::ingest::{AppStoreEndpoint, StoreEndpoint};
 use crate::sweep::StatusSource;
+use amazon::{AmazonEndpoint, amazon_config};
 use appstore::{AppStore, appstore_config};
 use huawei::{HuaweiEndpoint, huawei_config};
 use playstore::links::LinkStore;
@@ -96,6 +98,27 @@ impl<'a, L: Lookup> Endpoints<'a, L> {
         HuaweiEndpoint::new(config, self.clock.clone())
     }
 
+    /// The Amazon Appstore endpoint (`AMAZON_*`, see [`amazon_config`]).
+    pub fn amazon(&self) -> Result<AmazonEndpoint, ConfigError> {
+        let config = amazon_config(self.settings, self.require_app)?;
+        if config.topic_arns.is_empty() || config.app_packages.is_empty() {
+            tracing::warn!(
+                "AMAZON_TOPIC_ARNS / AMAZON_APP_PACKAGES not both set: Amazon messages of ANY \
+                 topic or app are accepted once authentic (local use only)"
+            );
+        }
+        tracing::info!(
+            apps = %config.app_packages.join(","),
+            topics = config.topic_arns.len(),
+            rvs = config.rvs.is_some(),
+            rvs_sandbox = config.rvs.as_ref().is_some_and(|r| r.sandbox),
+            auto_confirm = config.auto_confirm,
+            include_raw = config.include_raw,
+            "Amazon Appstore endpoint configured"
+        );
+        AmazonEndpoint::new(config, self.clock.clone())
+    }
+
     /// The Google Play endpoint (`PLAY_*`, see [`playstore_config`]), keeping
     /// purchase-token lineages in `links`.
     pub fn playstore(&self, links: Arc<dyn LinkStore>) -> Result<PlayStoreEndpoint, ConfigError> {
@@ -113,7 +136,8 @@ impl<'a, L: Lookup> Endpoints<'a, L> {
 
     /// Every endpoint the settings enable (`storehook serve`): the App Store
     /// always; Huawei when `HUAWEI_PUBLIC_KEY` is set; Google Play when
-    /// `PLAY_PACKAGE_NAMES` is set (with the other `PLAY_*` settings).
+    /// `PLAY_PACKAGE_NAMES` is set (with the other `PLAY_*` settings); Amazon
+    /// when `AMAZON_TOPIC_ARNS`, `AMAZON_APP_PACKAGES` or the RVS secret is set.
     pub fn configured(
         &self,
         links: Arc<dyn LinkStore>,
@@ -125,6 +149,16 @@ impl<'a, L: Lookup> Endpoints<'a, L> {
         }
         if self.settings.get("PLAY_PACKAGE_NAMES").is_some() {
             out.push(Arc::new(self.playstore(links)?));
+        }
+        if [
+            "AMAZON_TOPIC_ARNS",
+            "AMAZON_APP_PACKAGES",
+            amazon::RVS_SHARED_SECRET.inline,
+        ]
+        .iter()
+        .any(|k| self.settings.get(k).is_some())
+        {
+            out.push(Arc::new(self.amazon()?));
         }
         Ok(out)
     }
