@@ -47,6 +47,8 @@ FUNCTIONS = {
                                         "shared/src/fanout.rs")),
     "HuaweiFunction": ("huawei", ("functions/huawei/src/**/*.rs", "shared/src/stores/huawei/**/*.rs",
                                   "shared/src/fanout.rs")),
+    "AmazonFunction": ("amazon", ("functions/amazon/src/**/*.rs", "shared/src/stores/amazon/**/*.rs",
+                                  "shared/src/fanout.rs")),
     "DispatcherFunction": ("dispatcher", ("functions/dispatcher/src/**/*.rs", "shared/src/config/dispatcher.rs",
                                           "shared/src/dispatch/**/*.rs", "shared/src/consumption.rs",
                                           "shared/src/fanout.rs",
@@ -71,6 +73,10 @@ EXPECTED_ENV = {
         "QUEUE_URL", "TABLE_NAME", "HUAWEI_APP_IDS", "HUAWEI_PUBLIC_KEY", "HUAWEI_CLIENT_ID", "HUAWEI_CLIENT_SECRET_ARN",
         "HUAWEI_API_URL", "HUAWEI_ORDER_API_URL", "INCLUDE_RAW", "RUST_LOG", "WEBHOOK_ENDPOINTS",
     },
+    "AmazonFunction": {
+        "QUEUE_URL", "AMAZON_APP_PACKAGES", "AMAZON_TOPIC_ARNS", "AMAZON_RVS_SHARED_SECRET_ARN",
+        "AMAZON_RVS_SANDBOX", "AMAZON_SNS_AUTO_CONFIRM", "INCLUDE_RAW", "RUST_LOG", "WEBHOOK_ENDPOINTS",
+    },
     "DispatcherFunction": {
         "QUEUE_URL", "DLQ_URL", "TABLE_NAME", "WEBHOOK_URL", "WEBHOOK_SECRET_ARN", "WEBHOOK_TIMEOUT_MS",
         "RETRY_SCHEDULE", "HISTORY_TTL_DAYS", "RUST_LOG", "WEBHOOK_ENDPOINTS",
@@ -93,6 +99,7 @@ INGEST = {
     "AppStoreFunction": ("/appstore", "AppStoreEndpoint", None),
     "PlayStoreFunction": ("/playstore", "PlayStoreEndpoint", "HasPlay"),
     "HuaweiFunction": ("/huawei", "HuaweiEndpoint", "HasHuawei"),
+    "AmazonFunction": ("/amazon", "AmazonEndpoint", "HasAmazon"),
 }
 # Resources that exist only with an optional store (their Condition).
 CONDITIONAL_RESOURCES = {
@@ -101,6 +108,9 @@ CONDITIONAL_RESOURCES = {
     "HuaweiLogGroup": "HasHuawei", "HuaweiFunctionRole": "HasHuawei", "HuaweiFunction": "HasHuawei",
     "HuaweiErrorsAlarm": "HasHuawei",
     "HuaweiClientSecretSecret": "HasHuaweiApi",  # only with HuaweiClientId + HuaweiClientSecret
+    "AmazonLogGroup": "HasAmazon", "AmazonFunctionRole": "HasAmazon", "AmazonFunction": "HasAmazon",
+    "AmazonErrorsAlarm": "HasAmazon",
+    "AmazonRvsSharedSecretSecret": "HasAmazonRvsSecret",  # the rule requires it with AmazonAppPackages
 }
 
 # role -> {(action, resource logical id or the log group)}
@@ -124,6 +134,12 @@ EXPECTED_GRANTS = {
         ("sqs:SendMessage", "EventsQueue"),
         ("secretsmanager:GetSecretValue", "HuaweiClientSecretSecret"),  # !If HasHuaweiApi
         ("dynamodb:PutItem", "Table"),  # only the sweeper's newest-token items: see expected_conditions()
+    },
+    "AmazonFunctionRole": {
+        ("logs:CreateLogStream", "AmazonLogGroup"),
+        ("logs:PutLogEvents", "AmazonLogGroup"),
+        ("sqs:SendMessage", "EventsQueue"),
+        ("secretsmanager:GetSecretValue", "AmazonRvsSharedSecretSecret"),  # !If HasAmazonRvsSecret
     },
     "DispatcherFunctionRole": {
         ("logs:CreateLogStream", "DispatcherLogGroup"),
@@ -160,7 +176,7 @@ EXPECTED_GRANTS = {
     },
 }
 
-EXPECTED_OUTPUTS = {"AppStoreEndpoint", "PlayStoreEndpoint", "HuaweiEndpoint", "QueueUrl", "DeadLetterQueueUrl",
+EXPECTED_OUTPUTS = {"AppStoreEndpoint", "PlayStoreEndpoint", "HuaweiEndpoint", "AmazonEndpoint", "QueueUrl", "DeadLetterQueueUrl",
                     "TableName", "WebhookSecretArn"}
 
 

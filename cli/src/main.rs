@@ -20,7 +20,7 @@ use std::process::ExitCode;
     about = "storehook: app store subscription notifications → one signed, ordered event stream",
     long_about = "storehook verifies app store server notifications, translates them into one event \
 language and delivers them, signed and in order, to your webhook.\n\n\
-Supported stores: appstore (App Store Server Notifications V2), playstore (Google Play RTDN), huawei (AppGallery IAP)."
+Supported stores: appstore (App Store Server Notifications V2), playstore (Google Play RTDN), huawei (AppGallery IAP), amazon (Amazon Appstore RTN over SNS)."
 )]
 struct Cli {
     #[command(subcommand)]

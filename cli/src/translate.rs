@@ -12,7 +12,7 @@
 //! `{"inputs", "translated", "events", "refused", "refused_by_code"}`.
 //!
 //! Configuration comes from the same environment variables as the Lambdas
-//! (`APPLE_*`, `HUAWEI_*`, `PLAY_*`), with flags for the common ones; the app
+//! (`APPLE_*`, `HUAWEI_*`, `PLAY_*`, `AMAZON_*`), with flags for the common ones; the app
 //! identity is optional here (absent: not checked).
 
 use clap::{Args as ClapArgs, ValueEnum};
@@ -37,6 +37,9 @@ pub enum StoreName {
     Playstore,
     /// Huawei AppGallery subscription/order notification (needs HUAWEI_PUBLIC_KEY).
     Huawei,
+    /// Amazon Appstore RTN, the SNS message as posted (needs AMAZON_RVS_SHARED_SECRET: the
+    /// signing certificate is downloaded and the Receipt Verification Service is called).
+    Amazon,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -116,6 +119,7 @@ fn endpoint(args: &Args, clock: Arc<dyn Clock>) -> Result<Arc<dyn StoreEndpoint>
             )
         }
         StoreName::Huawei => Arc::new(endpoints.huawei().map_err(bad_configuration)?),
+        StoreName::Amazon => Arc::new(endpoints.amazon().map_err(bad_configuration)?),
         StoreName::Playstore => Arc::new(
             endpoints
                 .playstore(Arc::new(MemoryLinkStore::new()))

@@ -963,3 +963,122 @@ async fn a_failing_queue_is_503_queue_unavailable() {
     assert_eq!(v["error"]["code"], "queue_unavailable");
     assert!(queue.sent().is_empty());
 }
+
+// ------------------------------------------------------------------- Amazon
+
+/// Amazon over the real binary: SNS messages posted as SNS posts them
+/// (`text/plain`), the signing certificate served over loopback HTTPS from an
+/// allowed test host, RVS a loopback fake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_amazon_messages_are_refused_over_http_and_nothing_is_queued_or_delivered() {
+    use storehook_testkit::amazon::{
+        FakeRvs, PACKAGE, SHARED_SECRET, SnsMessage, SnsPki, TOPIC_ARN, rtn, subscription_receipt,
+    };
+    let pki = SnsPki::new();
+    let certs = pki.serve().await;
+    let rvs = FakeRvs::start().await;
+    let now = now_ms();
+    rvs.answer(
+        "AMZ-1",
+        200,
+        &subscription_receipt("AMZ-1", now - 86_400_000, now + 29 * 86_400_000),
+    );
+    let vars: Vec<(String, String)> = [
+        ("AMAZON_APP_PACKAGES", PACKAGE.to_owned()),
+        ("AMAZON_TOPIC_ARNS", TOPIC_ARN.to_owned()),
+        ("AMAZON_RVS_SHARED_SECRET", SHARED_SECRET.to_owned()),
+        ("AMAZON_RVS_URL", rvs.server.url.clone()),
+        (
+            "AMAZON_SNS_CERT_HOSTS",
+            certs.url.trim_start_matches("https://").to_owned(),
+        ),
+        ("AMAZON_SNS_TRUST_ROOTS", pki.root_pem.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let s = serve(&TestPki::new(), &vars).await;
+    let text = [("content-type", "text/plain; charset=UTF-8".to_owned())];
+    let post = |body: String| s.post("amazon", None, &text, body.into_bytes());
+    let good = SnsMessage::notification(
+        &rtn("SUBSCRIPTION_PURCHASED", "AMZ-1", now).to_string(),
+        "amz-msg-1",
+        &format!("{}/cert.pem", certs.url),
+    );
+    let signed: Value = serde_json::from_str(&good.signed(&pki)).unwrap();
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut v = signed.clone();
+        f(&mut v);
+        v.to_string()
+    };
+
+    s.refused("not JSON", post("<xml/>".into()), 400, "malformed_body")
+        .await;
+    s.refused(
+        "unknown Type",
+        post(with(&|v| v["Type"] = json!("Telegram"))),
+        400,
+        "unsupported_message_type",
+    )
+    .await;
+    s.refused(
+        "Message changed after signing",
+        post(with(&|v| {
+            v["Message"] = json!(rtn("SUBSCRIPTION_PURCHASED", "AMZ-2", now).to_string())
+        })),
+        401,
+        "signature_invalid",
+    )
+    .await;
+    s.refused(
+        "SignatureVersion 3",
+        post(with(&|v| v["SignatureVersion"] = json!("3"))),
+        401,
+        "unsupported_signature_version",
+    )
+    .await;
+    s.refused(
+        "certificate from another host",
+        post(with(&|v| {
+            v["SigningCertURL"] = json!("https://sns.us-east-1.amazonaws.com.attacker.net/c.pem")
+        })),
+        401,
+        "untrusted_certificate_url",
+    )
+    .await;
+    let mut other_topic = good.clone();
+    other_topic.topic_arn = "arn:aws:sns:us-east-1:111122223333:attacker".into();
+    s.refused(
+        "another topic",
+        post(other_topic.signed(&pki)),
+        403,
+        "wrong_topic",
+    )
+    .await;
+    let mut other_app = good.clone();
+    other_app.message = other_app.message.replace(PACKAGE, "com.attacker");
+    s.refused(
+        "another app",
+        post(other_app.signed(&pki)),
+        403,
+        "wrong_app",
+    )
+    .await;
+    rvs.answer("AMZ-DOWN", 500, &json!({}));
+    let mut rvs_fails = good.clone();
+    rvs_fails.message = rtn("SUBSCRIPTION_PURCHASED", "AMZ-DOWN", now).to_string();
+    s.refused(
+        "RVS answers 500",
+        post(rvs_fails.signed(&pki)),
+        503,
+        "rvs_unavailable",
+    )
+    .await;
+
+    s.accepted_and_delivered(post(good.signed(&pki)), "AMAZON_APPSTORE")
+        .await;
+    let delivered: Value = s.rx.requests()[0].json().unwrap();
+    assert_eq!(delivered["type"], "SUBSCRIPTION_STARTED");
+    assert_eq!(delivered["store_notification"]["id"], "amz-msg-1");
+    assert_eq!(delivered["subscription"]["status"], "ACTIVE");
+}

@@ -244,8 +244,8 @@ impl CertPolicy {
             Some(p) => format!("{host}:{p}"),
             None => host.clone(),
         };
-        let allowed = (u.port().is_none() && is_sns_host(&host))
-            || self.extra_hosts.contains(&authority);
+        let allowed =
+            (u.port().is_none() && is_sns_host(&host)) || self.extra_hosts.contains(&authority);
         if !allowed {
             return Err(refuse("the host is not sns.<region>.amazonaws.com"));
         }
