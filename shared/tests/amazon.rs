@@ -1032,3 +1032,185 @@ fn deployments_refuse_to_start_without_their_allowlists() {
     let l = |k: &str| s.get(k).cloned();
     assert!(amazon_config(&l, true).is_err(), "http only to loopback");
 }
+
+// ------------------------------------------------------- committed sample events
+
+/// (file, SNS Type, RTN notificationType, receipt)
+const SAMPLES: [(&str, &str, &str, &str); 3] = [
+    (
+        "amazon-subscription-purchased.json",
+        "Notification",
+        "SUBSCRIPTION_PURCHASED",
+        "q1YqVbJSKkktLlGyUkopSi0uyc9LTSxKLEpNUbJSSs4vyi8uSUxOzcsHyVkpVQMA",
+    ),
+    (
+        "amazon-subscription-cancelled.json",
+        "Notification",
+        "SUBSCRIPTION_CANCELLED",
+        "q1YqVbJSKkktLlGyUkopSi0uyc9LTSxKLEpNUbJSSs4vyi8uSUxOzcsHyVkpVQMA",
+    ),
+    (
+        "amazon-subscription-confirmation.json",
+        "SubscriptionConfirmation",
+        "",
+        "",
+    ),
+];
+const SAMPLE_TIME: i64 = 1_795_996_800_000; // 2026-11-30T00:00:00Z
+
+fn repo_path(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
+}
+
+/// The committed samples (API Gateway events, as `sam local invoke` takes
+/// them) are SNS messages signed by the committed test PKI
+/// (`tests/fixtures/amazon/`). `SigningCertURL` is not part of what SNS signs,
+/// so the test serves the committed chain on loopback and points the URL
+/// there: the committed signatures verify unchanged.
+/// `STOREHOOK_BLESS=1 cargo test -p storehook-shared --test amazon committed`
+/// regenerates the PKI and the samples (commit them together).
+#[tokio::test]
+async fn committed_samples_verify_with_the_committed_test_pki() {
+    if std::env::var_os("STOREHOOK_BLESS").is_some() {
+        bless_samples();
+    }
+    let root = std::fs::read_to_string(repo_path("tests/fixtures/amazon/root.pem")).unwrap();
+    let chain = std::fs::read_to_string(repo_path("tests/fixtures/amazon/chain.pem")).unwrap();
+    let tls = SnsPki::new();
+    let server = tls.serve_file(chain).await;
+    let rvs = FakeRvs::start().await;
+    let settings = HashMap::from([
+        ("AMAZON_APP_PACKAGES", PACKAGE.to_owned()),
+        ("AMAZON_TOPIC_ARNS", TOPIC_ARN.to_owned()),
+        ("AMAZON_RVS_SHARED_SECRET", SHARED_SECRET.to_owned()),
+        ("AMAZON_RVS_URL", rvs.server.url.clone()),
+        (
+            "AMAZON_SNS_CERT_HOSTS",
+            server.url.trim_start_matches("https://").to_owned(),
+        ),
+        ("AMAZON_SNS_TRUST_ROOTS", format!("{}{root}", tls.root_pem)),
+    ]);
+    let lookup = |k: &str| settings.get(k).cloned();
+    let config = amazon_config(&lookup, true).unwrap();
+    let clock = Arc::new(ManualClock::new(
+        chrono::Utc
+            .timestamp_millis_opt(SAMPLE_TIME + 60_000)
+            .unwrap(),
+    ));
+    for (file, kind, rtn_type, receipt) in SAMPLES {
+        let text = std::fs::read_to_string(repo_path(&format!("events/{file}"))).unwrap();
+        let mut event: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(event["rawPath"], "/amazon", "{file}");
+        assert!(
+            event["headers"]["content-type"]
+                .as_str()
+                .unwrap()
+                .starts_with("text/plain"),
+            "{file}: SNS posts text/plain"
+        );
+        let mut body: Value = serde_json::from_str(event["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["Type"], kind);
+        assert!(
+            body["SigningCertURL"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://sns.us-east-1.amazonaws.com/"),
+            "{file}"
+        );
+        body["SigningCertURL"] = json!(format!(
+            "{}/SimpleNotificationService-sample.pem",
+            server.url
+        ));
+        event["body"] = json!(body.to_string());
+        if !receipt.is_empty() {
+            let r = if rtn_type == "SUBSCRIPTION_CANCELLED" {
+                rvs_receipt(receipt, |r| {
+                    r["autoRenewing"] = json!(false);
+                    r["cancelDate"] = json!(SAMPLE_TIME + 20 * DAY);
+                    r["cancelReason"] = json!(1);
+                })
+            } else {
+                subscription_receipt(receipt, SAMPLE_TIME - 1000, SAMPLE_TIME + 30 * DAY)
+            };
+            rvs.answer(receipt, 200, &r);
+        }
+        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let queue = Arc::new(MemoryQueue::new());
+        let amazon = Amazon::new(config.clone(), clock.clone()).unwrap();
+        let ingest = Ingest::new(
+            Arc::new(AmazonEndpoint(amazon)),
+            queue.clone(),
+            clock.clone(),
+        );
+        let resp = ingest.lambda(req).await.unwrap();
+        assert_eq!(resp.status(), 200, "{file}: {:?}", resp.body());
+        let sent = queue.sent();
+        if rtn_type.is_empty() {
+            assert!(sent.is_empty(), "{file}");
+        } else {
+            assert_eq!(sent.len(), 1, "{file}");
+            let e: Event = serde_json::from_str(&sent[0].body).unwrap();
+            assert_eq!(e.store_notification.kind, rtn_type, "{file}");
+        }
+    }
+}
+
+fn bless_samples() {
+    let p = SnsPki::new();
+    std::fs::create_dir_all(repo_path("tests/fixtures/amazon")).unwrap();
+    std::fs::write(repo_path("tests/fixtures/amazon/root.pem"), &p.root_pem).unwrap();
+    std::fs::write(repo_path("tests/fixtures/amazon/chain.pem"), p.chain_pem()).unwrap();
+    let url = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-storehook-sample.pem";
+    let stamp = "2026-11-30T00:00:00.000Z";
+    for (i, (file, kind, rtn_type, receipt)) in SAMPLES.iter().enumerate() {
+        let id = format!("5a6c2f3e-8b1d-4c7e-9f00-00000000000{i}");
+        let mut m = if *kind == "Notification" {
+            SnsMessage::notification(&rtn(rtn_type, receipt, SAMPLE_TIME).to_string(), &id, url)
+        } else {
+            SnsMessage::confirmation(
+                &id,
+                url,
+                &format!(
+                    "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={TOPIC_ARN}&Token=2336412f37fb687f5d51e6e2425ba1f3"
+                ),
+            )
+        };
+        m.timestamp = stamp.into();
+        m.signature_version = if i == 1 { "1".into() } else { "2".into() };
+        let event = json!({
+            "version": "2.0",
+            "routeKey": "POST /amazon",
+            "rawPath": "/amazon",
+            "rawQueryString": "",
+            "headers": {
+                "content-type": "text/plain; charset=UTF-8",
+                "host": "abcdef1234.execute-api.us-east-1.amazonaws.com",
+                "user-agent": "Amazon Simple Notification Service Agent",
+                "x-amz-sns-message-type": kind,
+                "x-amz-sns-message-id": id,
+                "x-amz-sns-topic-arn": TOPIC_ARN
+            },
+            "requestContext": {
+                "accountId": "123456789012",
+                "apiId": "abcdef1234",
+                "domainName": "abcdef1234.execute-api.us-east-1.amazonaws.com",
+                "domainPrefix": "abcdef1234",
+                "http": {"method": "POST", "path": "/amazon", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.20", "userAgent": "Amazon Simple Notification Service Agent"},
+                "requestId": "amazon-sample",
+                "routeKey": "POST /amazon",
+                "stage": "$default",
+                "time": "30/Nov/2026:00:00:01 +0000",
+                "timeEpoch": SAMPLE_TIME + 1000
+            },
+            "body": m.signed(&p),
+            "isBase64Encoded": false
+        });
+        std::fs::write(
+            repo_path(&format!("events/{file}")),
+            serde_json::to_string_pretty(&event).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+}

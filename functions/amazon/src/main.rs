@@ -29,7 +29,10 @@ async fn cold_start() -> Result<Ingest, ConfigError> {
     let settings = WithSecrets::resolve(
         Env,
         &sdk,
-        &[amazon::RVS_SHARED_SECRET, storehook_shared::fanout::ENDPOINTS],
+        &[
+            amazon::RVS_SHARED_SECRET,
+            storehook_shared::fanout::ENDPOINTS,
+        ],
     )
     .await?;
     let clock = Arc::new(SystemClock);
