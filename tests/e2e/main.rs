@@ -1073,3 +1073,131 @@ async fn an_endpoint_in_an_outage_never_holds_another_through_sqs() {
     );
     h.destroy().await;
 }
+
+/// Amazon end to end: SNS-signed RTN messages (certificate over loopback
+/// HTTPS, RVS a loopback fake) into the Amazon Lambda's handler, through SQS
+/// and DynamoDB, to the signed webhook: in order, an SNS retry delivered once,
+/// the refund revoking the access the purchase granted.
+#[tokio::test]
+async fn amazon_sns_messages_reach_the_webhook_in_order_through_sqs_and_dynamodb() {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use storehook_shared::clock::SystemClock;
+    use storehook_shared::ingest::Ingest;
+    use storehook_shared::queue::sqs::SqsQueue;
+    use storehook_shared::stores::amazon::{Amazon, AmazonEndpoint, amazon_config};
+    use storehook_testkit::amazon::{
+        FakeRvs, PACKAGE, SHARED_SECRET, SnsMessage, SnsPki, TOPIC_ARN, rtn, subscription_receipt,
+    };
+    let Some(h) = Harness::start(
+        "amazon_sns_messages_reach_the_webhook_in_order_through_sqs_and_dynamodb",
+        Options::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    let pki = SnsPki::new();
+    let certs = pki.serve().await;
+    let rvs = FakeRvs::start().await;
+    let settings = HashMap::from([
+        ("AMAZON_APP_PACKAGES", PACKAGE.to_owned()),
+        ("AMAZON_TOPIC_ARNS", TOPIC_ARN.to_owned()),
+        ("AMAZON_RVS_SHARED_SECRET", SHARED_SECRET.to_owned()),
+        ("AMAZON_RVS_URL", rvs.server.url.clone()),
+        (
+            "AMAZON_SNS_CERT_HOSTS",
+            certs.url.trim_start_matches("https://").to_owned(),
+        ),
+        ("AMAZON_SNS_TRUST_ROOTS", pki.root_pem.clone()),
+    ]);
+    let lookup = |k: &str| settings.get(k).cloned();
+    let amazon = Amazon::new(amazon_config(&lookup, true).unwrap(), Arc::new(SystemClock)).unwrap();
+    let ingest = Ingest::new(
+        Arc::new(AmazonEndpoint(amazon)),
+        Arc::new(SqsQueue::new(h.sqs.clone(), h.queue_url().to_owned())),
+        Arc::new(SystemClock),
+    );
+    let lambda = |body: String| {
+        let event = serde_json::json!({
+            "version": "2.0", "routeKey": "POST /amazon", "rawPath": "/amazon", "rawQueryString": "",
+            "headers": {"content-type": "text/plain; charset=UTF-8",
+                        "user-agent": "Amazon Simple Notification Service Agent",
+                        "x-amz-sns-message-type": "Notification"},
+            "requestContext": {
+                "accountId": "123456789012", "apiId": "e2e",
+                "domainName": "e2e.execute-api.us-east-1.amazonaws.com", "domainPrefix": "e2e",
+                "http": {"method": "POST", "path": "/amazon", "protocol": "HTTP/1.1",
+                         "sourceIp": "203.0.113.20", "userAgent": "Amazon Simple Notification Service Agent"},
+                "requestId": "amazon-e2e", "routeKey": "POST /amazon",
+                "stage": "$default", "time": "30/Nov/2026:12:00:00 +0000", "timeEpoch": 1_796_040_000_000_i64
+            },
+            "body": body, "isBase64Encoded": false
+        });
+        lambda_http::request::from_str(&event.to_string()).expect("API Gateway v2 event parses")
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let receipt = h.store_id("amz-receipt");
+    let cert_url = format!("{}/cert.pem", certs.url);
+    rvs.answer(
+        &receipt,
+        200,
+        &subscription_receipt(&receipt, now - 1000, now + 30 * DAY),
+    );
+    let purchase = SnsMessage::notification(
+        &rtn("SUBSCRIPTION_PURCHASED", &receipt, now - 1000).to_string(),
+        &h.store_id("m-1"),
+        &cert_url,
+    )
+    .signed(&pki);
+    for _ in 0..2 {
+        // The second post is SNS retrying the same message: one event.
+        let r = ingest.lambda(lambda(purchase.clone())).await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let mut refunded = subscription_receipt(&receipt, now - 1000, now + 30 * DAY);
+    refunded["autoRenewing"] = serde_json::json!(false);
+    refunded["cancelDate"] = serde_json::json!(now - 500);
+    refunded["cancelReason"] = serde_json::json!(1);
+    rvs.answer(&receipt, 200, &refunded);
+    let cancel = SnsMessage::notification(
+        &rtn("SUBSCRIPTION_CANCELLED", &receipt, now - 500).to_string(),
+        &h.store_id("m-2"),
+        &cert_url,
+    )
+    .signed(&pki);
+    let r = ingest.lambda(lambda(cancel)).await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    h.pump_until_requests(4, PUMP).await;
+    h.drain(PUMP).await;
+    let ds = h.deliveries();
+    assert_eq!(
+        kinds(&ds),
+        vec![
+            EventType::SubscriptionStarted,
+            EventType::AccessGranted,
+            EventType::SubscriptionRefunded,
+            EventType::AccessRevoked
+        ],
+        "{:?}",
+        h.summary()
+    );
+    assert_eq!(seqs(&ds), vec![1, 2, 3, 4]);
+    let group = ds[0].event.subscription.as_ref().unwrap().id.0.clone();
+    assert!(ds.iter().all(|d| d.event.group_key() == group));
+    assert_eq!(ds[0].event.store_notification.id, h.store_id("m-1"));
+    assert_eq!(
+        ds[2].event.subscription.as_ref().unwrap().status,
+        SubscriptionStatus::Revoked
+    );
+    let state = h.group(&group).await;
+    assert_eq!(state.sequence, 4);
+    assert!(!state.entitlement.active);
+    assert_eq!(
+        certs.seen().len(),
+        1,
+        "one certificate download for three messages"
+    );
+    h.destroy().await;
+}
