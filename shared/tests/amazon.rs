@@ -1003,6 +1003,49 @@ async fn a_leaf_only_certificate_file_is_completed_through_aia() {
     assert_eq!(aia.seen().len(), 1, "a host not allowed is never fetched");
 }
 
+/// What the certificate must be issued for: `sns.amazonaws.com` (or a
+/// regional SNS name) in a DNS name, or in the common name of a certificate
+/// without subject alternative names; anything else is refused.
+#[tokio::test]
+async fn the_signing_certificate_must_name_sns() {
+    let w = World::start().await;
+    w.active("NAME");
+    for (name, san, ok) in [
+        ("sns.amazonaws.com", false, true),
+        ("sns.eu-west-1.amazonaws.com", true, true),
+        ("sns.amazonaws.com.evil.com", true, false),
+        ("evil.example.com", false, false),
+    ] {
+        let p = SnsPki::with(PkiOptions {
+            leaf_name: name.into(),
+            san,
+            ..PkiOptions::default()
+        });
+        let server = pki().serve_file(p.chain_pem()).await;
+        let mut s = w.settings();
+        s.insert(
+            "AMAZON_SNS_CERT_HOSTS",
+            server.url.trim_start_matches("https://").to_owned(),
+        );
+        s.insert(
+            "AMAZON_SNS_TRUST_ROOTS",
+            format!("{}{}", pki().root_pem, p.root_pem),
+        );
+        let a = w.amazon_with(&s, clock());
+        let m = SnsMessage::notification(
+            &rtn("SUBSCRIPTION_RENEWED", "NAME", NOW).to_string(),
+            "name",
+            &format!("{}/c.pem", server.url),
+        );
+        let r = a.process(m.signed(&p).as_bytes(), None, NOW).await;
+        match (ok, r) {
+            (true, Ok(e)) => assert_eq!(e.len(), 1, "{name}"),
+            (false, Err(e)) => assert_eq!(e.code(), "untrusted_certificate", "{name}"),
+            (ok, r) => panic!("{name} (san {san}): expected ok={ok}, got {r:?}"),
+        }
+    }
+}
+
 #[test]
 fn deployments_refuse_to_start_without_their_allowlists() {
     let base = HashMap::from([

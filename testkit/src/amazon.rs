@@ -41,6 +41,8 @@ pub struct PkiOptions {
     pub rsa: bool,
     /// An Authority Information Access caIssuers URL on the leaf.
     pub aia_url: Option<String>,
+    /// Name the leaf in a subject alternative name (else only in its common name).
+    pub san: bool,
 }
 
 impl Default for PkiOptions {
@@ -51,6 +53,7 @@ impl Default for PkiOptions {
             server_auth: true,
             rsa: true,
             aia_url: None,
+            san: true,
         }
     }
 }
@@ -151,7 +154,12 @@ impl SnsPki {
                 None,
             )
         };
-        let mut leaf_params = CertificateParams::new(vec![o.leaf_name.clone()]).unwrap();
+        let sans = if o.san {
+            vec![o.leaf_name.clone()]
+        } else {
+            Vec::new()
+        };
+        let mut leaf_params = CertificateParams::new(sans).unwrap();
         leaf_params.distinguished_name = name(&o.leaf_name);
         leaf_params.is_ca = IsCa::ExplicitNoCa;
         let ((y1, m1, d1), (y2, m2, d2)) = o.leaf_validity;

@@ -18,7 +18,7 @@
 //! type's fields, in SNS's fixed order.
 
 use crate::http::{describe, read_limited, status_text};
-use rustls_pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -297,6 +297,29 @@ pub enum CertProblem {
     Chain(webpki::Error),
     /// Not an RSA key (SNS signs with RSA).
     NotRsa,
+    /// Not issued for SNS.
+    NotSns,
+}
+
+/// Is this an SNS name: `sns.amazonaws.com` (what SNS's signing certificates
+/// are issued for) or a regional `sns.<region>.amazonaws.com[.cn]`?
+fn is_sns_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == SNS_CERT_NAME || n == "sns.amazonaws.com.cn" || is_sns_host(&n)
+}
+
+/// The certificate names SNS: a DNS subject alternative name, or, only when
+/// it has no such extension, the subject common name (older certificates).
+fn issued_for_sns(x: &x509_parser::certificate::X509Certificate<'_>) -> bool {
+    if let Ok(Some(san)) = x.subject_alternative_name() {
+        return san.value.general_names.iter().any(
+            |g| matches!(g, x509_parser::extensions::GeneralName::DNSName(d) if is_sns_name(d)),
+        );
+    }
+    x.subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok())
+        .any(is_sns_name)
 }
 
 /// A verified signing certificate: its RSA key and validity.
@@ -339,12 +362,11 @@ impl SigningCert {
             None,
         )
         .map_err(CertProblem::Chain)?;
-        let name = ServerName::try_from(SNS_CERT_NAME)
-            .map_err(|_| CertProblem::Chain(webpki::Error::BadDer))?;
-        leaf.verify_is_valid_for_subject_name(&name)
-            .map_err(CertProblem::Chain)?;
         let (_, x) = x509_parser::parse_x509_certificate(&leaf_der)
             .map_err(|_| CertProblem::Chain(webpki::Error::BadDer))?;
+        if !issued_for_sns(&x) {
+            return Err(CertProblem::NotSns);
+        }
         let spki = &x.tbs_certificate.subject_pki;
         if spki.algorithm.algorithm != x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION {
             return Err(CertProblem::NotRsa);
@@ -552,6 +574,7 @@ async fn fetch(client: &reqwest::Client, u: reqwest::Url) -> Result<Vec<u8>, Sns
 fn cert_error(e: &CertProblem) -> String {
     let e = match e {
         CertProblem::NotRsa => return "its key is not RSA".into(),
+        CertProblem::NotSns => return format!("it is not issued for {SNS_CERT_NAME}"),
         CertProblem::Chain(e) => e,
     };
     match e {
@@ -560,9 +583,6 @@ fn cert_error(e: &CertProblem) -> String {
         }
         webpki::Error::CertExpired { .. } => "it has expired".into(),
         webpki::Error::CertNotValidYet { .. } => "it is not valid yet".into(),
-        webpki::Error::CertNotValidForName(_) => {
-            format!("it is not issued for {SNS_CERT_NAME}")
-        }
         webpki::Error::RequiredEkuNotFoundContext(_) => "it is not a TLS server certificate".into(),
         other => format!("{other:?}").chars().take(120).collect(),
     }
