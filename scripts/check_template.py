@@ -90,6 +90,7 @@ EXPECTED_ENV = {
         "PLAY_PACKAGE_NAMES", "PLAY_SERVICE_ACCOUNT_SECRET_ARN",
         "HUAWEI_APP_IDS", "HUAWEI_PUBLIC_KEY", "HUAWEI_CLIENT_ID", "HUAWEI_CLIENT_SECRET_ARN",
         "HUAWEI_API_URL", "HUAWEI_ORDER_API_URL",
+        "AMAZON_RVS_SHARED_SECRET_ARN", "AMAZON_RVS_SANDBOX",
     },
 }
 
@@ -173,6 +174,7 @@ EXPECTED_GRANTS = {
         ("secretsmanager:GetSecretValue", "AppleApiPrivateKeySecretArn"),  # !If HasAppleApi
         ("secretsmanager:GetSecretValue", "PlayServiceAccountSecret"),  # !If HasPlay
         ("secretsmanager:GetSecretValue", "HuaweiClientSecretSecret"),  # !If HasHuaweiApi
+        ("secretsmanager:GetSecretValue", "AmazonRvsSharedSecretSecret"),  # !If HasAmazonRvsSecret
     },
 }
 

@@ -1257,3 +1257,132 @@ fn bless_samples() {
         .unwrap();
     }
 }
+
+// ------------------------------------------------------- the sweeper's Amazon source
+
+mod sweeper {
+    use super::*;
+    use storehook_shared::event::Timestamp;
+    use storehook_shared::state::transition;
+    use storehook_shared::stores::amazon::sweep::AmazonStatusSource;
+    use storehook_shared::sweep::{SourceError, StatusSource};
+
+    fn ts(ms: i64) -> Timestamp {
+        Timestamp::from_millis(ms).unwrap()
+    }
+
+    /// A lapsed subscription: bought (period ending RENEWAL), applied; then
+    /// RVS is asked after its end, and what it says decides.
+    #[tokio::test]
+    async fn a_lapsed_subscription_is_asked_about_and_rvs_decides() {
+        let w = World::start().await;
+        let a = Arc::new(w.amazon());
+        w.active("SW-1");
+        let e = one(
+            &a,
+            &w.notification(&rtn("SUBSCRIPTION_PURCHASED", "SW-1", NOW), "sw")
+                .signed(pki()),
+        )
+        .await;
+        let group = e.group_key();
+        let state = transition(None, e.clone(), e.received_at).next;
+        let src = AmazonStatusSource::new(a.clone()).unwrap();
+        let after = RENEWAL + DAY;
+
+        // Renewed meanwhile (the notification lost): SUBSCRIPTION_RENEWED at the old end.
+        w.rvs.answer(
+            "SW-1",
+            200,
+            &subscription_receipt("SW-1", PURCHASE, RENEWAL + 30 * DAY),
+        );
+        let ev = src.refresh(&group, &state, ts(after)).await.unwrap();
+        assert_eq!(ev.len(), 1);
+        let r = &ev[0];
+        assert_eq!(r.kind, EventType::SubscriptionRenewed);
+        assert_eq!(r.group_key(), group);
+        assert_eq!(r.occurred_at.millis(), RENEWAL);
+        assert_eq!(r.details.source.as_deref(), Some("sweeper"));
+        assert_eq!(
+            r.subscription
+                .as_ref()
+                .unwrap()
+                .expires_at
+                .unwrap()
+                .millis(),
+            RENEWAL + 30 * DAY
+        );
+        assert!(r.entitlement.active);
+        assert_eq!(
+            src.refresh(&group, &state, ts(after + 1000)).await.unwrap()[0].id,
+            r.id,
+            "deterministic id"
+        );
+        let renewed = transition(Some(&state), r.clone(), r.received_at).next;
+        assert!(
+            src.refresh(&group, &renewed, ts(after))
+                .await
+                .unwrap()
+                .is_empty(),
+            "nothing new once applied"
+        );
+
+        // In grace.
+        w.rvs.answer(
+            "SW-1",
+            200,
+            &rvs_receipt("SW-1", |r| r["gracePeriodEndDate"] = json!(after + 2 * DAY)),
+        );
+        let g = &src.refresh(&group, &state, ts(after)).await.unwrap()[0];
+        assert_eq!(g.kind, EventType::GracePeriodStarted);
+        assert_eq!(
+            g.subscription.as_ref().unwrap().status,
+            SubscriptionStatus::InGracePeriod
+        );
+        assert!(g.entitlement.active);
+
+        // Ended: SUBSCRIPTION_EXPIRED at the end, not entitled; then nothing more.
+        w.rvs.answer(
+            "SW-1",
+            200,
+            &rvs_receipt("SW-1", |r| {
+                r["autoRenewing"] = json!(false);
+                r["cancelDate"] = json!(RENEWAL);
+            }),
+        );
+        let x = &src.refresh(&group, &state, ts(after)).await.unwrap()[0];
+        assert_eq!(x.kind, EventType::SubscriptionExpired);
+        assert_eq!(x.occurred_at.millis(), RENEWAL);
+        assert_eq!(
+            x.subscription.as_ref().unwrap().status,
+            SubscriptionStatus::Expired
+        );
+        assert!(!x.entitlement.active);
+        let expired = transition(Some(&state), x.clone(), x.received_at).next;
+        assert!(
+            src.refresh(&group, &expired, ts(after))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // No longer valid: revoked.
+        w.rvs.answer("SW-1", 410, &json!({}));
+        let v = &src.refresh(&group, &state, ts(after)).await.unwrap()[0];
+        assert_eq!(v.kind, EventType::SubscriptionRevoked);
+        assert_eq!(v.group_key(), group);
+
+        // RVS does not know it, or is down: errors, nothing invented.
+        w.rvs.answer("SW-1", 400, &json!({}));
+        assert!(matches!(
+            src.refresh(&group, &state, ts(after)).await,
+            Err(SourceError::Refused(_))
+        ));
+        w.rvs.answer("SW-1", 503, &json!({}));
+        assert!(matches!(
+            src.refresh(&group, &state, ts(after)).await,
+            Err(SourceError::Unavailable(_))
+        ));
+        // Every call asked about the group's receipt.
+        assert!(w.rvs.asked().iter().all(|r| r == "SW-1"));
+    }
+}

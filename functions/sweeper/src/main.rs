@@ -2,7 +2,7 @@
 //! entitlement ended by time without a closing event (the table's `due`
 //! index), asks the store's API about each where the deployment has API
 //! credentials (App Store Server API key, Play service account, Huawei OAuth
-//! client), and queues the closing events for the dispatcher
+//! client, Amazon RVS shared key), and queues the closing events for the dispatcher
 //! (SUBSCRIPTION_EXPIRED after the leeway without credentials). With Google
 //! Play configured, a daily schedule also reads Play's voided purchases. All
 //! logic lives in `storehook_shared::sweep`, `lambda::schedule` and the
@@ -17,7 +17,7 @@ use storehook_shared::lambda::{Error, ScheduledJobs, VoidedJob, run_sweeper};
 use storehook_shared::queue::sqs::SqsQueue;
 use storehook_shared::state::DynamoState;
 use storehook_shared::stores::playstore::links::dynamo::DynamoLinkStore;
-use storehook_shared::stores::{Endpoints, appstore, huawei, playstore};
+use storehook_shared::stores::{Endpoints, amazon, appstore, huawei, playstore};
 use storehook_shared::sweep::Sweeper;
 
 #[tokio::main]
@@ -36,6 +36,7 @@ async fn cold_start() -> anyhow::Result<ScheduledJobs> {
             appstore::api::PRIVATE_KEY,
             playstore::SERVICE_ACCOUNT,
             huawei::CLIENT_SECRET,
+            amazon::RVS_SHARED_SECRET,
         ],
     )
     .await?;

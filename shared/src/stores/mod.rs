@@ -205,7 +205,8 @@ impl<'a, L: Lookup> Endpoints<'a, L> {
     /// The expiry sweeper's store API sources the settings enable: the App
     /// Store when the App Store Server API key is set (`APPLE_API_*`), Google
     /// Play when `PLAY_PACKAGE_NAMES` and the service account are set, Huawei
-    /// when its IAP public key and OAuth client are set. A store without one
+    /// when its IAP public key and OAuth client are set, Amazon when the RVS
+    /// shared key is set. A store without one
     /// is expired by the leeway rule. `links` is the link store the Play and
     /// Huawei endpoints record their newest purchase tokens in.
     pub fn status_sources(
@@ -232,6 +233,11 @@ impl<'a, L: Lookup> Endpoints<'a, L> {
             links,
             self.clock.clone(),
         )? {
+            out.push(Arc::new(s));
+        }
+        if let Some(s) =
+            amazon::sweep::AmazonStatusSource::from_settings(self.settings, self.clock.clone())?
+        {
             out.push(Arc::new(s));
         }
         for s in &out {

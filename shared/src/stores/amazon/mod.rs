@@ -20,6 +20,7 @@
 pub mod config;
 pub mod rvs;
 pub mod sns;
+pub mod sweep;
 pub mod translate;
 
 pub use config::{AmazonConfig, RVS_SHARED_SECRET, amazon_config};
