@@ -585,6 +585,40 @@ def main() -> int:
     for fn_id in FUNCTIONS:
         c.check(("AWS/Lambda", "Errors", fn_id) in alarm_metrics, f"an alarm on {fn_id}'s Errors is required")
 
+    # ---- storehook's own metrics (EMF, shared/src/metrics.rs): every name the alarms and the
+    # dashboard use is one the code publishes, and the dashboard body is JSON
+    metrics_rs = (ROOT / "shared/src/metrics.rs").read_text()
+    published = set(re.findall(r'"([a-z_]+(?:_total|_ms))"', metrics_rs))
+    used = set()
+    for a in resources.values():
+        if a.get("Type") != "AWS::CloudWatch::Alarm":
+            continue
+        props = a.get("Properties", {})
+        if props.get("Namespace") == "storehook":
+            used.add(props.get("MetricName"))
+        for m in props.get("Metrics", []) or []:
+            metric = (m.get("MetricStat") or {}).get("Metric") or {}
+            if metric.get("Namespace") == "storehook":
+                used.add(metric.get("MetricName"))
+    body = resources.get("Dashboard", {}).get("Properties", {}).get("DashboardBody")
+    text = body[0] if isinstance(body, list) else body if isinstance(body, str) else ""
+    if isinstance(body, dict) and "Fn::Sub" in body:
+        sub = body["Fn::Sub"]
+        text = sub[0] if isinstance(sub, list) else sub
+    used |= set(re.findall(r'MetricName=\\?"([a-z_]+)\\?"', text))
+    c.check(len(used) >= 8, f"the alarms and dashboard use storehook's metrics (found {sorted(used)})")
+    for name in sorted(used):
+        c.check(name in published, f"metric {name} is used by the template but not published by metrics.rs")
+    plain_text = re.sub(r"\$\{(PlayMetrics|HuaweiMetrics|AmazonMetrics)\}", "", text)
+    plain_text = re.sub(r"\$\{[^}]+\}", "X", plain_text)
+    try:
+        json.loads(plain_text)
+        c.check(True, "")
+    except ValueError as e:
+        c.check(False, f"the dashboard body is not JSON: {e}")
+    for alarm in ("AuthenticationFailuresAlarm", "DeliveryFailureRateAlarm"):
+        c.check(alarm in resources, f"{alarm} is required")
+
     for f in c.failures:
         print(f"check_template: FAIL {f}", file=sys.stderr)
     print(f"check_template: {c.passed} passed, {len(c.failures)} failed")

@@ -7,6 +7,7 @@
 #    cfn-lint, aws-sam-cli and cargo-lambda (+ ziglang); pip is skipped when .venv/.storehook-pins
 #    says these pins are installed,
 # 2. starts moto_server on a free loopback port (stopped again on exit, whatever happens),
+# 2b. installs Debian's chromium and tests/browser's playwright-core when missing (console test),
 # 3. lints template.yaml (cfn-lint + scripts/check_template.py), checks events/ is generated,
 # 4. runs cargo test --workspace --all-features with AWS_ENDPOINT_URL / STOREHOOK_TEST_AWS_ENDPOINT
 #    pointing at moto,
@@ -110,6 +111,28 @@ export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 export AWS_EC2_METADATA_DISABLED=true
 unset AWS_PROFILE AWS_SESSION_TOKEN
+
+# ------------------------------------------------------------------ 2b. the browser
+# The console's browser test (cli/tests/console.rs) drives Debian's chromium through
+# playwright-core (tests/browser, pinned in its package-lock.json). Installed when missing
+# (apt-get as root; npm ci); without them that test fails under CI and is skipped elsewhere.
+section "browser: chromium + playwright-core"
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${STOREHOOK_CHROMIUM:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium (Debian)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
+      >"$RUN_DIR/apt.log" 2>&1 || echo "test.sh: chromium could not be installed (log: ${RUN_DIR#"$ROOT"/}/apt.log)" >&2
+  else
+    echo "test.sh: no chromium and no apt-get as root: the console browser test is skipped" >&2
+  fi
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --silent) || echo "test.sh: npm ci in tests/browser failed" >&2
+fi
+if [ -z "${STOREHOOK_CHROMIUM:-}" ] && command -v chromium >/dev/null 2>&1; then
+  export STOREHOOK_CHROMIUM=$(command -v chromium)
+fi
+echo "chromium: ${STOREHOOK_CHROMIUM:-none}; playwright-core: $(cd tests/browser && node -p 'require("./node_modules/playwright-core/package.json").version' 2>/dev/null || echo none)"
 
 # ------------------------------------------------------------------ 3. template + events
 section "cfn-lint template.yaml"

@@ -93,6 +93,7 @@ async fn start(pki: &TestPki) -> Server {
     let admin = Admin {
         queue: queue.clone(),
         token: AdminToken::generate().unwrap(),
+        console: None,
     };
     let routes = router(
         endpoints,

@@ -120,14 +120,28 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-/// The admin routes over `queue`, all behind `token`.
-pub fn routes(queue: RedbQueue, token: AdminToken) -> Router {
-    Router::new()
+/// The admin routes over `queue`, all behind `token`, with the web console's
+/// data routes when `console` is given (its page and sign-in are open:
+/// [`crate::console::open_routes`]).
+pub fn routes(
+    queue: RedbQueue,
+    token: AdminToken,
+    console: Option<crate::console::Console>,
+) -> Router {
+    let mut r = Router::new()
         .route("/_storehook/queue", get(queue_depth))
         .route("/_storehook/dead-letters", get(list_dead_letters))
         .route("/_storehook/replay", post(replay_dead_letters))
-        .with_state(queue)
-        .route_layer(axum::middleware::from_fn_with_state(token, require_token))
+        .route("/metrics", get(metrics))
+        .with_state(queue);
+    if let Some(c) = &console {
+        r = r.merge(crate::console::api_routes(c.clone()));
+    }
+    let r = r.route_layer(axum::middleware::from_fn_with_state(token, require_token));
+    match console {
+        Some(c) => r.merge(crate::console::open_routes(c)),
+        None => r,
+    }
 }
 
 async fn require_token(State(token): State<AdminToken>, req: Request, next: Next) -> Response {
@@ -137,7 +151,7 @@ async fn require_token(State(token): State<AdminToken>, req: Request, next: Next
     let mut resp = error(
         StatusCode::UNAUTHORIZED,
         "unauthorized",
-        "the admin routes need `Authorization: Bearer <admin token>`",
+        "the admin routes and /metrics need `Authorization: Bearer <admin token>`",
     );
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
@@ -146,10 +160,15 @@ async fn require_token(State(token): State<AdminToken>, req: Request, next: Next
     resp
 }
 
-/// Exactly one `Authorization: Bearer <token>` header carrying the token.
-fn authorized(headers: &HeaderMap, token: &AdminToken) -> bool {
+/// Exactly one `Authorization: Bearer <token>` header carrying the token;
+/// without any `Authorization` header, the console's session cookie carrying it.
+pub fn authorized(headers: &HeaderMap, token: &AdminToken) -> bool {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let (Some(value), None) = (values.next(), values.next()) else {
+    let first = values.next();
+    if first.is_none() {
+        return cookie_token(headers).is_some_and(|t| token.matches(t.as_bytes()));
+    }
+    let (Some(value), None) = (first, values.next()) else {
         return false;
     };
     let value = value.as_bytes();
@@ -159,12 +178,48 @@ fn authorized(headers: &HeaderMap, token: &AdminToken) -> bool {
     scheme.eq_ignore_ascii_case(b"bearer ") && token.matches(presented)
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+/// The console's session cookie (`storehook_admin=…`), if exactly one is sent.
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    let prefix = format!("{}=", crate::console::COOKIE);
+    let mut found = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter_map(|c| c.strip_prefix(prefix.as_str()));
+    let first = found.next()?.to_owned();
+    found.next().is_none().then_some(first)
+}
+
+/// `Content-Type: application/json` (any parameters).
+pub fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// `GET /metrics`: every metric in the Prometheus text format (the names the
+/// Lambdas publish through CloudWatch EMF, prefixed `storehook_`, see
+/// `storehook_shared::metrics`), plus the embedded queue's gauges.
+async fn metrics(State(q): State<RedbQueue>) -> Response {
+    let mut text = storehook_shared::metrics::global().prometheus();
+    text.push_str("# TYPE storehook_queue_depth gauge\n");
+    text.push_str(&format!("storehook_queue_depth {}\n", q.depth()));
+    if let Ok(dead) = q.dead_letters() {
+        text.push_str("# TYPE storehook_dead_letter_depth gauge\n");
+        text.push_str(&format!("storehook_dead_letter_depth {}\n", dead.len()));
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn queue_depth(State(q): State<RedbQueue>) -> Response {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod apple_api;
 pub mod backfill;
+pub mod console;
 pub mod listener;
 pub mod receiver;
 pub mod replay;

@@ -292,6 +292,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .trusting(read_trust_roots(&args.trust_roots)?)
         .refund_defence(ports.queue.clone())?;
     let fanout = dests.map(|d| Arc::new(Fanout::new(d, ports.queue.clone())));
+    let console_state = ports.state.clone();
     let dispatcher = Arc::new(
         Dispatcher::new(ports.state, sender, schedule, clock.clone())
             .with_refund_defence(refund)
@@ -299,10 +300,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let workers = ports.consumer.spawn(dispatcher, clock.clone());
     let admin = match ports.admin_queue {
-        Some(queue) => Some(Admin {
-            queue,
-            token: admin_token(&args)?,
-        }),
+        Some(queue) => {
+            let token = admin_token(&args)?;
+            // The console's feed: the last notifications and deliveries, in memory.
+            storehook_shared::activity::enable(1000);
+            Some(Admin {
+                queue,
+                console: Some(crate::console::Console {
+                    state: console_state,
+                    endpoints: endpoints.clone(),
+                    clock: clock.clone(),
+                    token: token.clone(),
+                }),
+                token,
+            })
+        }
         None => None,
     };
 
@@ -312,7 +324,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %args.listen, mode = backend.name(), "storehook serving");
-    eprintln!("storehook listening on http://{}", listener.local_addr()?);
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!(
+            "storehook listening on http://{0} (console: http://{0}/_storehook/)",
+            listener.local_addr()?
+        );
+    }
     crate::listener::serve(listener, app, args.limits(), async {
         let _ = tokio::signal::ctrl_c().await;
     })
@@ -457,6 +474,8 @@ pub struct Admin {
     pub queue: RedbQueue,
     /// Their bearer token.
     pub token: AdminToken,
+    /// The web console (`/_storehook/`).
+    pub console: Option<crate::console::Console>,
 }
 
 /// The admin token: `--admin-token` / `STOREHOOK_ADMIN_TOKEN`, else the data
@@ -467,12 +486,23 @@ fn admin_token(args: &Args) -> anyhow::Result<AdminToken> {
     }
     let (token, generated) = crate::admin::load_or_create_token(&args.data_dir)?;
     if let Some(path) = generated {
-        // Shown this once (not through the logs); `storehook replay` reads the file.
-        eprintln!(
-            "storehook: generated the admin token for /_storehook/* (kept in {}, shown only now): {}",
-            path.display(),
-            token.expose()
-        );
+        // Shown this once, and only to a person at a terminal: when standard
+        // error is collected (a file, a log pipeline) it would be a secret in
+        // the logs, so only its file is named. `storehook replay` reads the file.
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            eprintln!(
+                "storehook: generated the admin token for /_storehook/* (kept in {}, shown only now): {}",
+                path.display(),
+                token.expose()
+            );
+        } else {
+            tracing::warn!(
+                file = %path.display(),
+                console = %format!("http://{}/_storehook/", args.listen),
+                "generated the admin token for /_storehook/* and /metrics (read it from the file)"
+            );
+        }
     }
     Ok(token)
 }
@@ -556,7 +586,7 @@ pub fn router(
         app = app.route(&format!("/{}", e.route()), any(handle).with_state(ingest));
     }
     if let Some(a) = admin {
-        app = app.merge(crate::admin::routes(a.queue, a.token));
+        app = app.merge(crate::admin::routes(a.queue, a.token, a.console));
     }
     app
 }

@@ -43,6 +43,8 @@ struct Serve {
     child: Child,
     base: String,
     data: PathBuf,
+    /// Its log (JSON lines, standard error).
+    log: PathBuf,
     rx: TestReceiver,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -81,8 +83,11 @@ async fn serve(pki: &TestPki, env: &[(String, String)]) -> Serve {
         ])
         .args(["--retry-schedule", "1s,1s,1s"])
         .env_remove("AWS_ENDPOINT_URL")
+        // The JSON log of the run, read by the log test.
+        .env("STOREHOOK_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap());
     for name in [
         "PLAY_PACKAGE_NAMES",
         "PLAY_PUSH_AUDIENCE",
@@ -125,6 +130,7 @@ async fn serve(pki: &TestPki, env: &[(String, String)]) -> Serve {
         child,
         base,
         data,
+        log: dir.path().join("serve.log"),
         rx,
         http,
         _dir: dir,
@@ -1081,4 +1087,266 @@ async fn forged_amazon_messages_are_refused_over_http_and_nothing_is_queued_or_d
     assert_eq!(delivered["type"], "SUBSCRIPTION_STARTED");
     assert_eq!(delivered["store_notification"]["id"], "amz-msg-1");
     assert_eq!(delivered["subscription"]["status"], "ACTIVE");
+}
+
+// --------------------------------------------------------------- logs of a full run
+
+/// A full run over every store (App Store, Google Play, Huawei with its API,
+/// Amazon), refusals included, logged as JSON: every line is a JSON object;
+/// each queued event and each delivery has a line carrying its event id, its
+/// subscription group and its store notification id; and no secret or
+/// purchase token appears anywhere in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_run_logs_json_lines_with_ids_and_never_a_secret_or_a_purchase_token() {
+    use storehook_testkit::amazon::{
+        FakeRvs, PACKAGE, SHARED_SECRET, SnsMessage, SnsPki, TOPIC_ARN, rtn, subscription_receipt,
+    };
+    let pki = TestPki::new();
+    let play_env = PlayTestEnv::start().await;
+    let mut vars = play_env.env_vars();
+    vars.push(("PLAY_PUSH_TOKEN".into(), PUSH_TOKEN.into()));
+    let key = HuaweiTestKey::generate();
+    let api = FakeHuaweiApi::start(key.clone(), SignAs::Pkcs1).await;
+    vars.extend(huawei_vars(&key, Some(&api)));
+    let sns = SnsPki::new();
+    let certs = sns.serve().await;
+    let rvs = FakeRvs::start().await;
+    vars.extend(
+        [
+            ("AMAZON_APP_PACKAGES", PACKAGE.to_owned()),
+            ("AMAZON_TOPIC_ARNS", TOPIC_ARN.to_owned()),
+            ("AMAZON_RVS_SHARED_SECRET", SHARED_SECRET.to_owned()),
+            ("AMAZON_RVS_URL", rvs.server.url.clone()),
+            (
+                "AMAZON_SNS_CERT_HOSTS",
+                certs.url.trim_start_matches("https://").to_owned(),
+            ),
+            ("AMAZON_SNS_TRUST_ROOTS", sns.root_pem.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let s = serve(&pki, &vars).await;
+    let now = now_ms();
+
+    // App Store: a renewal, and a forgery.
+    let (p, t, r) = apple_parts(now, "Production");
+    let apple_uuid = p["notificationUUID"].as_str().unwrap().to_owned();
+    let (status, _) = s
+        .send(s.post(
+            "appstore",
+            None,
+            &[],
+            pki.notification_body(p, Some(&t), Some(&r)),
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = s
+        .send(s.post("appstore", None, &[], signed_payload("a.b.c")))
+        .await;
+    assert_eq!(status, 400);
+    // Google Play: a renewal (its purchase token must never be logged), and a bad push token.
+    let play_token = "purchase-token-LOGTEST-0123456789abcdef";
+    play_env.google.set_subscription(
+        play::PACKAGE,
+        play_token,
+        play::Sub::active()
+            .start(now - play::DAY)
+            .expiry(now + 29 * play::DAY)
+            .json(),
+    );
+    let claims = push_claims(play::AUDIENCE, play::PUSH_ACCOUNT, now / 1000);
+    let bearer = vec![(
+        "authorization",
+        format!("Bearer {}", id_token(&play_env.keys.google, &claims)),
+    )];
+    let q = format!("token={PUSH_TOKEN}");
+    let (status, body) = s
+        .send(s.post(
+            "playstore",
+            Some(&q),
+            &bearer,
+            play_push(play::PACKAGE, 2, play_token),
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = s
+        .send(s.post(
+            "playstore",
+            Some("token=wrong-token-wrong-token"),
+            &bearer,
+            play_push(play::PACKAGE, 2, play_token),
+        ))
+        .await;
+    assert_eq!(status, 401);
+    // Huawei: a renewal confirmed through its API.
+    let receipt = huawei_receipt();
+    api.set_subscription(receipt.clone());
+    let update = hw::status_update(2, Some(&receipt));
+    let (status, body) = s
+        .send(s.post(
+            "huawei",
+            None,
+            &[],
+            key.v2_body(&update, SignAs::Pkcs1, now),
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Amazon: a purchase, and a tampered message.
+    rvs.answer(
+        "AMZ-LOG",
+        200,
+        &subscription_receipt("AMZ-LOG", now - play::DAY, now + 29 * play::DAY),
+    );
+    let m = SnsMessage::notification(
+        &rtn("SUBSCRIPTION_PURCHASED", "AMZ-LOG", now).to_string(),
+        "amz-log-1",
+        &format!("{}/cert.pem", certs.url),
+    );
+    let (status, body) = s
+        .send(s.post("amazon", None, &[], m.signed(&sns).into_bytes()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut tampered: Value = serde_json::from_str(&m.signed(&sns)).unwrap();
+    tampered["MessageId"] = json!("amz-log-2");
+    let (status, _) = s
+        .send(s.post("amazon", None, &[], tampered.to_string().into_bytes()))
+        .await;
+    assert_eq!(status, 401);
+
+    // Every event delivered (each notification's event, plus ACCESS_GRANTED where access began).
+    s.rx.wait_for_requests(4, Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.depth().await != 0 {
+        assert!(Instant::now() < deadline, "queue did not drain");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let delivered: Vec<Value> = s.rx.requests().iter().filter_map(|r| r.json()).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+        })
+        .collect();
+    assert!(lines.len() >= 10, "{log}");
+    let with = |message: &str, id: &str| {
+        lines.iter().find(|l| {
+            l["fields"]["message"] == message && l["fields"]["event_id"].as_str() == Some(id)
+        })
+    };
+    for e in &delivered {
+        let id = e["id"].as_str().unwrap();
+        let group = e["subscription"]["id"].as_str().map(str::to_owned);
+        let delivered_line = with("webhook delivered", id)
+            .unwrap_or_else(|| panic!("no delivery line for {id}:\n{log}"));
+        if let Some(g) = &group {
+            assert_eq!(
+                delivered_line["fields"]["group"].as_str(),
+                Some(g.as_str()),
+                "{delivered_line}"
+            );
+        }
+        assert_eq!(
+            delivered_line["fields"]["store_notification_id"], e["store_notification"]["id"],
+            "{delivered_line}"
+        );
+        if e["type"]
+            .as_str()
+            .is_some_and(|t| !t.starts_with("ACCESS_"))
+        {
+            let queued =
+                with("queued", id).unwrap_or_else(|| panic!("no queued line for {id}:\n{log}"));
+            assert_eq!(
+                queued["fields"]["store_notification_id"],
+                e["store_notification"]["id"]
+            );
+            assert!(queued["fields"]["group"].is_string());
+        }
+    }
+    assert!(
+        delivered
+            .iter()
+            .any(|e| e["store_notification"]["id"] == apple_uuid.as_str())
+    );
+    for store in [
+        "APP_STORE",
+        "GOOGLE_PLAY",
+        "HUAWEI_APPGALLERY",
+        "AMAZON_APPSTORE",
+    ] {
+        assert!(
+            delivered.iter().any(|e| e["store"] == store),
+            "{store} delivered"
+        );
+    }
+    // Refusals are logged with their code.
+    for code in ["malformed_jws", "invalid_push_token", "signature_invalid"] {
+        assert!(
+            lines.iter().any(|l| l["fields"]["code"] == code),
+            "refusal {code} logged:\n{log}"
+        );
+    }
+    // The same run in Prometheus text (GET /metrics, behind the admin token).
+    let r = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "/metrics needs the admin token");
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .bearer_auth(admin_token(&s.data).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "storehook_notifications_accepted_total{store=\"amazon\"} 1",
+        "storehook_notifications_accepted_total{store=\"appstore\"} 1",
+        "storehook_notifications_refused_total{store=\"appstore\",code=\"malformed_jws\"} 1",
+        "storehook_notifications_refused_total{store=\"amazon\",code=\"signature_invalid\"} 1",
+        "storehook_authentication_failures_total{store=\"amazon\"} 1",
+        "storehook_authentication_failures_total{store=\"playstore\"} 1",
+        "storehook_events_total{store=\"amazon\",type=\"SUBSCRIPTION_STARTED\"} 1",
+        "storehook_queue_depth 0",
+        "storehook_dead_letter_depth 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in /metrics:\n{metrics}");
+    }
+    let delivered_ok: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("storehook_deliveries_total{outcome=\"delivered\",attempt=\"1\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(delivered_ok, delivered.len() as u64, "{metrics}");
+    assert!(metrics.contains("storehook_delivery_latency_ms_count{outcome=\"delivered\"}"));
+
+    // Never a secret or a purchase token.
+    let huawei_token = receipt["purchaseToken"].as_str().unwrap().to_owned();
+    let admin = admin_token(&s.data).expect("the generated admin token");
+    let secret_key = SECRET.trim_start_matches("whsec_");
+    for (what, secret) in [
+        ("the webhook secret", secret_key),
+        ("the admin token", admin.as_str()),
+        ("the Play push token", PUSH_TOKEN),
+        ("a Play purchase token", play_token),
+        ("a Huawei purchase token", huawei_token.as_str()),
+        ("the Huawei client secret", CLIENT_SECRET),
+        ("the Amazon RVS shared secret", SHARED_SECRET),
+        (
+            "a Google push bearer token",
+            bearer[0].1.trim_start_matches("Bearer "),
+        ),
+    ] {
+        assert!(!log.contains(secret), "{what} appears in the log");
+    }
 }

@@ -143,12 +143,39 @@ impl Ingest {
                         event_type = %e.kind,
                         group = %e.group_key(),
                         store_type = %e.store_notification.kind,
+                        store_notification_id = %e.store_notification.id,
                         "queued"
                     );
+                }
+                let types: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+                crate::metrics::notification(self.route(), response.status, None, &types);
+                crate::activity::record(crate::activity::Entry::Notification {
+                    store: self.route().to_owned(),
+                    status: response.status,
+                    code: None,
+                    events: events
+                        .iter()
+                        .map(|e| crate::activity::EventRef {
+                            id: e.id.0.clone(),
+                            kind: e.kind.as_str().to_owned(),
+                            group: e.group_key(),
+                            store_notification_id: e.store_notification.id.clone(),
+                        })
+                        .collect(),
+                });
+                if events.is_empty() {
+                    tracing::info!(status = response.status, "accepted: nothing to queue");
                 }
                 response
             }
             Err(r) => {
+                crate::metrics::notification(self.route(), r.status, Some(r.code), &[]);
+                crate::activity::record(crate::activity::Entry::Notification {
+                    store: self.route().to_owned(),
+                    status: r.status,
+                    code: Some(r.code.to_owned()),
+                    events: Vec::new(),
+                });
                 if r.status >= 500 {
                     tracing::error!(status = r.status, code = r.code, message = %r.message, "not queued");
                 } else {

@@ -12,6 +12,7 @@
 #[cfg(test)]
 extern crate self as storehook_shared;
 
+pub mod activity;
 #[cfg(feature = "aws")]
 pub mod aws_sdk;
 pub mod clock;
@@ -27,6 +28,7 @@ pub mod ingest;
 pub mod json;
 #[cfg(any(test, feature = "lambda"))]
 pub mod lambda;
+pub mod metrics;
 pub mod policy;
 pub mod provision;
 pub mod queue;

@@ -207,10 +207,22 @@ impl Dispatcher {
             sent = true;
             let record = self.record_of(previous, &result);
             let latency_ms = record.latency_ms;
+            crate::metrics::delivery(attempt_outcome(&result), record.attempts, latency_ms);
+            crate::activity::record(crate::activity::Entry::Delivery {
+                event_id: ev.id.0.clone(),
+                kind: ev.kind.as_str().to_owned(),
+                group: ev.group_key(),
+                sequence: ev.sequence,
+                status: result.status,
+                attempt: record.attempts,
+                outcome: attempt_outcome(&result).to_owned(),
+            });
             if result.is_success() {
                 tracing::info!(
                     event_id = %ev.id,
                     event_type = %ev.kind,
+                    group = %ev.group_key(),
+                    store_notification_id = %ev.store_notification.id,
                     sequence = ev.sequence,
                     status = result.status,
                     latency_ms,
@@ -221,6 +233,8 @@ impl Dispatcher {
                 tracing::warn!(
                     event_id = %ev.id,
                     event_type = %ev.kind,
+                    group = %ev.group_key(),
+                    store_notification_id = %ev.store_notification.id,
                     sequence = ev.sequence,
                     status = result.status,
                     latency_ms,
@@ -370,6 +384,18 @@ impl Dispatcher {
         };
         let record = self.record_of(previous, &result);
         let latency_ms = record.latency_ms;
+        crate::metrics::delivery(attempt_outcome(&result), record.attempts, latency_ms);
+        if let Some(ev) = &job.event {
+            crate::activity::record(crate::activity::Entry::Delivery {
+                event_id: ev.id.0.clone(),
+                kind: ev.kind.as_str().to_owned(),
+                group: ev.group_key(),
+                sequence: ev.sequence,
+                status: result.status,
+                attempt: record.attempts,
+                outcome: attempt_outcome(&result).to_owned(),
+            });
+        }
         let kind = job
             .event
             .as_ref()
@@ -451,6 +477,17 @@ impl Dispatcher {
                 )),
             },
         }
+    }
+}
+
+/// The metrics outcome of one webhook attempt.
+fn attempt_outcome(result: &crate::webhook::DeliveryAttempt) -> &'static str {
+    if result.is_success() {
+        "delivered"
+    } else if result.is_gone() {
+        "gone"
+    } else {
+        "failed"
     }
 }
 

@@ -87,6 +87,7 @@ impl Dispatcher {
             },
             Outcome::DeadLetter { reason } => match message.dead_letter(&reason).await {
                 Ok(()) => {
+                    crate::metrics::dead_letter(&reason);
                     tracing::error!(message_id = %id, group = %message.group_id(), %reason, receive_count, "dead-lettered");
                     Settled::Acked
                 }

@@ -37,7 +37,12 @@ where
     let ingest = start(cold_start).await?;
     lambda_http::run(lambda_http::service_fn(move |req| {
         let ingest = ingest.clone();
-        async move { ingest.lambda(req).await }
+        async move {
+            let answer = ingest.lambda(req).await;
+            // This invocation's metrics (CloudWatch EMF on standard output).
+            crate::metrics::flush_emf();
+            answer
+        }
     }))
     .await
 }

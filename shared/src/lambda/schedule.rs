@@ -144,7 +144,9 @@ where
                 .duration_since(SystemTime::now())
                 .unwrap_or_default();
             let start_by = Instant::now() + remaining.saturating_sub(RESERVE);
-            handle_scheduled(&jobs, &event.payload, Some(start_by)).await
+            let report = handle_scheduled(&jobs, &event.payload, Some(start_by)).await;
+            crate::metrics::flush_emf();
+            report
         }
     }))
     .await

@@ -65,7 +65,11 @@ where
     let consumer = start(cold_start).await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let consumer = consumer.clone();
-        async move { Ok::<_, Error>(consumer.handle(event).await) }
+        async move {
+            let answer = consumer.handle(event).await;
+            crate::metrics::flush_emf();
+            Ok::<_, Error>(answer)
+        }
     }))
     .await
 }

@@ -194,9 +194,15 @@ impl Sweeper {
     }
 
     async fn sweep_group(&self, d: &Due, now: Timestamp, report: &mut SweepReport) {
+        let store = d
+            .state
+            .origin
+            .as_ref()
+            .map_or("UNKNOWN", |o| o.store.as_str());
         let step = match self.decide(d, now, report).await {
             Ok(step) => step,
             Err(e) => {
+                crate::metrics::sweeper(store, "failed");
                 report.errors += 1;
                 tracing::warn!(group = %d.group_key, error = %e, "sweep of a group failed");
                 Step::Snooze(self.later(now))
@@ -208,6 +214,14 @@ impl Sweeper {
             Step::Emit(events, by_leeway) => match self.enqueue(&events).await {
                 Ok(()) => {
                     report.emitted += events.len();
+                    crate::metrics::sweeper(
+                        store,
+                        if by_leeway {
+                            "expired_by_leeway"
+                        } else {
+                            "emitted"
+                        },
+                    );
                     if by_leeway {
                         report.expired_by_leeway += 1;
                     }
@@ -216,6 +230,7 @@ impl Sweeper {
                     self.later(now)
                 }
                 Err(e) => {
+                    crate::metrics::sweeper(store, "failed");
                     report.errors += 1;
                     tracing::warn!(group = %d.group_key, error = %e, "sweep could not queue");
                     return;
@@ -253,6 +268,7 @@ impl Sweeper {
         };
         if let Some(source) = self.sources.get(&origin.store) {
             report.asked += 1;
+            crate::metrics::sweeper(origin.store.as_str(), "asked");
             return match source.refresh(&d.group_key, &d.state, now).await {
                 Ok(events) if events.iter().any(|e| e.group_key() != d.group_key) => Err(format!(
                     "the {} source answered events of another subscription: none queued",
