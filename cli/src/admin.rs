@@ -63,6 +63,25 @@ impl AdminToken {
         &self.0
     }
 
+    /// The console's session cookie value: SHA-256 of a label and the token,
+    /// hex (the token itself never sits in the browser, and any token is a
+    /// valid cookie value).
+    pub fn session_value(&self) -> String {
+        use aws_lc_rs::digest::{SHA256, digest};
+        let d = digest(
+            &SHA256,
+            format!("storehook-console-session:{}", self.0).as_bytes(),
+        );
+        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Whether `presented` is this token's session value (constant time).
+    pub fn session_matches(&self, presented: &[u8]) -> bool {
+        let want = self.session_value();
+        want.len() == presented.len()
+            && aws_lc_rs::constant_time::verify_slices_are_equal(want.as_bytes(), presented).is_ok()
+    }
+
     /// Whether `presented` is the token. Constant time: the SHA-256 digests
     /// of both are compared with aws-lc-rs, so neither the content nor the
     /// length of the token shows in the timing.
@@ -166,7 +185,7 @@ pub fn authorized(headers: &HeaderMap, token: &AdminToken) -> bool {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let first = values.next();
     if first.is_none() {
-        return cookie_token(headers).is_some_and(|t| token.matches(t.as_bytes()));
+        return cookie_token(headers).is_some_and(|t| token.session_matches(t.as_bytes()));
     }
     let (Some(value), None) = (first, values.next()) else {
         return false;
@@ -307,6 +326,50 @@ fn internal(message: &str) -> Response {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    /// The console's cookie holds a digest of the token, never the token:
+    /// the digest is accepted (alone, exactly once), the raw token or a wrong
+    /// value is not, and a bearer header always decides when present.
+    #[test]
+    fn the_console_cookie_is_a_digest_of_the_token() {
+        let t = AdminToken::new("an-admin-token-0123456789").unwrap();
+        let other = AdminToken::new("another-token-0123456789").unwrap();
+        let with = |cookie: String| {
+            let mut h = HeaderMap::new();
+            h.insert(header::COOKIE, cookie.parse().unwrap());
+            h
+        };
+        let session = t.session_value();
+        assert_eq!(session.len(), 64);
+        assert!(!session.contains("an-admin-token"));
+        assert!(authorized(
+            &with(format!("a=1; storehook_admin={session}")),
+            &t
+        ));
+        assert!(!authorized(
+            &with(format!("storehook_admin={session}")),
+            &other
+        ));
+        assert!(!authorized(
+            &with("storehook_admin=an-admin-token-0123456789".into()),
+            &t
+        ));
+        assert!(!authorized(
+            &with(format!(
+                "storehook_admin={session}; storehook_admin={session}"
+            )),
+            &t
+        ));
+        let mut h = with(format!("storehook_admin={session}"));
+        h.insert(
+            header::AUTHORIZATION,
+            "Bearer wrong-wrong-wrong-wrong".parse().unwrap(),
+        );
+        assert!(
+            !authorized(&h, &t),
+            "a wrong bearer is not rescued by the cookie"
+        );
+    }
 
     #[test]
     fn a_token_matches_only_itself() {

@@ -9,8 +9,9 @@
 //! `style.css`: plain HTML, CSS and JavaScript, no build step, nothing from
 //! a CDN) and a few JSON routes. The browser signs in once with the admin
 //! token (`POST /_storehook/session`), which sets an `HttpOnly`,
-//! `SameSite=Strict` cookie scoped to `/_storehook` that the admin routes
-//! accept beside the bearer header; POSTs still need `Content-Type:
+//! `SameSite=Strict` cookie scoped to `/_storehook` holding a digest of the
+//! token (never the token) that the admin routes accept beside the bearer
+//! header; POSTs still need `Content-Type:
 //! application/json`, which no cross-site form can send.
 //!
 //! | route | what |
@@ -154,7 +155,7 @@ async fn session(State(c): State<Console>, headers: HeaderMap, body: bytes::Byte
             header::SET_COOKIE,
             format!(
                 "{COOKIE}={}; Path=/_storehook; HttpOnly; SameSite=Strict",
-                req.token.trim()
+                c.token.session_value()
             ),
         )],
     )
