@@ -111,6 +111,8 @@ class RuntimeApi:
                 return self._reply(404)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # The function is killed with a `next` outstanding: not an error worth a traceback.
+        self.server.handle_error = lambda request, client_address: None
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -216,6 +218,7 @@ def cases(aws: dict, rx: Receiver) -> list[dict]:
     """Per function: its environment and (sample, check) pairs. A check returns None when the
     answer is the expected one, else why not."""
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    dead_tls = f"127.0.0.1:{free_port()}"
 
     def http_status(want: int, code: str | None = None):
         def check(kind, value):
@@ -256,10 +259,14 @@ def cases(aws: dict, rx: Receiver) -> list[dict]:
     huawei_key = (ROOT / "tests/fixtures/huawei/public_key.txt").read_text().strip()
     return [
         {"function": "AppStoreFunction", "warm": "appstore-did-renew.json",
+         "metrics": ["notifications_accepted_total", "notifications_refused_total", "events_total"],
          "env": {**base, "APPLE_BUNDLE_ID": "GeniusParentingAI", "APPLE_ENVIRONMENTS": "Sandbox"},
          "samples": appstore},
         {"function": "PlayStoreFunction", "warm": "playstore-test.json",
-         "env": {**base, "PLAY_PACKAGE_NAMES": "com.prometheuspoker.battle",
+         "metrics": ["notifications_accepted_total", "notifications_refused_total"],
+         "env": {**base, "PLAY_PACKAGE_NAMES": ",".join([
+                     "com.prometheuspoker.battle", "com.edufox", "com.billionfaces.casttree",
+                     "com.anonymous.ipush"]),
                  "PLAY_PUSH_TOKEN": "local-push-token-change-me",
                  "PLAY_SERVICE_ACCOUNT_JSON": play_service_account(),
                  "PLAY_OAUTH_TOKEN_URL": f"{dead}/token", "PLAY_API_BASE_URL": dead,
@@ -268,19 +275,25 @@ def cases(aws: dict, rx: Receiver) -> list[dict]:
          "samples": [("playstore-test.json", http_status(200)),
                      ("playstore-subscription-renewed.json", http_status(503, "play_api_unavailable")),
                      ("playstore-subscription-canceled.json", http_status(503, "play_api_unavailable")),
-                     ("playstore-voided-purchase.json", http_status(200))]},
+                     ("playstore-voided-purchase.json", http_status(503, "play_api_unavailable"))]},
         {"function": "HuaweiFunction", "warm": "huawei-v2-renewal-recurring.json",
+         "metrics": ["notifications_accepted_total", "events_total"],
          "env": {**base, "HUAWEI_APP_IDS": "101234567", "HUAWEI_PUBLIC_KEY": huawei_key},
          "samples": [("huawei-v1-initial-buy.json", http_status(200)),
                      ("huawei-v2-renewal-recurring.json", http_status(200))]},
         {"function": "AmazonFunction", "warm": "amazon-subscription-purchased.json",
+         "metrics": ["notifications_refused_total"],
          "env": {**base, "AMAZON_APP_PACKAGES": "com.example.fire",
                  "AMAZON_TOPIC_ARNS": "arn:aws:sns:us-east-1:033616359524:LT0XA",
-                 "AMAZON_RVS_SHARED_SECRET": "harness-secret", "AMAZON_RVS_URL": dead},
-         # Signed by the committed test PKI; the certificate URL is SNS's, not reachable here.
+                 "AMAZON_RVS_SHARED_SECRET": "harness-secret", "AMAZON_RVS_URL": dead,
+                 "AMAZON_SNS_CERT_HOSTS": dead_tls},
+         # Signed by the committed test PKI. Their certificate URL (not part of what SNS signs)
+         # is pointed at a closed loopback port: the download fails, the answer is 503.
+         "rewrite": lambda e: amazon_cert_url(e, f"https://{dead_tls}/SimpleNotificationService-x.pem"),
          "samples": [(f.name, http_status(503, "certificate_unavailable"))
                      for f in sorted(EVENTS.glob("amazon-*.json"))]},
         {"function": "DispatcherFunction", "warm": None,
+         "metrics": ["deliveries_total", "delivery_latency_ms"],
          "env": {**base, "DLQ_URL": aws["dlq"], "WEBHOOK_URL": rx.url,
                  "WEBHOOK_SECRET": "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"},
          "samples": [("dispatcher-sqs.json", dispatched)]},
@@ -288,6 +301,33 @@ def cases(aws: dict, rx: Receiver) -> list[dict]:
          "env": dict(base),
          "samples": [("sweeper-schedule.json", swept)]},
     ]
+
+
+def amazon_cert_url(event: dict, url: str) -> dict:
+    body = json.loads(event["body"])
+    body["SigningCertURL"] = url
+    return {**event, "body": json.dumps(body)}
+
+
+def emf_metrics(log: Path) -> tuple[set[str], list[str]]:
+    """The metric names of the CloudWatch EMF lines the function printed, and the bad lines."""
+    names, bad = set(), []
+    for line in log.read_text(errors="replace").splitlines():
+        if '"_aws"' not in line:
+            continue
+        try:
+            v = json.loads(line)
+            d = v["_aws"]["CloudWatchMetrics"][0]
+            assert d["Namespace"] == "storehook"
+            for m in d["Metrics"]:
+                assert m["Name"] in v, m["Name"]
+                names.add(m["Name"])
+            for dims in d["Dimensions"]:
+                for k in dims:
+                    assert k in v, k
+        except (ValueError, KeyError, IndexError, AssertionError) as e:
+            bad.append(f"{e}: {line[:200]}")
+    return names, bad
 
 
 def zip_size(binary: Path) -> int:
@@ -332,7 +372,8 @@ def run_function(build: Path, case: dict, endpoint: str, repeat: int) -> dict:
         "HTTPS_PROXY": f"http://127.0.0.1:{free_port()}", "NO_PROXY": "127.0.0.1,localhost",
         **case["env"],
     }
-    log = open(ROOT / "target" / f"lambda-harness-{case['function']}.log", "w")
+    log_path = ROOT / "target" / f"lambda-harness-{case['function']}.log"
+    log = open(log_path, "w")
     t0 = time.perf_counter()
     proc = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -346,8 +387,9 @@ def run_function(build: Path, case: dict, endpoint: str, repeat: int) -> dict:
             out["failures"].append(f"init failed: {api.init_error or f'exit {proc.returncode}'}")
             return out
         out["init_ms"] = (api.first_next - t0) * 1000.0
+        rewrite = case.get("rewrite", lambda e: e)
         for name, check in case["samples"]:
-            event = json.loads((EVENTS / name).read_text())
+            event = rewrite(json.loads((EVENTS / name).read_text()))
             try:
                 kind, value, ms = api.invoke(event)
             except TimeoutError as e:
@@ -358,7 +400,7 @@ def run_function(build: Path, case: dict, endpoint: str, repeat: int) -> dict:
             if why:
                 out["failures"].append(f"{name}: {why}")
         if case["warm"] and repeat > 0:
-            event = json.loads((EVENTS / case["warm"]).read_text())
+            event = rewrite(json.loads((EVENTS / case["warm"]).read_text()))
             times = []
             for _ in range(repeat):
                 _, _, ms = api.invoke(event)
@@ -373,6 +415,15 @@ def run_function(build: Path, case: dict, endpoint: str, repeat: int) -> dict:
         proc.kill()
         proc.wait()
         api.close()
+        log.close()
+        # Every invocation flushes its metrics as CloudWatch EMF lines on standard output.
+        names, bad = emf_metrics(log_path)
+        out["emf_metrics"] = sorted(names)
+        for b in bad:
+            out["failures"].append(f"a malformed EMF line: {b}")
+        for m in case.get("metrics", []):
+            if m not in names:
+                out["failures"].append(f"no CloudWatch EMF line for {m} (log: {log_path.relative_to(ROOT)})")
 
 
 def main() -> int:
@@ -380,6 +431,7 @@ def main() -> int:
     ap.add_argument("--build-dir", default=str(ROOT / ".aws-sam" / "build"))
     ap.add_argument("--repeat", type=int, default=50, help="warm invokes per function (0: none)")
     ap.add_argument("--json", default=str(ROOT / "target" / "lambda-footprint.json"))
+    ap.add_argument("--only", action="append", help="run only this function (repeatable)")
     args = ap.parse_args()
     (ROOT / "target").mkdir(exist_ok=True)
     venv_bin = Path(sys.executable).parent
@@ -387,7 +439,8 @@ def main() -> int:
     try:
         aws = provision(endpoint)
         rx = Receiver()
-        results = [run_function(Path(args.build_dir), c, endpoint, args.repeat) for c in cases(aws, rx)]
+        results = [run_function(Path(args.build_dir), c, endpoint, args.repeat) for c in cases(aws, rx)
+                   if not args.only or c["function"] in args.only]
     finally:
         moto.kill()
         moto.wait()

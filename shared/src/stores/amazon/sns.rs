@@ -414,7 +414,8 @@ impl SigningCert {
 pub struct CertStore {
     policy: CertPolicy,
     https: reqwest::Client,
-    http: reqwest::Client,
+    /// For AIA downloads only (rare): built on first use, not at cold start.
+    http: std::sync::OnceLock<reqwest::Client>,
     cache: Mutex<HashMap<String, Arc<SigningCert>>>,
     fetches: std::sync::atomic::AtomicU64,
 }
@@ -432,7 +433,7 @@ impl CertStore {
     pub fn new(policy: CertPolicy) -> Result<Self, String> {
         Ok(Self {
             https: policy.http_client(true)?,
-            http: policy.http_client(false)?,
+            http: std::sync::OnceLock::new(),
             policy,
             cache: Mutex::new(HashMap::new()),
             fetches: std::sync::atomic::AtomicU64::new(0),
@@ -542,7 +543,17 @@ impl CertStore {
             }
             self.fetches
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let body = fetch(&self.http, u).await?;
+            let client = match self.http.get() {
+                Some(c) => c,
+                None => {
+                    let c = self
+                        .policy
+                        .http_client(false)
+                        .map_err(SnsError::CertificateUnavailable)?;
+                    self.http.get_or_init(|| c)
+                }
+            };
+            let body = fetch(client, u).await?;
             if body.starts_with(b"-----BEGIN") {
                 out.extend(pem_certificates(&body).unwrap_or_default());
             } else {
