@@ -1350,3 +1350,71 @@ async fn a_full_run_logs_json_lines_with_ids_and_never_a_secret_or_a_purchase_to
         assert!(!log.contains(secret), "{what} appears in the log");
     }
 }
+
+/// `storehook translate --store amazon`: the same verification and RVS call
+/// as the route, one JSON line per event; a forgery exits 1 with its code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn translate_store_amazon_verifies_asks_rvs_and_prints_the_events() {
+    use storehook_testkit::amazon::{
+        FakeRvs, PACKAGE, SHARED_SECRET, SnsMessage, SnsPki, TOPIC_ARN, rtn, subscription_receipt,
+    };
+    let sns = SnsPki::new();
+    let certs = sns.serve().await;
+    let rvs = FakeRvs::start().await;
+    let now = now_ms();
+    rvs.answer(
+        "AMZ-T",
+        200,
+        &subscription_receipt("AMZ-T", now - 86_400_000, now + 86_400_000),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let good = SnsMessage::notification(
+        &rtn("SUBSCRIPTION_RENEWED", "AMZ-T", now).to_string(),
+        "amz-translate-1",
+        &format!("{}/cert.pem", certs.url),
+    )
+    .signed(&sns);
+    let mut forged: Value = serde_json::from_str(&good).unwrap();
+    forged["MessageId"] = json!("amz-translate-2");
+    std::fs::write(dir.path().join("good.json"), &good).unwrap();
+    std::fs::write(dir.path().join("forged.json"), forged.to_string()).unwrap();
+    let host = certs.url.trim_start_matches("https://").to_owned();
+    let root = sns.root_pem.clone();
+    let rvs_url = rvs.server.url.clone();
+    let run = move |file: &str| {
+        let path = dir.path().join(file);
+        let (host, root, rvs_url) = (host.clone(), root.clone(), rvs_url.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                Command::new(BIN)
+                    .args(["translate", "--store", "amazon"])
+                    .arg(&path)
+                    .env("AMAZON_APP_PACKAGES", PACKAGE)
+                    .env("AMAZON_TOPIC_ARNS", TOPIC_ARN)
+                    .env("AMAZON_RVS_SHARED_SECRET", SHARED_SECRET)
+                    .env("AMAZON_RVS_URL", rvs_url)
+                    .env("AMAZON_SNS_CERT_HOSTS", host)
+                    .env("AMAZON_SNS_TRUST_ROOTS", root)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = run("good.json").await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["type"], "SUBSCRIPTION_RENEWED");
+    assert_eq!(line["store"], "AMAZON_APPSTORE");
+    assert_eq!(line["store_notification"]["id"], "amz-translate-1");
+    assert_eq!(line["subscription"]["status"], "ACTIVE");
+    let out = run("forged.json").await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("signature_invalid"));
+}
