@@ -1046,6 +1046,55 @@ async fn the_signing_certificate_must_name_sns() {
     }
 }
 
+/// A self-signed test certificate (CA:TRUE, as `openssl req -x509` makes it)
+/// given itself in `AMAZON_SNS_TRUST_ROOTS` is trusted as pinned; not given,
+/// it is refused; its validity period still applies.
+#[tokio::test]
+async fn a_pinned_self_signed_test_certificate_is_trusted_only_when_given() {
+    let w = World::start().await;
+    w.active("PIN");
+    let p = SnsPki::with(PkiOptions {
+        self_signed: true,
+        ..PkiOptions::default()
+    });
+    let server = pki().serve_file(p.leaf_pem.clone()).await;
+    let m = SnsMessage::notification(
+        &rtn("SUBSCRIPTION_RENEWED", "PIN", NOW).to_string(),
+        "pin",
+        &format!("{}/c.pem", server.url),
+    );
+    let mut s = w.settings();
+    s.insert(
+        "AMAZON_SNS_CERT_HOSTS",
+        server.url.trim_start_matches("https://").to_owned(),
+    );
+    s.insert(
+        "AMAZON_SNS_TRUST_ROOTS",
+        format!("{}{}", pki().root_pem, p.leaf_pem),
+    );
+    let a = w.amazon_with(&s, clock());
+    assert_eq!(
+        one(&a, &m.signed(&p)).await.kind,
+        EventType::SubscriptionRenewed
+    );
+    let late = Arc::new(ManualClock::new(
+        chrono::Utc.with_ymd_and_hms(2041, 1, 1, 0, 0, 0).unwrap(),
+    ));
+    let expired = w.amazon_with(&s, late);
+    let e = expired
+        .process(m.signed(&p).as_bytes(), None, NOW)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "untrusted_certificate");
+    s.insert("AMAZON_SNS_TRUST_ROOTS", pki().root_pem.clone());
+    let b = w.amazon_with(&s, clock());
+    let e = b
+        .process(m.signed(&p).as_bytes(), None, NOW)
+        .await
+        .unwrap_err();
+    assert_eq!((e.status(), e.code()), (401, "untrusted_certificate"));
+}
+
 #[test]
 fn deployments_refuse_to_start_without_their_allowlists() {
     let base = HashMap::from([

@@ -43,6 +43,8 @@ pub struct PkiOptions {
     pub aia_url: Option<String>,
     /// Name the leaf in a subject alternative name (else only in its common name).
     pub san: bool,
+    /// Make the leaf self-signed, marked as a CA (what `openssl req -x509` makes).
+    pub self_signed: bool,
 }
 
 impl Default for PkiOptions {
@@ -54,6 +56,7 @@ impl Default for PkiOptions {
             rsa: true,
             aia_url: None,
             san: true,
+            self_signed: false,
         }
     }
 }
@@ -173,7 +176,12 @@ impl SnsPki {
         if let Some(url) = &o.aia_url {
             leaf_params.custom_extensions.push(aia_extension(url));
         }
-        let leaf_cert = leaf_params.signed_by(&leaf_key, &inter_issuer).unwrap();
+        let leaf_cert = if o.self_signed {
+            leaf_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            leaf_params.self_signed(&leaf_key).unwrap()
+        } else {
+            leaf_params.signed_by(&leaf_key, &inter_issuer).unwrap()
+        };
 
         // The HTTPS server's own certificate: localhost, from the same root.
         let tls_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();

@@ -61,7 +61,7 @@ fn list(l: &impl Lookup, name: &str) -> Vec<String> {
 /// | `AMAZON_RVS_TIMEOUT_MS` | per-request timeout (default 4000) |
 /// | `AMAZON_SNS_AUTO_CONFIRM` | `true`: confirm the SNS subscription by fetching `SubscribeURL` |
 /// | `AMAZON_SNS_CERT_HOSTS` | TESTS ONLY: extra `host[:port]`s signing certificates may be fetched from (always over HTTPS) |
-/// | `AMAZON_SNS_TRUST_ROOTS` | TESTS ONLY: extra CA certificates (PEM text, or a path to a PEM file) trusted for the certificate download and the signing certificate's chain |
+/// | `AMAZON_SNS_TRUST_ROOTS` | TESTS ONLY: extra CA certificates (PEM text, or a path to a PEM file) trusted for the certificate download and the signing certificate's chain; a self-signed signing certificate listed here is trusted as pinned (its validity still checked) |
 /// | `INCLUDE_RAW`, `SUSPICIOUS_REFUND_*` | as for the other stores |
 pub fn amazon_config(l: &impl Lookup, require_app: bool) -> Result<AmazonConfig, ConfigError> {
     let app_packages = list(l, "AMAZON_APP_PACKAGES");
