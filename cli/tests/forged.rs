@@ -972,24 +972,15 @@ async fn a_failing_queue_is_503_queue_unavailable() {
 
 // ------------------------------------------------------------------- Amazon
 
-/// Amazon over the real binary: SNS messages posted as SNS posts them
-/// (`text/plain`), the signing certificate served over loopback HTTPS from an
-/// allowed test host, RVS a loopback fake.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_amazon_messages_are_refused_over_http_and_nothing_is_queued_or_delivered() {
-    use storehook_testkit::amazon::{
-        FakeRvs, PACKAGE, SHARED_SECRET, SnsMessage, SnsPki, TOPIC_ARN, rtn, subscription_receipt,
-    };
-    let pki = SnsPki::new();
-    let certs = pki.serve().await;
-    let rvs = FakeRvs::start().await;
-    let now = now_ms();
-    rvs.answer(
-        "AMZ-1",
-        200,
-        &subscription_receipt("AMZ-1", now - 86_400_000, now + 29 * 86_400_000),
-    );
-    let vars: Vec<(String, String)> = [
+/// The Amazon settings of a deployment whose certificates come from `certs`
+/// (signed by `pki`) and whose RVS is `rvs`, as the Lambda reads them.
+fn amazon_vars(
+    pki: &storehook_testkit::amazon::SnsPki,
+    certs: &storehook_testkit::loopback::Server,
+    rvs: &storehook_testkit::amazon::FakeRvs,
+) -> Vec<(String, String)> {
+    use storehook_testkit::amazon::{PACKAGE, SHARED_SECRET, TOPIC_ARN};
+    [
         ("AMAZON_APP_PACKAGES", PACKAGE.to_owned()),
         ("AMAZON_TOPIC_ARNS", TOPIC_ARN.to_owned()),
         ("AMAZON_RVS_SHARED_SECRET", SHARED_SECRET.to_owned()),
@@ -1002,7 +993,27 @@ async fn forged_amazon_messages_are_refused_over_http_and_nothing_is_queued_or_d
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    .collect()
+}
+
+/// Amazon over the real binary: SNS messages posted as SNS posts them
+/// (`text/plain`), the signing certificate served over loopback HTTPS from an
+/// allowed test host, RVS a loopback fake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_amazon_messages_are_refused_over_http_and_nothing_is_queued_or_delivered() {
+    use storehook_testkit::amazon::{
+        FakeRvs, PACKAGE, SnsMessage, SnsPki, rtn, subscription_receipt,
+    };
+    let pki = SnsPki::new();
+    let certs = pki.serve().await;
+    let rvs = FakeRvs::start().await;
+    let now = now_ms();
+    rvs.answer(
+        "AMZ-1",
+        200,
+        &subscription_receipt("AMZ-1", now - 86_400_000, now + 29 * 86_400_000),
+    );
+    let vars = amazon_vars(&pki, &certs, &rvs);
     let s = serve(&TestPki::new(), &vars).await;
     let text = [("content-type", "text/plain; charset=UTF-8".to_owned())];
     let post = |body: String| s.post("amazon", None, &text, body.into_bytes());
@@ -1099,7 +1110,7 @@ async fn forged_amazon_messages_are_refused_over_http_and_nothing_is_queued_or_d
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_run_logs_json_lines_with_ids_and_never_a_secret_or_a_purchase_token() {
     use storehook_testkit::amazon::{
-        FakeRvs, PACKAGE, SHARED_SECRET, SnsMessage, SnsPki, TOPIC_ARN, rtn, subscription_receipt,
+        FakeRvs, SHARED_SECRET, SnsMessage, SnsPki, rtn, subscription_receipt,
     };
     let pki = TestPki::new();
     let play_env = PlayTestEnv::start().await;
@@ -1111,21 +1122,7 @@ async fn a_full_run_logs_json_lines_with_ids_and_never_a_secret_or_a_purchase_to
     let sns = SnsPki::new();
     let certs = sns.serve().await;
     let rvs = FakeRvs::start().await;
-    vars.extend(
-        [
-            ("AMAZON_APP_PACKAGES", PACKAGE.to_owned()),
-            ("AMAZON_TOPIC_ARNS", TOPIC_ARN.to_owned()),
-            ("AMAZON_RVS_SHARED_SECRET", SHARED_SECRET.to_owned()),
-            ("AMAZON_RVS_URL", rvs.server.url.clone()),
-            (
-                "AMAZON_SNS_CERT_HOSTS",
-                certs.url.trim_start_matches("https://").to_owned(),
-            ),
-            ("AMAZON_SNS_TRUST_ROOTS", sns.root_pem.clone()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
+    vars.extend(amazon_vars(&sns, &certs, &rvs));
     let s = serve(&pki, &vars).await;
     let now = now_ms();
 

@@ -72,6 +72,19 @@ pub trait StatusSource: Send + Sync + Debug {
     ) -> Result<Vec<Event>, SourceError>;
 }
 
+/// The `occurred_at` (ms) of a store-API sweeper event whose store time is
+/// `at_ms`: never after `now`, and never before the group's last applied
+/// event + 1 ms (so it orders after what the group already holds).
+pub fn occurred_ms(at_ms: i64, state: &GroupState, now: Timestamp) -> i64 {
+    let mut ms = at_ms.min(now.millis());
+    if let Some(applied) = state.applied_at
+        && ms <= applied.millis()
+    {
+        ms = (applied.millis() + 1).min(now.millis());
+    }
+    ms
+}
+
 /// The deterministic id of a sweeper event: the group key, the event type and
 /// the store-authenticated facts that identify the answer (e.g. the new
 /// transaction id, the expiry in ms).

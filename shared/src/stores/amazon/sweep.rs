@@ -149,12 +149,7 @@ impl StatusSource for AmazonStatusSource {
         let Some((rtn_type, kind, at_ms)) = implied(&answer, previous, now) else {
             return Ok(vec![]);
         };
-        let mut occurred_ms = at_ms.min(now.millis());
-        if let Some(applied) = state.applied_at
-            && occurred_ms <= applied.millis()
-        {
-            occurred_ms = (applied.millis() + 1).min(now.millis());
-        }
+        let occurred_ms = crate::sweep::occurred_ms(at_ms, state, now);
         let end = match &answer {
             Answer::Valid(r) => r.cancel_date.or(r.renewal_date).unwrap_or_default(),
             _ => 0,

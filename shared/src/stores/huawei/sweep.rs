@@ -183,12 +183,7 @@ impl StatusSource for HuaweiStatusSource {
         let Some((ntype, kind, at_ms)) = implied(&receipt, previous, now) else {
             return Ok(vec![]);
         };
-        let mut occurred_ms = at_ms.min(now.millis());
-        if let Some(applied) = state.applied_at
-            && occurred_ms <= applied.millis()
-        {
-            occurred_ms = (applied.millis() + 1).min(now.millis());
-        }
+        let occurred_ms = crate::sweep::occurred_ms(at_ms, state, now);
         let occurred_at = Timestamp::from_millis(occurred_ms).unwrap_or(now);
         let order = receipt.order_id.clone().unwrap_or_default();
         let expiry = receipt
