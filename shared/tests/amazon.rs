@@ -1095,6 +1095,25 @@ async fn a_pinned_self_signed_test_certificate_is_trusted_only_when_given() {
     assert_eq!((e.status(), e.code()), (401, "untrusted_certificate"));
 }
 
+/// RVS's answer decides state only for the receipt it was asked about: a 200
+/// answer naming another receipt is refused (503), nothing translated.
+#[tokio::test]
+async fn an_rvs_answer_about_another_receipt_is_refused() {
+    let w = World::start().await;
+    w.rvs.answer(
+        "ASKED",
+        200,
+        &subscription_receipt("SOMEONE-ELSE", PURCHASE, RENEWAL),
+    );
+    let a = w.amazon();
+    let body = w
+        .notification(&rtn("SUBSCRIPTION_PURCHASED", "ASKED", NOW), "other")
+        .signed(pki());
+    let e = a.process(body.as_bytes(), None, NOW).await.unwrap_err();
+    assert_eq!((e.status(), e.code()), (503, "rvs_unavailable"));
+    assert!(e.to_string().contains("another receipt"), "{e}");
+}
+
 #[test]
 fn deployments_refuse_to_start_without_their_allowlists() {
     let base = HashMap::from([
