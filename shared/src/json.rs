@@ -9,6 +9,7 @@
 //! document with a repeated key at any depth is refused as a whole.
 
 use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -110,18 +111,67 @@ impl<'de> Visitor<'de> for UniqueKeys {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let depth = self.nested::<A::Error>()?;
-        let mut seen: HashSet<String> = HashSet::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if seen.contains(key.as_ref()) {
+        // Keys are borrowed from the input when they hold no escape (the
+        // usual case), and compared linearly while the object is small: no
+        // allocation or hashing per key. Large objects switch to a set.
+        let mut seen: Vec<Cow<'de, str>> = Vec::new();
+        let mut many: Option<HashSet<Cow<'de, str>>> = None;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let repeated = match &many {
+                Some(set) => set.contains(&key),
+                None => seen.contains(&key),
+            };
+            if repeated {
                 return Err(de::Error::custom(format_args!(
                     "{REPEATED_KEY} {:?}",
                     truncate(&key)
                 )));
             }
-            seen.insert(key.into_owned());
+            match &mut many {
+                Some(set) => {
+                    set.insert(key);
+                }
+                None if seen.len() < LINEAR_KEYS => seen.push(key),
+                None => {
+                    let mut set: HashSet<Cow<'de, str>> = seen.drain(..).collect();
+                    set.insert(key);
+                    many = Some(set);
+                }
+            }
             map.next_value_seed(UniqueKeys { depth })?;
         }
         Ok(())
+    }
+}
+
+/// Objects with at most this many keys are checked by linear comparison.
+const LINEAR_KEYS: usize = 32;
+
+/// An object key, borrowed from the input when it holds no escape.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
     }
 }
 
@@ -157,6 +207,23 @@ mod tests {
             assert!(e.to_string().contains("duplicate object key"), "{doc}: {e}");
             assert!(is_repeated_key(&e) && is_strict_refusal(&e));
         }
+    }
+
+    #[test]
+    fn large_objects_are_checked_too() {
+        // Past LINEAR_KEYS the check switches from a list to a set: both halves.
+        let keys: Vec<String> = (0..100).map(|i| format!("\"k{i}\":{i}")).collect();
+        let doc = format!("{{{}}}", keys.join(","));
+        let v: Value = from_str(&doc).unwrap();
+        assert_eq!(v["k99"], 99);
+        for repeat in ["k5", "k40", "k99"] {
+            let doc = format!("{{{},\"{repeat}\":0}}", keys.join(","));
+            let e = from_str::<Value>(&doc).unwrap_err();
+            assert!(is_repeated_key(&e), "{repeat}: {e}");
+        }
+        // An escaped spelling of a key already seen, in the set half.
+        let doc = format!("{{{},\"k\\u0039\":0}}", keys.join(","));
+        assert!(is_repeated_key(&from_str::<Value>(&doc).unwrap_err()));
     }
 
     #[test]

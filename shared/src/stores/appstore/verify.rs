@@ -125,19 +125,48 @@ impl std::fmt::Debug for Root {
     }
 }
 
-/// A cache key: the exact JWS header segment. Only its first 256 bytes (the
-/// algorithm and the start of the leaf certificate, which holds its serial
-/// number) feed the hash — hashing all ~5 KiB on every lookup costs more than
-/// the rest of the lookup; equality still compares the whole header, so a
-/// collision only costs a comparison, never a wrong chain.
-#[derive(PartialEq, Eq)]
-struct HeaderKey(String);
+/// The cache of verified chains, keyed by the exact JWS header segment. The
+/// map's key is a hash of the header's first 256 bytes (the algorithm and the
+/// start of the leaf certificate, which holds its serial number) — hashing all
+/// ~5 KiB on every lookup costs more than the rest of the lookup — and the
+/// entry keeps the whole header, compared on every hit: a collision only
+/// costs a miss, never a wrong chain. Looking up borrows the segment (no copy
+/// of ~5 KiB per JWS); only a verified chain is stored.
+struct ChainCache {
+    hasher: std::hash::RandomState,
+    entries: HashMap<u64, (Box<str>, Arc<VerifiedChain>)>,
+}
 
-impl std::hash::Hash for HeaderKey {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        let b = self.0.as_bytes();
+impl ChainCache {
+    fn new() -> Self {
+        Self {
+            hasher: std::hash::RandomState::new(),
+            entries: HashMap::new(),
+        }
+    }
+
+    fn key(&self, header: &str) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let b = header.as_bytes();
+        let mut h = self.hasher.build_hasher();
         h.write_usize(b.len());
         h.write(&b[..b.len().min(256)]);
+        h.finish()
+    }
+
+    fn get(&self, header: &str) -> Option<Arc<VerifiedChain>> {
+        match self.entries.get(&self.key(header)) {
+            Some((h, chain)) if **h == *header => Some(chain.clone()),
+            _ => None,
+        }
+    }
+
+    fn insert(&mut self, header: &str, chain: Arc<VerifiedChain>) {
+        if self.entries.len() >= CACHE_CAPACITY {
+            self.entries.clear();
+        }
+        let key = self.key(header);
+        self.entries.insert(key, (header.into(), chain));
     }
 }
 
@@ -151,7 +180,7 @@ struct VerifiedChain {
 /// Verifies Apple-signed JWS against a set of trusted roots.
 pub struct JwsVerifier {
     roots: Vec<Root>,
-    cache: Mutex<HashMap<HeaderKey, Arc<VerifiedChain>>>,
+    cache: Mutex<ChainCache>,
 }
 
 impl std::fmt::Debug for JwsVerifier {
@@ -241,19 +270,19 @@ impl JwsVerifier {
         }
         Ok(Self {
             roots: parsed,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(ChainCache::new()),
         })
     }
 
     /// Number of chains currently cached.
     pub fn cached_chains(&self) -> usize {
-        self.cache.lock().map(|c| c.len()).unwrap_or(0)
+        self.cache.lock().map(|c| c.entries.len()).unwrap_or(0)
     }
 
     /// Forgets every cached chain (benchmarks of the cold path).
     pub fn clear_cache(&self) {
         if let Ok(mut c) = self.cache.lock() {
-            c.clear();
+            c.entries.clear();
         }
     }
 
@@ -264,21 +293,14 @@ impl JwsVerifier {
         jws: &str,
         now_ms: i64,
     ) -> Result<Verified<T>, VerifyError> {
-        let mut parts = jws.split('.');
-        let (Some(h64), Some(p64), Some(s64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(VerifyError::MalformedJws(
-                "expected three dot-separated segments".into(),
-            ));
-        };
+        let (h64, p64, s64) = split_jws(jws).ok_or_else(|| {
+            VerifyError::MalformedJws("expected three dot-separated segments".into())
+        })?;
         // Every JWS signed by one leaf carries the same header (alg + x5c), so
         // the verified chain is cached under the exact header segment: a warm
         // hit skips decoding and parsing ~4 KiB of certificates.
-        let key = HeaderKey(h64.to_owned());
-        let cached = self.cache.lock().ok().and_then(|c| c.get(&key).cloned());
-        let payload_bytes = B64URL
-            .decode(p64)
+        let cached = self.cache.lock().ok().and_then(|c| c.get(h64));
+        let payload_bytes = b64url_decode_fast(p64)
             .map_err(|_| VerifyError::MalformedJws("payload is not base64url".into()))?;
         // The strict reader: a repeated key or invalid UTF-8 anywhere (even in
         // a field the model ignores) is refused, so `raw` and the model always
@@ -312,10 +334,7 @@ impl JwsVerifier {
                 }
                 let chain = Arc::new(self.check_chain(&x5c[0], &x5c[1])?);
                 if let Ok(mut cache) = self.cache.lock() {
-                    if cache.len() >= CACHE_CAPACITY {
-                        cache.clear();
-                    }
-                    cache.insert(key, chain.clone());
+                    cache.insert(h64, chain.clone());
                 }
                 chain
             }
@@ -444,6 +463,38 @@ fn require_extension(cert: &X509Certificate<'_>, oid: &str, what: &str) -> Resul
     }
 }
 
+/// The three segments of a compact JWS, found with SIMD byte search: the
+/// first dot from the start, the last from the end (the payload, by far the
+/// longest segment, is not scanned here). A dot inside the payload is then
+/// refused by its base64url decoding; a dot cannot be in the other two.
+fn split_jws(jws: &str) -> Option<(&str, &str, &str)> {
+    let first = memchr::memchr(b'.', jws.as_bytes())?;
+    let last = memchr::memrchr(b'.', jws.as_bytes())?;
+    if last == first {
+        return None;
+    }
+    // Both are ASCII dots, so these are character boundaries.
+    Some((
+        jws.get(..first)?,
+        jws.get(first + 1..last)?,
+        jws.get(last + 1..)?,
+    ))
+}
+
+/// base64url (padding optional) with the SIMD decoder: a notification's
+/// payload carries two whole JWS (~17 KB of base64), the warm path's largest
+/// decode. Same acceptance as [`B64URL`] (tested against it), except that
+/// non-zero trailing bits are tolerated — harmless here, the signature covers
+/// the base64 text itself.
+fn b64url_decode_fast(s: &str) -> Result<Vec<u8>, base64_simd::Error> {
+    let b = s.as_bytes();
+    let unpadded = match b {
+        [rest @ .., b'=', b'='] | [rest @ .., b'='] if b.len().is_multiple_of(4) => rest,
+        _ => b,
+    };
+    base64_simd::URL_SAFE_NO_PAD.decode_to_vec(unpadded)
+}
+
 /// Decodes base64url (padding optional); used by tests and tools.
 pub fn b64url_decode(s: &str) -> Option<Vec<u8>> {
     B64URL.decode(s).ok()
@@ -452,4 +503,46 @@ pub fn b64url_decode(s: &str) -> Option<Vec<u8>> {
 /// Standard base64 without the URL alphabet (x5c entries).
 pub fn b64_std_encode(bytes: &[u8]) -> String {
     general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn jws_segments() {
+        assert_eq!(split_jws("a.b.c"), Some(("a", "b", "c")));
+        assert_eq!(split_jws("..."), Some(("", ".", "")));
+        assert_eq!(split_jws("a.b"), None);
+        assert_eq!(split_jws("abc"), None);
+        // Four segments: the dot stays in the payload, whose decoding refuses it.
+        let (_, p, _) = split_jws("a.b.c.d").unwrap();
+        assert_eq!(p, "b.c");
+        assert!(b64url_decode_fast(p).is_err());
+    }
+
+    proptest! {
+        /// The fast decoder reads exactly what the reference one reads; it may
+        /// also accept a last symbol with non-zero trailing bits (nothing else).
+        #[test]
+        fn fast_base64url_agrees_with_the_reference(s in "[A-Za-z0-9_=+/-]{0,40}") {
+            let reference = B64URL.decode(&s);
+            let fast = b64url_decode_fast(&s);
+            match (&reference, &fast) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+                (Err(base64::DecodeError::InvalidLastSymbol(..)), _) | (Err(_), Err(_)) => {}
+                _ => prop_assert!(false, "{s:?}: reference {reference:?}, fast {fast:?}"),
+            }
+        }
+
+        #[test]
+        fn fast_base64url_reads_every_encoding(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let unpadded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes);
+            let padded = base64::engine::general_purpose::URL_SAFE.encode(&bytes);
+            prop_assert_eq!(b64url_decode_fast(&unpadded).unwrap(), bytes.clone());
+            prop_assert_eq!(b64url_decode_fast(&padded).unwrap(), bytes);
+        }
+    }
 }
