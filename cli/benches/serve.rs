@@ -38,6 +38,11 @@ use storehook_shared::stores::appstore::{AppStore, AppStoreConfig};
 use storehook_shared::webhook::{HttpWebhookSender, WebhookSecret, WebhookSecrets};
 use storehook_testkit::appstore::{TestPki, payloads::*};
 
+/// The allocator of the `storehook` binary (cli/src/main.rs), so the bench
+/// measures what runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
 async fn receiver(arrivals: Arrivals) -> String {

@@ -8,6 +8,11 @@
 //! - `storehook backfill --store appstore|playstore --since …`: App Store: re-post Apple's notification
 //!   history to ingest; Google Play: enqueue the voided purchases storehook may have missed.
 
+/// mimalloc: `storehook serve` allocates per request (HTTP, JSON, redb pages)
+/// on many threads; see BENCHMARKS.md for the measured difference.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use storehook_cli::{backfill, replay, serve, test_notification, translate};
 
 use clap::{Parser, Subcommand};
