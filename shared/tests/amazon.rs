@@ -69,6 +69,25 @@ impl World {
         ])
     }
 
+    /// [`World::settings`] with the signing certificate served by `server`
+    /// (its `https://host:port`) and `extra_root_pem` trusted beside the test PKI's root.
+    fn settings_served_by(
+        &self,
+        server: &str,
+        extra_root_pem: &str,
+    ) -> HashMap<&'static str, String> {
+        let mut s = self.settings();
+        s.insert(
+            "AMAZON_SNS_CERT_HOSTS",
+            server.trim_start_matches("https://").to_owned(),
+        );
+        s.insert(
+            "AMAZON_SNS_TRUST_ROOTS",
+            format!("{}{extra_root_pem}", pki().root_pem),
+        );
+        s
+    }
+
     fn amazon_with(
         &self,
         settings: &HashMap<&'static str, String>,
@@ -1022,15 +1041,7 @@ async fn the_signing_certificate_must_name_sns() {
             ..PkiOptions::default()
         });
         let server = pki().serve_file(p.chain_pem()).await;
-        let mut s = w.settings();
-        s.insert(
-            "AMAZON_SNS_CERT_HOSTS",
-            server.url.trim_start_matches("https://").to_owned(),
-        );
-        s.insert(
-            "AMAZON_SNS_TRUST_ROOTS",
-            format!("{}{}", pki().root_pem, p.root_pem),
-        );
+        let s = w.settings_served_by(&server.url, &p.root_pem);
         let a = w.amazon_with(&s, clock());
         let m = SnsMessage::notification(
             &rtn("SUBSCRIPTION_RENEWED", "NAME", NOW).to_string(),
@@ -1063,15 +1074,7 @@ async fn a_pinned_self_signed_test_certificate_is_trusted_only_when_given() {
         "pin",
         &format!("{}/c.pem", server.url),
     );
-    let mut s = w.settings();
-    s.insert(
-        "AMAZON_SNS_CERT_HOSTS",
-        server.url.trim_start_matches("https://").to_owned(),
-    );
-    s.insert(
-        "AMAZON_SNS_TRUST_ROOTS",
-        format!("{}{}", pki().root_pem, p.leaf_pem),
-    );
+    let mut s = w.settings_served_by(&server.url, &p.leaf_pem);
     let a = w.amazon_with(&s, clock());
     assert_eq!(
         one(&a, &m.signed(&p)).await.kind,
